@@ -1,0 +1,78 @@
+"""MQTT topic layout. Every level that names a grid or a board is a checked identifier.
+
+    peergrid/<grid>/b/<board>/reading   board -> coordinator  (QoS 1)
+    peergrid/<grid>/b/<board>/ack       board -> coordinator  (QoS 1)
+    peergrid/<grid>/b/<board>/status    board -> coordinator  (QoS 1, retained, last will)
+    peergrid/<grid>/b/<board>/enrol     board -> coordinator  (QoS 1)
+    peergrid/<grid>/b/<board>/order     coordinator -> board  (QoS 1)
+    peergrid/<grid>/market/result       coordinator -> all    (QoS 1, retained)
+
+The board id sits at a fixed level so a broker ACL can pin a board to its own topics
+(e.g. Mosquitto ``pattern write peergrid/+/b/%u/reading``).
+"""
+
+from protocol.errors import TopicError
+from protocol.messages import BROADCAST, BY_LEAF, id_ok
+
+ROOT = "peergrid"
+BOARD_LEAVES = ("reading", "ack", "status", "enrol", "order")
+MAX_TOPIC = 128
+
+
+def board_topic(grid, board, leaf):
+    if not id_ok(grid) or not id_ok(board):
+        raise TopicError("grid %r or board %r is not a valid identifier" % (grid, board))
+    if leaf not in BOARD_LEAVES:
+        raise TopicError("no board topic %r" % (leaf,))
+    return "%s/%s/b/%s/%s" % (ROOT, grid, board, leaf)
+
+
+def result_topic(grid):
+    if not id_ok(grid):
+        raise TopicError("grid %r is not a valid identifier" % (grid,))
+    return "%s/%s/market/result" % (ROOT, grid)
+
+
+def board_filter(grid, leaf, share=None):
+    """Subscription filter for one leaf of every board of a grid (``share``: shared group)."""
+    if not id_ok(grid) or leaf not in BOARD_LEAVES:
+        raise TopicError("bad filter for grid %r leaf %r" % (grid, leaf))
+    f = "%s/%s/b/+/%s" % (ROOT, grid, leaf)
+    if share is not None:
+        if not id_ok(share):
+            raise TopicError("shared group %r is not a valid identifier" % (share,))
+        f = "$share/%s/%s" % (share, f)
+    return f
+
+
+def parse(topic):
+    """Split a topic into ``(grid, board_or_None, leaf)``; TopicError if it is not ours."""
+    if not isinstance(topic, str) or len(topic) > MAX_TOPIC:
+        raise TopicError("topic is not a string of at most %d characters" % MAX_TOPIC)
+    parts = topic.split("/")
+    if len(parts) == 5 and parts[0] == ROOT and parts[2] == "b":
+        if id_ok(parts[1]) and id_ok(parts[3]) and parts[4] in BOARD_LEAVES:
+            return parts[1], parts[3], parts[4]
+    elif len(parts) == 4 and parts[0] == ROOT and parts[2] == "market" and parts[3] == "result":
+        if id_ok(parts[1]):
+            return parts[1], None, "result"
+    raise TopicError("not a peergrid topic: %r" % (topic,))
+
+
+def topic_for(grid, msg):
+    """The topic a message is published on (a result names its own grid)."""
+    if msg.DIR == BROADCAST:
+        return result_topic(msg.grid)
+    return board_topic(grid, msg.board, msg.LEAF)
+
+
+def check(topic, msg):
+    """Raise TopicError unless ``msg`` belongs on ``topic``; return the topic's grid id."""
+    grid, board, leaf = parse(topic)
+    if BY_LEAF.get(leaf) is not type(msg):
+        raise TopicError("a %s does not belong on %s" % (type(msg).__name__, topic))
+    if board is not None and msg.board != board:
+        raise TopicError("message of board %r on the topic of board %r" % (msg.board, board))
+    if board is None and msg.grid != grid:
+        raise TopicError("result of grid %r on the topic of grid %r" % (msg.grid, grid))
+    return grid

