@@ -1,0 +1,1 @@
+"""peergrid benchmarks: each prints figures beside a reference measured in the same run."""

@@ -1,0 +1,1 @@
+"""The peergrid simulator: virtual boards, profiles, grid models, scenarios and faults."""
