@@ -42,8 +42,9 @@ def run(ci: bool) -> list[Row]:
     mp = json.loads(out)
 
     key = crypto.SigningKey(bytes(range(32)))
-    r = messages.Reading(board="m01", seq=1, ts=1_750_000_000, e_imp=12_345_678, e_exp=4321,
-                         p=-2500, u=231_000, flags=0)
+    r = messages.Reading(
+        board="m01", seq=1, ts=1_750_000_000, e_imp=12_345_678, e_exp=4321, p=-2500, u=231_000, flags=0
+    )
     topic = topics.topic_for("demo", r)
     fr = frame.seal(r, topic, key)
     body, sig = frame.split(fr)
@@ -57,12 +58,29 @@ def run(ci: bool) -> list[Row]:
     proto_verify = rate(lambda: frame.open_frame(topic, fr, lambda m: ver), n)
 
     return [
-        Row("board sign (MicroPython unix, pure Ed25519)", mp["sign_us"] / 1000, "ms",
-            1000 / lib_sign, "cryptography sign", "about 2 ms"),
-        Row("board seal reading (encode + sign)", mp["seal_us"] / 1000, "ms",
-            mp["sign_us"] / 1000, "sign alone"),
+        Row(
+            "board sign (MicroPython unix, pure Ed25519)",
+            mp["sign_us"] / 1000,
+            "ms",
+            1000 / lib_sign,
+            "cryptography sign",
+            "about 2 ms",
+        ),
+        Row(
+            "board seal reading (encode + sign)",
+            mp["seal_us"] / 1000,
+            "ms",
+            mp["sign_us"] / 1000,
+            "sign alone",
+        ),
         Row("board fixed-base table build (once)", mp["build_us"] / 1000, "ms"),
         Row("board heap free after keys+protocol", mp["heap_free"] / 1024, "KiB", 64, "of heap"),
-        Row("coordinator open_frame (decode+check+verify)", proto_verify, "/s",
-            lib_verify, "raw verify/s", ">= 80% of raw"),
+        Row(
+            "coordinator open_frame (decode+check+verify)",
+            proto_verify,
+            "/s",
+            lib_verify,
+            "raw verify/s",
+            ">= 80% of raw",
+        ),
     ]

@@ -42,7 +42,9 @@ def render(rows: list[Row]) -> str:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         body.append((r.name, f"{fmt(r.value)} {r.unit}", ref, ratio, r.target or "-"))
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, *body]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *body]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

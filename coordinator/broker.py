@@ -34,9 +34,7 @@ class EmbeddedBroker:
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         config = {
-            "listeners": {
-                "default": {"type": "tcp", "bind": f"{self.address.host}:{self.address.port}"}
-            },
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.address.host}:{self.address.port}"}},
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
             },

@@ -48,15 +48,16 @@ class Ingest:
         if isinstance(msg, messages.Enrol):
             known = self.boards.get(msg.board)
             if known is not None and known.verifier.public != msg.pubkey:
-                raise RejectedMessage("key_conflict", f"board {msg.board} is enrolled with another key")
+                raise RejectedMessage("key_conflict", f"{msg.board} is enrolled with another key")
             if known is None and not self.auto_enrol:
-                raise RejectedMessage("enrol_pending", f"board {msg.board} awaits operator approval")
+                raise RejectedMessage("enrol_pending", f"{msg.board} awaits operator approval")
             return crypto.Verifier(msg.pubkey)  # proof of possession: signed by the key it carries
-        if msg.DIR != messages.UP:
+        board = messages.board_of(msg)
+        if msg.DIR != messages.UP or board is None:
             raise RejectedMessage("wrong_direction", f"{type(msg).__name__} is not sent by boards")
-        state = self.boards.get(msg.board)
+        state = self.boards.get(board)
         if state is None:
-            raise RejectedMessage("unknown_board", f"board {msg.board!r} is not enrolled")
+            raise RejectedMessage("unknown_board", f"board {board!r} is not enrolled")
         return state.verifier
 
     def check(self, topic: str, payload: bytes) -> messages.Message:
@@ -64,7 +65,7 @@ class Ingest:
         try:
             grid = topics.parse(topic)[0]
             if grid != self.grid:
-                raise RejectedMessage("wrong_grid", f"topic of grid {grid!r}, this is {self.grid!r}")
+                raise RejectedMessage("wrong_grid", f"topic of grid {grid!r}, not {self.grid!r}")
             msg = frame.open_frame(topic, payload, self._verifier_for)
         except ProtocolError as e:
             raise RejectedMessage(getattr(e, "code", "protocol"), str(e)) from None
@@ -79,7 +80,8 @@ class Ingest:
         state = self.boards[r.board]
         now = self.now()
         if r.ts > now + MAX_FUTURE_S:
-            raise RejectedMessage("from_future", f"{r.board} seq {r.seq} stamped {r.ts - now:.0f} s ahead")
+            ahead = r.ts - now
+            raise RejectedMessage("from_future", f"{r.board} seq {r.seq} stamped {ahead:.0f} s ahead")
         if r.ts < now - MAX_AGE_S:
             raise RejectedMessage("too_old", f"{r.board} seq {r.seq} is {now - r.ts:.0f} s old")
         if r.seq == state.last_seq:
@@ -87,7 +89,7 @@ class Ingest:
         if r.seq < state.last_seq:
             raise RejectedMessage("replay", f"{r.board} seq {r.seq} after seq {state.last_seq}")
         if r.e_imp < state.e_imp or r.e_exp < state.e_exp:
-            raise RejectedMessage("register_backwards", f"{r.board} seq {r.seq} registers decreased")
+            raise RejectedMessage("register_backwards", f"{r.board} seq {r.seq}: registers went down")
         state.last_seq, state.e_imp, state.e_exp = r.seq, r.e_imp, r.e_exp
 
     def handle(self, topic: str, payload: bytes) -> messages.Message | None:

@@ -19,7 +19,7 @@ MAX_ITEMS = 64  # elements in one array
 MAX_BYTES = 1024  # length of one string or binary
 
 
-def _pack_int(out, v):
+def _pack_int(out: bytearray, v: int) -> None:
     if v >= 0:
         if v < 0x80:
             out.append(v)
@@ -48,7 +48,9 @@ def _pack_int(out, v):
         raise OversizeError("integer %d does not fit in 64 bits" % v)
 
 
-def _pack_len(out, n, fix_base, fix_max, b8, b16, b32):
+def _pack_len(
+    out: bytearray, n: int, fix_base: "int | None", fix_max: int, b8: "int | None", b16: int, b32: int
+) -> None:
     if fix_base is not None and n <= fix_max:
         out.append(fix_base | n)
     elif b8 is not None and n <= 0xFF:
@@ -60,7 +62,7 @@ def _pack_len(out, n, fix_base, fix_max, b8, b16, b32):
         out.extend(struct.pack(">BI", b32, n))
 
 
-def _pack(out, v, depth):
+def _pack(out: bytearray, v: object, depth: int) -> None:
     if v is None:
         out.append(0xC0)
     elif v is True:
@@ -92,7 +94,7 @@ def _pack(out, v, depth):
         raise DecodeError("cannot encode a value of type %s" % type(v).__name__)
 
 
-def pack_portable(value):
+def pack_portable(value: object) -> bytes:
     """Encode ``value`` canonically with the portable encoder (the board's code path)."""
     out = bytearray()
     _pack(out, value, 0)
@@ -100,47 +102,47 @@ def pack_portable(value):
 
 
 class _Reader:
-    def __init__(self, buf):
+    def __init__(self, buf: bytes) -> None:
         self.buf = memoryview(buf)
         self.pos = 0
 
-    def take(self, n):
+    def take(self, n: int) -> memoryview:
         p = self.pos
         if p + n > len(self.buf):
             raise DecodeError("truncated: need %d bytes at offset %d of %d" % (n, p, len(self.buf)))
         self.pos = p + n
         return self.buf[p : p + n]
 
-    def byte(self):
+    def byte(self) -> int:
         return self.take(1)[0]
 
 
-def _uint(r, n):
+def _uint(r: _Reader, n: int) -> int:
     v = 0
     for b in r.take(n):
         v = (v << 8) | b
     return v
 
 
-def _sint(r, n):
+def _sint(r: _Reader, n: int) -> int:
     v = _uint(r, n)
     if v >= 1 << (8 * n - 1):
         v -= 1 << (8 * n)
     return v
 
 
-def _noncanonical(what, off):
+def _noncanonical(what: str, off: int) -> DecodeError:
     return DecodeError("non-canonical encoding of %s at offset %d" % (what, off))
 
 
-def _text(raw, off):
+def _text(raw: memoryview, off: int) -> str:
     for c in raw:
         if c < 0x20 or c > 0x7E:
             raise DecodeError("string at offset %d is not printable ASCII" % off)
     return str(bytes(raw), "ascii")
 
 
-def _unpack(r, depth):
+def _unpack(r: _Reader, depth: int) -> object:
     off = r.pos
     t = r.byte()
     if t <= 0x7F:
@@ -192,7 +194,7 @@ def _unpack(r, depth):
     raise DecodeError("unsupported msgpack type byte 0x%02x at offset %d" % (t, off))
 
 
-def _array(r, n, depth, off):
+def _array(r: _Reader, n: int, depth: int, off: int) -> list[object]:
     if depth >= MAX_DEPTH:
         raise OversizeError("arrays nested deeper than %d at offset %d" % (MAX_DEPTH, off))
     if n > MAX_ITEMS:
@@ -200,7 +202,7 @@ def _array(r, n, depth, off):
     return [_unpack(r, depth + 1) for _ in range(n)]
 
 
-def unpack_portable(buf):
+def unpack_portable(buf: bytes) -> object:
     """Decode exactly one canonical value from ``buf``; raise DecodeError on anything else."""
     r = _Reader(buf)
     v = _unpack(r, 0)
@@ -209,17 +211,22 @@ def unpack_portable(buf):
     return v
 
 
+TYPING = False  # True for mypy only (pyproject: always_true); MicroPython has no typing module
+if TYPING:
+    from typing import Any, Callable
+
+_msgpack_packb: "Callable[..., bytes] | None" = None
+_msgpack_unpackb: "Callable[..., Any] | None" = None
 try:  # the coordinator's fast path: the msgpack C extension, held to the same bytes
     import msgpack as _msgpack
 
     _msgpack_packb = _msgpack.packb
     _msgpack_unpackb = _msgpack.unpackb
 except ImportError:  # the board
-    _msgpack_packb = None
-    _msgpack_unpackb = None
+    pass
 
 
-def _check_fast(v, depth):
+def _check_fast(v: object, depth: int) -> None:
     # Values from the C decoder, held to the portable decoder's rules.
     if isinstance(v, list):
         if depth >= MAX_DEPTH:
@@ -236,7 +243,7 @@ def _check_fast(v, depth):
         raise DecodeError("unsupported value of type %s" % type(v).__name__)
 
 
-def pack(value):
+def pack(value: object) -> bytes:
     """Canonical encoding of ``value`` (C extension where available, same bytes either way)."""
     if _msgpack_packb is None:
         return pack_portable(value)
@@ -244,12 +251,12 @@ def pack(value):
     return _msgpack_packb(value, use_bin_type=True)
 
 
-def unpack(buf):
+def unpack(buf: bytes) -> object:
     """Decode one canonical value; DecodeError (or a subclass) for anything else."""
-    if _msgpack_unpackb is None:
+    if _msgpack_unpackb is None or _msgpack_packb is None:
         return unpack_portable(buf)
     try:
-        v = _msgpack_unpackb(
+        v: object = _msgpack_unpackb(
             buf,
             raw=False,
             use_list=True,

@@ -9,21 +9,32 @@ topic means a frame cannot be replayed on another board's topic or as another me
 
 from protocol import codec, topics
 from protocol.errors import DecodeError, OversizeError, SignatureError
-from protocol.messages import from_list
+from protocol.messages import Message, from_list
+
+TYPING = False  # True for mypy only (pyproject: always_true)
+if TYPING:
+    from typing import Callable, Protocol
+
+    class Signer(Protocol):
+        def sign(self, data: bytes) -> bytes: ...
+
+    class Checker(Protocol):
+        def verify(self, data: bytes, sig: bytes) -> None: ...
+
 
 DOMAIN = b"peergrid/1\x00"
 SIG_LEN = 64
 MAX_FRAME = 512
 
 
-def signed_bytes(type_id, topic, body):
+def signed_bytes(type_id: int, topic: str, body: "bytes | memoryview") -> bytes:
     t = topic.encode()
     if len(t) > topics.MAX_TOPIC:
         raise OversizeError("topic longer than %d bytes" % topics.MAX_TOPIC)
     return DOMAIN + bytes((type_id, len(t))) + t + bytes(body)
 
 
-def seal(msg, topic, key):
+def seal(msg: Message, topic: str, key: "Signer") -> bytes:
     """Frame ``msg`` for ``topic``, signed with ``key`` (a SigningKey)."""
     topics.check(topic, msg)
     body = msg.encode()
@@ -32,7 +43,7 @@ def seal(msg, topic, key):
     return body + key.sign(signed_bytes(msg.TYPE, topic, body))
 
 
-def split(frame):
+def split(frame: bytes) -> "tuple[memoryview, memoryview]":
     """Return ``(body, sig)``; DecodeError if the frame cannot hold both."""
     n = len(frame)
     if n > MAX_FRAME:
@@ -43,7 +54,7 @@ def split(frame):
     return mv[: n - SIG_LEN], mv[n - SIG_LEN :]
 
 
-def open_frame(topic, frame, verifier_for):
+def open_frame(topic: str, frame: bytes, verifier_for: "Callable[[Message], Checker | None]") -> Message:
     """Decode and authenticate a frame received on ``topic``.
 
     ``verifier_for(msg)`` returns the Verifier of the key that must have signed ``msg`` (the
@@ -52,10 +63,10 @@ def open_frame(topic, frame, verifier_for):
     body, fields, topic, signature. Returns the message.
     """
     body, sig = split(frame)
-    msg = from_list(codec.unpack(body))
+    msg = from_list(codec.unpack(bytes(body)))
     topics.check(topic, msg)
     verifier = verifier_for(msg)
     if verifier is None:
         raise SignatureError("no key to verify a %s from %r" % (type(msg).__name__, topic))
-    verifier.verify(signed_bytes(msg.TYPE, topic, body), sig)
+    verifier.verify(signed_bytes(msg.TYPE, topic, body), bytes(sig))
     return msg

@@ -12,6 +12,12 @@ Runs unchanged on CPython and MicroPython.
 from protocol import codec
 from protocol.errors import DecodeError, FieldError, UnknownTypeError
 
+TYPING = False  # True for mypy only (pyproject: always_true)
+if TYPING:
+    from typing import Any
+
+    Field = tuple[str, int, int, int]
+
 VERSION = 1
 
 # directions
@@ -52,7 +58,7 @@ F_ALIGNED = 4  # registers were aligned to the utility meter since the last read
 F_FRONTEND_FAULT = 8  # metering front end did not answer; registers held
 
 
-def id_ok(s):
+def id_ok(s: object) -> bool:
     """True when ``s`` is a valid board or grid identifier (also safe as an MQTT topic level)."""
     if not isinstance(s, str) or not 1 <= len(s) <= ID_MAX:
         return False
@@ -62,7 +68,7 @@ def id_ok(s):
     return True
 
 
-def _check(cls, f, v):
+def _check(cls: type, f: "Field", v: object) -> None:
     name, kind, lo, hi = f
     if v is None:
         if kind & OPT:
@@ -94,9 +100,9 @@ class Message:
     TYPE = 0
     LEAF = ""
     DIR = 0
-    FIELDS = ()
+    FIELDS: "tuple[Field, ...]" = ()
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: "Any") -> None:
         for f in self.FIELDS:
             v = kw.pop(f[0], None)
             _check(type(self), f, v)
@@ -104,27 +110,27 @@ class Message:
         if kw:
             raise FieldError("%s has no field(s) %s" % (type(self).__name__, ", ".join(sorted(kw))))
 
-    def to_list(self):
+    def to_list(self) -> list[object]:
         """The body array: ``[TYPE, VERSION, field1, ...]``."""
-        out = [self.TYPE, VERSION]
+        out: list[object] = [self.TYPE, VERSION]
         for f in self.FIELDS:
             out.append(getattr(self, f[0]))
         return out
 
-    def encode(self):
+    def encode(self) -> bytes:
         """Canonical msgpack bytes of the body."""
         return codec.pack(self.to_list())
 
-    def values(self):
+    def values(self) -> tuple[object, ...]:
         return tuple(getattr(self, f[0]) for f in self.FIELDS)
 
-    def __eq__(self, other):
-        return type(other) is type(self) and other.values() == self.values()
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and type(other) is type(self) and other.values() == self.values()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.TYPE, self.values()))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = ["%s=%r" % (f[0], getattr(self, f[0])) for f in self.FIELDS]
         return "%s(%s)" % (type(self).__name__, ", ".join(parts))
 
@@ -297,15 +303,15 @@ class Status(Message):
     rejected: int
 
 
-TYPES = {}
+TYPES: "dict[int, type[Message]]" = {}
 for _cls in (Reading, Order, Ack, Result, Enrol, Status):
     TYPES[_cls.TYPE] = _cls
-BY_LEAF = {}
-for _cls in TYPES.values():
-    BY_LEAF[_cls.LEAF] = _cls
+BY_LEAF: "dict[str, type[Message]]" = {}
+for _t in TYPES.values():
+    BY_LEAF[_t.LEAF] = _t
 
 
-def from_list(items):
+def from_list(items: object) -> Message:
     """Build a message from a decoded body array, checking type, version, arity and fields."""
     if not isinstance(items, list) or len(items) < 2:
         raise DecodeError("body is not a message array")
@@ -316,15 +322,19 @@ def from_list(items):
     if items[1] != VERSION:
         raise DecodeError("%s version %r is not supported (expected %d)" % (cls.__name__, items[1], VERSION))
     if len(items) != 2 + len(cls.FIELDS):
-        raise DecodeError(
-            "%s has %d fields, expected %d" % (cls.__name__, len(items) - 2, len(cls.FIELDS))
-        )
-    kw = {}
+        raise DecodeError("%s has %d fields, expected %d" % (cls.__name__, len(items) - 2, len(cls.FIELDS)))
+    kw: "dict[str, Any]" = {}
     for i, f in enumerate(cls.FIELDS):
         kw[f[0]] = items[2 + i]
     return cls(**kw)
 
 
-def decode(body):
+def board_of(msg: Message) -> "str | None":
+    """The board a message is from or for; None for grid-wide messages."""
+    b = getattr(msg, "board", None)
+    return b if isinstance(b, str) else None
+
+
+def decode(body: bytes) -> Message:
     """Decode canonical body bytes into a message (no signature check: see ``frame``)."""
     return from_list(codec.unpack(body))

@@ -12,14 +12,14 @@ The board id sits at a fixed level so a broker ACL can pin a board to its own to
 """
 
 from protocol.errors import TopicError
-from protocol.messages import BROADCAST, BY_LEAF, id_ok
+from protocol.messages import BROADCAST, BY_LEAF, Message, board_of, id_ok
 
 ROOT = "peergrid"
 BOARD_LEAVES = ("reading", "ack", "status", "enrol", "order")
 MAX_TOPIC = 128
 
 
-def board_topic(grid, board, leaf):
+def board_topic(grid: str, board: str, leaf: str) -> str:
     if not id_ok(grid) or not id_ok(board):
         raise TopicError("grid %r or board %r is not a valid identifier" % (grid, board))
     if leaf not in BOARD_LEAVES:
@@ -27,13 +27,13 @@ def board_topic(grid, board, leaf):
     return "%s/%s/b/%s/%s" % (ROOT, grid, board, leaf)
 
 
-def result_topic(grid):
+def result_topic(grid: str) -> str:
     if not id_ok(grid):
         raise TopicError("grid %r is not a valid identifier" % (grid,))
     return "%s/%s/market/result" % (ROOT, grid)
 
 
-def board_filter(grid, leaf, share=None):
+def board_filter(grid: str, leaf: str, share: "str | None" = None) -> str:
     """Subscription filter for one leaf of every board of a grid (``share``: shared group)."""
     if not id_ok(grid) or leaf not in BOARD_LEAVES:
         raise TopicError("bad filter for grid %r leaf %r" % (grid, leaf))
@@ -45,7 +45,7 @@ def board_filter(grid, leaf, share=None):
     return f
 
 
-def parse(topic):
+def parse(topic: str) -> "tuple[str, str | None, str]":
     """Split a topic into ``(grid, board_or_None, leaf)``; TopicError if it is not ours."""
     if not isinstance(topic, str) or len(topic) > MAX_TOPIC:
         raise TopicError("topic is not a string of at most %d characters" % MAX_TOPIC)
@@ -59,20 +59,21 @@ def parse(topic):
     raise TopicError("not a peergrid topic: %r" % (topic,))
 
 
-def topic_for(grid, msg):
+def topic_for(grid: str, msg: Message) -> str:
     """The topic a message is published on (a result names its own grid)."""
-    if msg.DIR == BROADCAST:
-        return result_topic(msg.grid)
-    return board_topic(grid, msg.board, msg.LEAF)
+    board = board_of(msg)
+    if msg.DIR == BROADCAST or board is None:
+        return result_topic(getattr(msg, "grid", grid))
+    return board_topic(grid, board, msg.LEAF)
 
 
-def check(topic, msg):
+def check(topic: str, msg: Message) -> str:
     """Raise TopicError unless ``msg`` belongs on ``topic``; return the topic's grid id."""
     grid, board, leaf = parse(topic)
     if BY_LEAF.get(leaf) is not type(msg):
         raise TopicError("a %s does not belong on %s" % (type(msg).__name__, topic))
-    if board is not None and msg.board != board:
-        raise TopicError("message of board %r on the topic of board %r" % (msg.board, board))
-    if board is None and msg.grid != grid:
-        raise TopicError("result of grid %r on the topic of grid %r" % (msg.grid, grid))
+    if board is not None and board_of(msg) != board:
+        raise TopicError("message of board %r on the topic of board %r" % (board_of(msg), board))
+    if board is None and getattr(msg, "grid", None) != grid:
+        raise TopicError("result of grid %r on the topic of grid %r" % (getattr(msg, "grid", None), grid))
     return grid

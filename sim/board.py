@@ -51,14 +51,16 @@ class VirtualBoard:
     def reading(self, ts: int) -> tuple[str, bytes]:
         """Advance the meter to ``ts`` and return (topic, signed frame) of the reading."""
         p = self._integrate(ts)
-        msg = messages.Reading(board=self.board, seq=self.seq, ts=ts, e_imp=self.e_imp,
-                               e_exp=self.e_exp, p=p, u=230_000, flags=0)
+        msg = messages.Reading(
+            board=self.board, seq=self.seq, ts=ts, e_imp=self.e_imp, e_exp=self.e_exp, p=p, u=230_000, flags=0
+        )
         self.seq += 1
         topic = topics.topic_for(self.grid, msg)
         return topic, frame.seal(msg, topic, self.key)
 
     def enrolment(self, ts: int, fw: str = "sim") -> tuple[str, bytes]:
-        msg = messages.Enrol(board=self.board, pubkey=self.key.public,
-                             board_type=self.board_type, fw=fw, ts=ts)
+        msg = messages.Enrol(
+            board=self.board, pubkey=self.key.public, board_type=self.board_type, fw=fw, ts=ts
+        )
         topic = topics.topic_for(self.grid, msg)
         return topic, frame.seal(msg, topic, self.key)

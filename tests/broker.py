@@ -31,8 +31,7 @@ class Mosquitto:
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             f"log_dest file {self.log}\n"
-            "max_queued_messages 100000\n"
-            + extra_conf
+            "max_queued_messages 100000\n" + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -50,7 +49,9 @@ class Mosquitto:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited: {err} {self.log.read_text() if self.log.exists() else ''}")
+                raise RuntimeError(
+                    f"mosquitto exited: {err} {self.log.read_text() if self.log.exists() else ''}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return

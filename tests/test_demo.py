@@ -14,7 +14,9 @@ from tests.broker import Mosquitto
 def test_demo_command_on_embedded_broker() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "coordinator.cli", "demo", "--readings", "8"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout

@@ -44,62 +44,140 @@ def sample_messages() -> list[tuple[str, int, messages.Message]]:
             "reading_full",
             0,
             M.Reading(
-                board="m01", seq=4_294_967_295, ts=1_750_000_000, e_imp=12_345_678_901,
-                e_exp=2**64 - 1, p=-10_000_000, u=231_400, bat_soc=1000, bat_p=-3_300,
-                ev_state=2, ev_p=11_000, flags=M.F_REPLAYED | M.F_CLOCK_UNSYNCED,
+                board="m01",
+                seq=4_294_967_295,
+                ts=1_750_000_000,
+                e_imp=12_345_678_901,
+                e_exp=2**64 - 1,
+                p=-10_000_000,
+                u=231_400,
+                bat_soc=1000,
+                bat_p=-3_300,
+                ev_state=2,
+                ev_p=11_000,
+                flags=M.F_REPLAYED | M.F_CLOCK_UNSYNCED,
             ),
         ),
         (
             "reading_import",
             1,
-            M.Reading(board="hotel-7", seq=1234, ts=1_750_000_010, e_imp=987_654, e_exp=12,
-                      p=2_540, u=229_900, flags=0),
+            M.Reading(
+                board="hotel-7",
+                seq=1234,
+                ts=1_750_000_010,
+                e_imp=987_654,
+                e_exp=12,
+                p=2_540,
+                u=229_900,
+                flags=0,
+            ),
         ),
         (
             "order",
             2,
-            M.Order(board="m01", oseq=17, interval=1_750_000_500, valid_from=1_750_000_500,
-                    valid_until=1_750_001_400, bat_w=-2_500, ev_ma=16_000, pv_limit_w=4_000,
-                    relay_mask=0b11, relay_state=0b01),
+            M.Order(
+                board="m01",
+                oseq=17,
+                interval=1_750_000_500,
+                valid_from=1_750_000_500,
+                valid_until=1_750_001_400,
+                bat_w=-2_500,
+                ev_ma=16_000,
+                pv_limit_w=4_000,
+                relay_mask=0b11,
+                relay_state=0b01,
+            ),
         ),
         (
             "order_defaults",
             2,
-            M.Order(board="m01", oseq=0, interval=0, valid_from=0, valid_until=900,
-                    relay_mask=0, relay_state=0),
+            M.Order(
+                board="m01", oseq=0, interval=0, valid_from=0, valid_until=900, relay_mask=0, relay_state=0
+            ),
         ),
         (
             "ack_clamped",
             0,
-            M.Ack(board="m01", oseq=17, ts=1_750_000_502, status=M.ST_CLAMPED,
-                  reason="bat_w limited to -2000", bat_w=-2_000, ev_ma=16_000, pv_limit_w=4_000,
-                  relay_state=1),
+            M.Ack(
+                board="m01",
+                oseq=17,
+                ts=1_750_000_502,
+                status=M.ST_CLAMPED,
+                reason="bat_w limited to -2000",
+                bat_w=-2_000,
+                ev_ma=16_000,
+                pv_limit_w=4_000,
+                relay_state=1,
+            ),
         ),
         (
             "result",
             2,
-            M.Result(grid=GRID, interval=1_750_000_500, length=900, scheme="pairwise",
-                     price=12_375, traded=1_234_567, grid_imp=250_000, grid_exp=0, n_trades=12,
-                     digest=bytes(range(32, 64))),
+            M.Result(
+                grid=GRID,
+                interval=1_750_000_500,
+                length=900,
+                scheme="pairwise",
+                price=12_375,
+                traded=1_234_567,
+                grid_imp=250_000,
+                grid_exp=0,
+                n_trades=12,
+                digest=bytes(range(32, 64)),
+            ),
         ),
         (
             "enrol",
             1,
-            M.Enrol(board="hotel-7", pubkey=crypto.SigningKey(SEEDS[1]).public,
-                    board_type="esp32-pzem004t", fw="0.1.0", ts=1_750_000_000),
+            M.Enrol(
+                board="hotel-7",
+                pubkey=crypto.SigningKey(SEEDS[1]).public,
+                board_type="esp32-pzem004t",
+                fw="0.1.0",
+                ts=1_750_000_000,
+            ),
         ),
         (
             "status_will",
             0,
-            M.Status(board="m01", ts=1_750_000_000, state=M.S_OFFLINE, uptime=3600,
-                     heap_free=41_000, queued=0, dropped=0, rejected=0),
+            M.Status(
+                board="m01",
+                ts=1_750_000_000,
+                state=M.S_OFFLINE,
+                uptime=3600,
+                heap_free=41_000,
+                queued=0,
+                dropped=0,
+                rejected=0,
+            ),
         ),
     ]
 
 
 def codec_values() -> list[Any]:
-    ints = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1,
-            -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63)]
+    ints = [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2**32 - 1,
+        2**32,
+        2**64 - 1,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -32768,
+        -32769,
+        -(2**31),
+        -(2**31) - 1,
+        -(2**63),
+    ]
     strs = ["", "a", "x" * 31, "y" * 32, "z" * 255, "w" * 256]
     bins = [b"", b"\x00\xff", bytes(255), bytes(256)]
     arrays: list[Any] = [[], list(range(15)), list(range(16)), [None, True, False, [1, [2]]]]
@@ -139,7 +217,7 @@ def build() -> dict[str, Any]:
         "about": "peergrid protocol golden vectors; regenerate with python -m tests.protocol.golden",
         "protocol_version": messages.VERSION,
         "domain": frame.DOMAIN.hex(),
-        "keys": [{"seed": s.hex(), "public": k.public.hex()} for s, k in zip(SEEDS, keys)],
+        "keys": [{"seed": s.hex(), "public": k.public.hex()} for s, k in zip(SEEDS, keys, strict=True)],
         "codec": [{"value": _j(v), "hex": codec.pack_portable(v).hex()} for v in codec_values()],
         "codec_rejects": [{"name": n, "hex": h, "error": e} for n, h, e in CODEC_REJECTS],
         "messages": [],
@@ -149,17 +227,19 @@ def build() -> dict[str, Any]:
         topic = topics.topic_for(GRID, msg)
         body = msg.encode()
         fr = frame.seal(msg, topic, keys[ki])
-        out["messages"].append({
-            "name": name,
-            "type": type(msg).__name__,
-            "type_id": msg.TYPE,
-            "key": ki,
-            "topic": topic,
-            "fields": {f[0]: _j(getattr(msg, f[0])) for f in msg.FIELDS},
-            "body": body.hex(),
-            "signed": frame.signed_bytes(msg.TYPE, topic, body).hex(),
-            "frame": fr.hex(),
-        })
+        out["messages"].append(
+            {
+                "name": name,
+                "type": type(msg).__name__,
+                "type_id": msg.TYPE,
+                "key": ki,
+                "topic": topic,
+                "fields": {f[0]: _j(getattr(msg, f[0])) for f in msg.FIELDS},
+                "body": body.hex(),
+                "signed": frame.signed_bytes(msg.TYPE, topic, body).hex(),
+                "frame": fr.hex(),
+            }
+        )
     # Frames that must be refused: (name, message index, key expected, topic, frame, error).
     base = out["messages"][1]  # reading_full, signed by key 0
     fr = bytes.fromhex(base["frame"])
@@ -179,11 +259,15 @@ def build() -> dict[str, Any]:
         ("truncated", 0, base["topic"], fr[:-1], "DecodeError"),
         ("signature_only", 0, base["topic"], fr[-64:], "DecodeError"),
         ("oversize", 0, base["topic"], fr + bytes(600), "OversizeError"),
-        ("body_not_a_message", 0, base["topic"], codec.pack_portable([99, 1]) + fr[-64:],
-         "UnknownTypeError"),
-        ("out_of_range_field", 0, base["topic"],
-         codec.pack_portable([1, 1, "m01", 0, 0, 0, 0, 0, 2_000_000, None, None, None, None, 0])
-         + fr[-64:], "FieldError"),
+        ("body_not_a_message", 0, base["topic"], codec.pack_portable([99, 1]) + fr[-64:], "UnknownTypeError"),
+        (
+            "out_of_range_field",
+            0,
+            base["topic"],
+            codec.pack_portable([1, 1, "m01", 0, 0, 0, 0, 0, 2_000_000, None, None, None, None, 0])
+            + fr[-64:],
+            "FieldError",
+        ),
     ]
     for name, ki, topic, data, err in rejects:
         out["frame_rejects"].append(

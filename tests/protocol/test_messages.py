@@ -28,8 +28,9 @@ MANY = settings(max_examples=300, deadline=None)
 
 
 def reading(**kw: Any) -> messages.Reading:
-    base: dict[str, Any] = dict(board="m01", seq=1, ts=1_750_000_000, e_imp=10, e_exp=0, p=5,
-                                u=230_000, flags=0)
+    base: dict[str, Any] = dict(
+        board="m01", seq=1, ts=1_750_000_000, e_imp=10, e_exp=0, p=5, u=230_000, flags=0
+    )
     base.update(kw)
     return messages.Reading(**base)
 
@@ -115,8 +116,14 @@ def test_topics() -> None:
     assert topics.parse("peergrid/g/b/m01/order") == ("g", "m01", "order")
     assert topics.parse("peergrid/g/market/result") == ("g", None, "result")
     assert topics.board_filter("g", "reading", share="ingest") == "$share/ingest/peergrid/g/b/+/reading"
-    for bad in ["peergrid/g/b/m01", "peergrid/g/b/M01/reading", "x/g/b/m01/reading",
-                "peergrid/g/b/m01/reading/extra", "peergrid/g/b/+/reading", "a" * 200]:
+    for bad in [
+        "peergrid/g/b/m01",
+        "peergrid/g/b/M01/reading",
+        "x/g/b/m01/reading",
+        "peergrid/g/b/m01/reading/extra",
+        "peergrid/g/b/+/reading",
+        "a" * 200,
+    ]:
         with pytest.raises(TopicError):
             topics.parse(bad)
     with pytest.raises(TopicError, match="board 'm02'"):
