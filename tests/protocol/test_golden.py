@@ -47,7 +47,11 @@ def test_golden_covers_every_message_type_and_rejection() -> None:
 
     assert {m["type_id"] for m in data["messages"]} == set(messages.TYPES)
     assert {r["error"] for r in data["frame_rejects"]} >= {
-        "SignatureError", "TopicError", "DecodeError", "OversizeError", "FieldError",
+        "SignatureError",
+        "TopicError",
+        "DecodeError",
+        "OversizeError",
+        "FieldError",
     }
     assert len(data["rfc8032"]) >= 5
 
