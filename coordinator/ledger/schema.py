@@ -1,0 +1,131 @@
+"""Schema migrations: an ordered list; ``user_version`` records how many have run.
+
+Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: registry, readings, rejections
+    """
+    CREATE TABLE members (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('consumer', 'prosumer', 'storage', 'ev', 'producer')),
+        tariff TEXT NOT NULL DEFAULT 'default',
+        feeder TEXT,
+        bus TEXT,
+        prefs TEXT NOT NULL DEFAULT '{}',
+        created INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE boards (
+        id TEXT PRIMARY KEY,
+        member_id TEXT REFERENCES members(id),
+        board_type TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'retired')),
+        created INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE board_keys (
+        board_id TEXT NOT NULL REFERENCES boards(id),
+        pubkey BLOB NOT NULL CHECK (length(pubkey) = 32),
+        valid_from INTEGER NOT NULL,
+        valid_to INTEGER,
+        PRIMARY KEY (board_id, pubkey)
+    ) STRICT;
+    CREATE UNIQUE INDEX board_keys_one_current ON board_keys(board_id) WHERE valid_to IS NULL;
+    CREATE TABLE readings (
+        board_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        e_imp INTEGER NOT NULL,
+        e_exp INTEGER NOT NULL,
+        p INTEGER NOT NULL,
+        u INTEGER NOT NULL,
+        bat_soc INTEGER,
+        bat_p INTEGER,
+        ev_state INTEGER,
+        ev_p INTEGER,
+        flags INTEGER NOT NULL,
+        sig BLOB NOT NULL,
+        PRIMARY KEY (board_id, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX readings_ts ON readings(board_id, ts);
+    CREATE TABLE rejections (
+        code TEXT PRIMARY KEY,
+        count INTEGER NOT NULL
+    ) STRICT;
+    CREATE TRIGGER readings_append_only_u BEFORE UPDATE ON readings
+        BEGIN SELECT RAISE(ABORT, 'readings are append-only'); END;
+    CREATE TRIGGER readings_append_only_d BEFORE DELETE ON readings
+        BEGIN SELECT RAISE(ABORT, 'readings are append-only'); END;
+    """,
+    # 2: market, dispatch, settlement
+    """
+    CREATE TABLE intervals (
+        start INTEGER PRIMARY KEY,
+        length INTEGER NOT NULL,
+        scheme TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('cleared', 'dispatched', 'settled')),
+        price INTEGER,
+        digest BLOB,
+        result_frame BLOB
+    ) STRICT;
+    CREATE TABLE market_orders (
+        interval INTEGER NOT NULL REFERENCES intervals(start),
+        order_id TEXT NOT NULL,
+        party TEXT NOT NULL,
+        side TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+        energy INTEGER NOT NULL CHECK (energy > 0),
+        limit_price INTEGER NOT NULL,
+        PRIMARY KEY (interval, order_id)
+    ) STRICT;
+    CREATE TABLE trades (
+        interval INTEGER NOT NULL REFERENCES intervals(start),
+        n INTEGER NOT NULL,
+        buyer TEXT NOT NULL,
+        seller TEXT NOT NULL,
+        energy INTEGER NOT NULL CHECK (energy > 0),
+        price INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        PRIMARY KEY (interval, n)
+    ) STRICT;
+    CREATE TRIGGER trades_append_only_u BEFORE UPDATE ON trades
+        BEGIN SELECT RAISE(ABORT, 'trades are append-only'); END;
+    CREATE TRIGGER trades_append_only_d BEFORE DELETE ON trades
+        BEGIN SELECT RAISE(ABORT, 'trades are append-only'); END;
+    CREATE TABLE board_orders (
+        board_id TEXT NOT NULL,
+        oseq INTEGER NOT NULL,
+        interval INTEGER NOT NULL,
+        frame BLOB NOT NULL,
+        ack_status INTEGER,
+        ack_frame BLOB,
+        PRIMARY KEY (board_id, oseq)
+    ) STRICT;
+    CREATE TABLE deliveries (
+        interval INTEGER NOT NULL,
+        party TEXT NOT NULL,
+        e_imp INTEGER NOT NULL,
+        e_exp INTEGER NOT NULL,
+        PRIMARY KEY (interval, party)
+    ) STRICT;
+    CREATE TABLE postings (
+        interval INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        party TEXT NOT NULL,
+        account TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        energy INTEGER NOT NULL DEFAULT 0,
+        memo TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (interval, n)
+    ) STRICT;
+    CREATE INDEX postings_party ON postings(party, interval);
+    CREATE TABLE invoices (
+        member_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (member_id, period)
+    ) STRICT;
+    """,
+]

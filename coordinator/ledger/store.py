@@ -1,0 +1,307 @@
+"""SQLite ledger: registry, readings (append-only), market, dispatch and settlement records.
+
+WAL mode with ``synchronous=NORMAL``: a committed transaction survives a kill -9 of the process
+(the WAL is on disk before ``COMMIT`` returns); only an OS crash or power cut may lose the last
+commits, which the broker then redelivers (MQTT acks are sent after commit). Readings are written
+in batches (one transaction per batch) and stored without their signed body: the canonical
+encoding lets the exact signed bytes be rebuilt from the fields, so only the signature is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.errors import CoordinatorError
+from coordinator.ledger.schema import MIGRATIONS
+from protocol import messages
+
+READING_COLS = (
+    "board_id",
+    "seq",
+    "ts",
+    "e_imp",
+    "e_exp",
+    "p",
+    "u",
+    "bat_soc",
+    "bat_p",
+    "ev_state",
+    "ev_p",
+    "flags",
+    "sig",
+)
+
+
+class LedgerError(CoordinatorError):
+    """The ledger refused an operation or found an inconsistency."""
+
+
+@dataclass(frozen=True)
+class BoardRecord:
+    board_id: str
+    member_id: str | None
+    board_type: str
+    status: str
+    pubkey: bytes
+
+
+@dataclass(frozen=True)
+class LastReading:
+    seq: int
+    ts: int
+    e_imp: int
+    e_exp: int
+
+
+class Ledger:
+    """``with Ledger.open(path) as ledger: ...``"""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        p = str(path)
+        conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        ledger = cls(conn, p)
+        ledger.migrate()
+        return ledger
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        v: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return v
+
+    def migrate(self) -> int:
+        """Run the migrations not yet applied; return the schema version."""
+        v = self.version
+        if v > len(MIGRATIONS):
+            raise LedgerError(f"{self.path} has schema {v}, newer than this peergrid ({len(MIGRATIONS)})")
+        for i in range(v, len(MIGRATIONS)):
+            # one script, one transaction: a migration applies whole or not at all
+            self.conn.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[i]}PRAGMA user_version={i + 1};COMMIT;")
+        return self.version
+
+    def transaction(self) -> _Tx:
+        return _Tx(self.conn)
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def add_member(
+        self,
+        member_id: str,
+        name: str,
+        role: str,
+        *,
+        now: int,
+        tariff: str = "default",
+        feeder: str | None = None,
+        bus: str | None = None,
+        prefs: dict[str, Any] | None = None,
+    ) -> None:
+        if not messages.id_ok(member_id):
+            raise LedgerError(f"member id {member_id!r} is not an identifier ([a-z0-9_-], 1-32)")
+        try:
+            with self.transaction():
+                self.conn.execute(
+                    "INSERT INTO members VALUES (?,?,?,?,?,?,?,?)",
+                    (member_id, name, role, tariff, feeder, bus, json.dumps(prefs or {}), now),
+                )
+        except sqlite3.IntegrityError as e:
+            raise LedgerError(f"cannot add member {member_id!r}: {e}") from None
+
+    def members(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM members ORDER BY id")
+        cols = [d[0] for d in cur.description]
+        out = []
+        for row in cur:
+            d = dict(zip(cols, row, strict=True))
+            d["prefs"] = json.loads(d["prefs"])
+            out.append(d)
+        return out
+
+    def add_board(
+        self,
+        board_id: str,
+        board_type: str,
+        pubkey: bytes,
+        *,
+        now: int,
+        member_id: str | None = None,
+        status: str = "pending",
+    ) -> None:
+        if not messages.id_ok(board_id):
+            raise LedgerError(f"board id {board_id!r} is not an identifier ([a-z0-9_-], 1-32)")
+        if len(pubkey) != 32:
+            raise LedgerError("an Ed25519 public key is 32 bytes")
+        try:
+            with self.transaction():
+                self.conn.execute(
+                    "INSERT INTO boards VALUES (?,?,?,?,?)", (board_id, member_id, board_type, status, now)
+                )
+                self.conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
+        except sqlite3.IntegrityError as e:
+            raise LedgerError(f"cannot add board {board_id!r}: {e}") from None
+
+    def activate_board(self, board_id: str, member_id: str) -> None:
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE boards SET status='active', member_id=? WHERE id=? AND status != 'retired'",
+                (member_id, board_id),
+            )
+            if cur.rowcount != 1:
+                raise LedgerError(f"no enrollable board {board_id!r}")
+
+    def rotate_key(self, board_id: str, pubkey: bytes, *, now: int) -> None:
+        """Make ``pubkey`` the board's key from ``now``; the old key stays for history/audit."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE board_keys SET valid_to=? WHERE board_id=? AND valid_to IS NULL", (now, board_id)
+            )
+            self.conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
+
+    def boards(self, status: str | None = None) -> list[BoardRecord]:
+        q = (
+            "SELECT b.id, b.member_id, b.board_type, b.status, k.pubkey FROM boards b "
+            "JOIN board_keys k ON k.board_id = b.id AND k.valid_to IS NULL"
+        )
+        args: tuple[Any, ...] = ()
+        if status is not None:
+            q += " WHERE b.status = ?"
+            args = (status,)
+        return [BoardRecord(*row) for row in self.conn.execute(q + " ORDER BY b.id", args)]
+
+    def keys_of(self, board_id: str) -> list[tuple[bytes, int, int | None]]:
+        """Every key the board has had: (pubkey, valid_from, valid_to)."""
+        return list(
+            self.conn.execute(
+                "SELECT pubkey, valid_from, valid_to FROM board_keys WHERE board_id=? ORDER BY valid_from",
+                (board_id,),
+            )
+        )
+
+    # -- readings -----------------------------------------------------------------------------
+
+    def add_readings(self, batch: Iterable[tuple[messages.Reading, bytes]]) -> int:
+        """Store (reading, signature) pairs in one transaction; duplicates are ignored.
+
+        Returns how many rows were new. Idempotent: storing the same reading twice counts once.
+        """
+        rows = [
+            (
+                r.board,
+                r.seq,
+                r.ts,
+                r.e_imp,
+                r.e_exp,
+                r.p,
+                r.u,
+                r.bat_soc,
+                r.bat_p,
+                r.ev_state,
+                r.ev_p,
+                r.flags,
+                bytes(sig),
+            )
+            for r, sig in batch
+        ]
+        if not rows:
+            return 0
+        with self.transaction():
+            before = self.conn.total_changes
+            self.conn.executemany(
+                f"INSERT OR IGNORE INTO readings VALUES ({','.join('?' * len(READING_COLS))})", rows
+            )
+            return self.conn.total_changes - before
+
+    def last_readings(self) -> dict[str, LastReading]:
+        """The newest stored reading of every board (ingest's state after a restart)."""
+        q = (
+            "SELECT r.board_id, r.seq, r.ts, r.e_imp, r.e_exp FROM readings r JOIN "
+            "(SELECT board_id, max(seq) AS s FROM readings GROUP BY board_id) m "
+            "ON r.board_id = m.board_id AND r.seq = m.s"
+        )
+        return {b: LastReading(s, t, i, e) for b, s, t, i, e in self.conn.execute(q)}
+
+    def readings(
+        self, board_id: str, since: int = 0, until: int = 2**62
+    ) -> Iterator[tuple[messages.Reading, bytes]]:
+        cur = self.conn.execute(
+            f"SELECT {','.join(READING_COLS)} FROM readings WHERE board_id=? AND ts>=? AND ts<? ORDER BY seq",
+            (board_id, since, until),
+        )
+        for row in cur:
+            kw = dict(zip(READING_COLS[:-1], row[:-1], strict=True))
+            kw["board"] = kw.pop("board_id")
+            yield messages.Reading(**kw), row[-1]
+
+    def register_at(self, board_id: str, ts: int) -> LastReading | None:
+        """The last reading of a board at or before ``ts`` (registers at an interval boundary)."""
+        row = self.conn.execute(
+            "SELECT seq, ts, e_imp, e_exp FROM readings WHERE board_id=? AND ts<=? "
+            "ORDER BY ts DESC, seq DESC LIMIT 1",
+            (board_id, ts),
+        ).fetchone()
+        return LastReading(*row) if row else None
+
+    def count_readings(self) -> int:
+        n: int = self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        return n
+
+    # -- rejections ---------------------------------------------------------------------------
+
+    def count_rejections(self, counts: dict[str, int]) -> None:
+        if not counts:
+            return
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO rejections VALUES (?, ?) "
+                "ON CONFLICT(code) DO UPDATE SET count = count + excluded.count",
+                list(counts.items()),
+            )
+
+    def rejections(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT code, count FROM rejections ORDER BY code"))
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. Nested use joins the outer transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.conn.in_transaction
+        if self.outer:
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if not self.outer:
+            return
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
