@@ -1,0 +1,242 @@
+# A small MQTT 3.1.1 client for the board, on asyncio streams (MicroPython and CPython).
+#
+# QoS 0/1 publish (QoS 1 waits for PUBACK), QoS 1 subscribe, last will, keepalive pings,
+# TCP_NODELAY (without it every small publish waits ~40 ms for a delayed ACK), optional TLS.
+# No reconnect logic here: a failed session raises MqttError and `link.py` reconnects with backoff.
+import asyncio
+import struct
+
+from errors import FirmwareError
+
+IPPROTO_TCP = 6  # numeric: the unix port's socket module does not name them
+TCP_NODELAY = 1
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+PINGREQ = 0xC0
+PINGRESP = 0xD0
+DISCONNECT = 0xE0
+
+MAX_PACKET = 2048  # the board never expects anything larger (an order frame is < 200 bytes)
+
+
+class MqttError(FirmwareError):
+    pass
+
+
+def _str(buf, s):
+    b = s.encode() if isinstance(s, str) else s
+    buf.extend(struct.pack("!H", len(b)))
+    buf.extend(b)
+
+
+def _header(kind, length):
+    out = bytearray((kind,))
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        out.append(byte | 0x80 if length else byte)
+        if not length:
+            return out
+
+
+class MQTTClient:
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60, ssl=None):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.will = None
+        self.cb = None
+        self._r = None
+        self._w = None
+        self._pid = 0
+        self._acks = {}  # pid -> [asyncio.Event, acknowledged]
+        self._lock = asyncio.Lock()
+        self.connected = False
+
+    def set_will(self, topic, msg, retain=True, qos=1):
+        self.will = (topic, msg, retain, qos)
+
+    def set_callback(self, cb):
+        """``cb(topic: str, payload: bytes)``, called for every PUBLISH received."""
+        self.cb = cb
+
+    def _next_pid(self):
+        self._pid = self._pid % 0xFFFF + 1
+        return self._pid
+
+    async def connect(self, clean_session=False, timeout_ms=10000):
+        if self.ssl is not None:
+            self._r, self._w = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        else:
+            self._r, self._w = await asyncio.open_connection(self.host, self.port)
+        sock = getattr(self._w, "s", None) or self._w.get_extra_info("socket")
+        try:
+            sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # TLS-wrapped or a port without the option: slower, still correct
+        flags = 0x02 if clean_session else 0
+        var = bytearray()
+        _str(var, "MQTT")
+        var.append(4)
+        payload = bytearray()
+        _str(payload, self.client_id)
+        if self.will:
+            topic, msg, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            _str(payload, topic)
+            _str(payload, msg)
+        if self.user is not None:
+            flags |= 0x80
+            _str(payload, self.user)
+            if self.password is not None:
+                flags |= 0x40
+                _str(payload, self.password)
+        var.append(flags)
+        var.extend(struct.pack("!H", self.keepalive))
+        await self._send(_header(CONNECT, len(var) + len(payload)) + var + payload)
+        kind, body = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)
+        if kind != CONNACK or len(body) != 2:
+            raise MqttError("expected CONNACK")
+        if body[1] != 0:
+            raise MqttError("broker refused connection: code %d" % body[1])
+        self.connected = True
+        return body[0] & 1  # session present
+
+    async def _send(self, data):
+        if self._w is None:
+            raise MqttError("not connected")
+        async with self._lock:
+            self._w.write(data)
+            await self._w.drain()
+
+    async def _read_packet(self):
+        hdr = await self._r.readexactly(1)
+        if not hdr:
+            raise MqttError("connection closed")
+        n = 0
+        shift = 0
+        while True:
+            b = (await self._r.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MqttError("malformed remaining length")
+        if n > MAX_PACKET:
+            raise MqttError("packet of %d bytes exceeds %d" % (n, MAX_PACKET))
+        body = await self._r.readexactly(n) if n else b""
+        return hdr[0], body
+
+    async def publish(self, topic, msg, retain=False, qos=1, timeout_ms=10000):
+        t = topic.encode()
+        if qos:
+            pid = self._next_pid()
+            waiter = [asyncio.Event(), False]
+            self._acks[pid] = waiter
+            head = _header(PUBLISH | 0x02 | (1 if retain else 0), 2 + len(t) + 2 + len(msg))
+            head.extend(struct.pack("!H", len(t)))
+            head.extend(t)
+            head.extend(struct.pack("!H", pid))
+            try:
+                await self._send(head + msg)
+                await asyncio.wait_for(waiter[0].wait(), timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                raise MqttError("no PUBACK for %s" % topic) from None
+            finally:
+                self._acks.pop(pid, None)
+            if not waiter[1]:
+                raise MqttError("connection lost before PUBACK for %s" % topic)
+        else:
+            head = _header(PUBLISH | (1 if retain else 0), 2 + len(t) + len(msg))
+            head.extend(struct.pack("!H", len(t)))
+            head.extend(t)
+            await self._send(head + msg)
+
+    async def subscribe(self, topic, qos=1, timeout_ms=10000):
+        pid = self._next_pid()
+        waiter = [asyncio.Event(), False]
+        self._acks[pid] = waiter
+        body = bytearray(struct.pack("!H", pid))
+        _str(body, topic)
+        body.append(qos)
+        try:
+            await self._send(_header(SUBSCRIBE, len(body)) + body)
+            await asyncio.wait_for(waiter[0].wait(), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise MqttError("no SUBACK for %s" % topic) from None
+        finally:
+            self._acks.pop(pid, None)
+        if not waiter[1]:
+            raise MqttError("connection lost before SUBACK for %s" % topic)
+
+    async def ping(self):
+        await self._send(bytes((PINGREQ, 0)))
+
+    async def run(self):
+        """Read packets until the connection fails; dispatch PUBLISH to the callback."""
+        try:
+            while True:
+                kind, body = await self._read_packet()
+                t = kind & 0xF0
+                if t == PUBLISH:
+                    await self._on_publish(kind, body)
+                elif t in (PUBACK, SUBACK):
+                    if len(body) >= 2:
+                        waiter = self._acks.get(struct.unpack_from("!H", body)[0])
+                        if waiter is not None:
+                            waiter[1] = True
+                            waiter[0].set()
+                elif t == PINGRESP:
+                    pass
+                else:
+                    raise MqttError("unexpected packet type 0x%02x" % kind)
+        except (OSError, EOFError) as e:
+            raise MqttError("connection lost: %r" % (e,)) from None
+        finally:
+            self.connected = False
+
+    async def _on_publish(self, kind, body):
+        if len(body) < 2:
+            raise MqttError("short PUBLISH")
+        tlen = struct.unpack_from("!H", body)[0]
+        pos = 2 + tlen
+        topic = bytes(body[2:pos]).decode()
+        qos = (kind >> 1) & 3
+        pid = None
+        if qos:
+            pid = struct.unpack_from("!H", body, pos)[0]
+            pos += 2
+        payload = bytes(body[pos:])
+        if self.cb is not None:
+            self.cb(topic, payload)  # the app validates; a bad payload never raises here
+        if qos == 1:
+            await self._send(bytes((PUBACK, 2)) + struct.pack("!H", pid))
+
+    async def disconnect(self):
+        try:
+            await self._send(bytes((DISCONNECT, 0)))
+        except (OSError, MqttError):
+            pass
+        self.close()
+
+    def close(self):
+        self.connected = False
+        if self._w is not None:
+            try:
+                self._w.close()
+            except OSError:
+                pass
+        self._w = None
+        self._r = None
+        for waiter in self._acks.values():
+            waiter[0].set()  # wake waiters: not acknowledged, so they raise

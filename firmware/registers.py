@@ -1,0 +1,100 @@
+# Cumulative import/export energy registers (mWh) that never run backwards, survive reboot with
+# bounded flash wear, and can be aligned to the utility meter.
+#
+# Two kinds of front end feed them:
+#   - counters the chip keeps itself (PZEM-004T energy, a DSMR meter's 1.8.x/2.8.x): the register
+#     is a base plus the counter's advance since a persisted baseline, so nothing is lost on an
+#     unclean reboot;
+#   - deltas read and cleared from the chip (ATM90E32 energy registers, S0 pulses): energy since
+#     the last save is lost on a power cut, at most ``save_mwh`` (the wear/loss trade-off).
+# A save happens when ``save_s`` seconds or ``save_mwh`` mWh have passed since the last one, or
+# when forced (clean shutdown, alignment). The sequence number is persisted as a ceiling: a reboot
+# resumes above every number ever sent, so no sequence number repeats.
+from errors import FirmwareError
+from persist import Record
+
+SEQ_BLOCK = 64  # sequence numbers reserved per save
+
+# persisted: e_imp, e_exp, the chip counters they match, seq ceiling, last order seq, spare
+_FMT = "<QQQQIIH"
+
+
+class RegisterError(FirmwareError):
+    code = "registers"
+
+
+class Registers:
+    def __init__(self, path, save_s=300, save_mwh=50_000):
+        self.rec = Record(path, _FMT)
+        self.save_s = save_s
+        self.save_mwh = save_mwh
+        got = self.rec.load()
+        if got is None:
+            got = (0, 0, 0, 0, 0, 0, 0)
+        # _imp_at/_exp_at: the chip counter values that the registers correspond to
+        self.e_imp, self.e_exp, self._imp_at, self._exp_at, ceiling, self.last_oseq, _ = got
+        self.seq = ceiling  # first reading after boot: above anything sent before
+        self._ceiling = ceiling
+        self._saved_at = None
+        self._saved_imp = self.e_imp
+        self._saved_exp = self.e_exp
+        self.aligned = False
+        self._save(0)
+
+    def _save(self, now):
+        if self.seq >= self._ceiling:
+            self._ceiling = self.seq + SEQ_BLOCK
+        self.rec.save(self.e_imp, self.e_exp, self._imp_at, self._exp_at, self._ceiling,
+                      self.last_oseq, 0)
+        self._saved_at = now
+        self._saved_imp = self.e_imp
+        self._saved_exp = self.e_exp
+
+    def add(self, d_imp, d_exp):
+        """Add energy read as deltas (mWh, both >= 0)."""
+        if d_imp < 0 or d_exp < 0:
+            raise RegisterError("negative energy delta %d/%d" % (d_imp, d_exp))
+        self.e_imp += d_imp
+        self.e_exp += d_exp
+
+    def counters(self, imp, exp):
+        """Follow absolute counters kept by the chip (mWh). A counter that went down was reset
+        (chip replaced, energy reset command): the register keeps its value and follows the
+        counter from there."""
+        self.e_imp, self._imp_at = _follow(self.e_imp, self._imp_at, imp)
+        self.e_exp, self._exp_at = _follow(self.e_exp, self._exp_at, exp)
+
+    def align(self, imp, exp, now):
+        """Move the registers forward to the utility meter's reading; never backwards."""
+        if imp < self.e_imp or exp < self.e_exp:
+            raise RegisterError("alignment to %d/%d would run the registers backwards" % (imp, exp))
+        self.e_imp, self.e_exp = imp, exp
+        self.aligned = True
+        self._save(now)
+
+    def next_seq(self, now):
+        """Take the next sequence number (persisting a new ceiling when the block is used)."""
+        s = self.seq
+        self.seq += 1
+        if self.seq >= self._ceiling:
+            self._save(now)
+        return s
+
+    def order_applied(self, oseq, now):
+        self.last_oseq = oseq
+        self._save(now)
+
+    def maybe_save(self, now, force=False):
+        """Persist if forced, or if enough time or energy has passed since the last save."""
+        moved = (self.e_imp - self._saved_imp) + (self.e_exp - self._saved_exp)
+        if force or moved >= self.save_mwh or now - self._saved_at >= self.save_s:
+            if force or moved or self.seq != self._ceiling:
+                self._save(now)
+                return True
+        return False
+
+
+def _follow(register, at, value):
+    if value >= at:
+        return register + value - at, value
+    return register, value  # the counter was reset
