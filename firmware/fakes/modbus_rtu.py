@@ -1,0 +1,55 @@
+# A fake Modbus RTU slave on a fake UART: answers function 0x06 writes with the echo (checking
+# address and CRC like a real device), keeps the register file, and can refuse registers.
+from drivers.crc16 import INIT_MODBUS, crc16
+
+
+class FakeModbusSlave:
+    def __init__(self, addr=1, writable=None):
+        self.addr = addr
+        self.regs = {}
+        self.writable = writable  # None: any register; else a set of writable registers
+        self.silent = False
+        self._rx = bytearray()
+        self._tx = bytearray()
+        self.writes = 0
+
+    # UART-like side seen by the master
+    def write(self, buf):
+        self._rx.extend(buf)
+        while len(self._rx) >= 8:
+            frame = bytes(self._rx[:8])
+            del self._rx[:8]
+            self._answer(frame)
+        return len(buf)
+
+    def any(self):
+        return len(self._tx)
+
+    def readinto(self, buf, n=None):
+        n = min(len(buf) if n is None else n, len(self._tx))
+        if not n:
+            return None
+        buf[:n] = self._tx[:n]
+        del self._tx[:n]
+        return n
+
+    def _answer(self, f):
+        c = crc16(f, INIT_MODBUS, 0, 6)
+        if f[6] != c & 0xFF or f[7] != c >> 8 or f[0] != self.addr or self.silent:
+            return  # a real slave ignores frames with a bad CRC or another address
+        if f[1] != 0x06:
+            return self._error(f[1], 1)
+        reg = (f[2] << 8) | f[3]
+        if self.writable is not None and reg not in self.writable:
+            return self._error(0x06, 2)
+        v = (f[4] << 8) | f[5]
+        self.regs[reg] = v - 0x10000 if v & 0x8000 else v
+        self.writes += 1
+        self._tx.extend(f)
+
+    def _error(self, fc, code):
+        r = bytearray((self.addr, fc | 0x80, code))
+        c = crc16(r, INIT_MODBUS, 0, 3)
+        r.append(c & 0xFF)
+        r.append(c >> 8)
+        self._tx.extend(r)
