@@ -8,6 +8,10 @@ import struct
 
 from errors import FirmwareError
 
+TYPING = False  # True for mypy only
+if TYPING:
+    from typing import Any
+
 IPPROTO_TCP = 6  # numeric: the unix port's socket module does not name them
 TCP_NODELAY = 1
 
@@ -55,10 +59,10 @@ class MQTTClient:
         self.ssl = ssl
         self.will = None
         self.cb = None
-        self._r = None
-        self._w = None
+        self._r = None  # type: Any
+        self._w = None  # type: Any
         self._pid = 0
-        self._acks = {}  # pid -> [asyncio.Event, acknowledged]
+        self._acks = {}  # type: dict[int, list[Any]]  # pid -> [asyncio.Event, acknowledged]
         self._lock = asyncio.Lock()
         self.connected = False
 
@@ -103,7 +107,8 @@ class MQTTClient:
         var.append(flags)
         var.extend(struct.pack("!H", self.keepalive))
         await self._send(_header(CONNECT, len(var) + len(payload)) + var + payload)
-        kind, body = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)
+        got = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)  # type: Any
+        kind, body = got
         if kind != CONNACK or len(body) != 2:
             raise MqttError("expected CONNACK")
         if body[1] != 0:
@@ -141,7 +146,7 @@ class MQTTClient:
         t = topic.encode()
         if qos:
             pid = self._next_pid()
-            waiter = [asyncio.Event(), False]
+            waiter = [asyncio.Event(), False]  # type: list[Any]
             self._acks[pid] = waiter
             head = _header(PUBLISH | 0x02 | (1 if retain else 0), 2 + len(t) + 2 + len(msg))
             head.extend(struct.pack("!H", len(t)))
@@ -164,7 +169,7 @@ class MQTTClient:
 
     async def subscribe(self, topic, qos=1, timeout_ms=10000):
         pid = self._next_pid()
-        waiter = [asyncio.Event(), False]
+        waiter = [asyncio.Event(), False]  # type: list[Any]
         self._acks[pid] = waiter
         body = bytearray(struct.pack("!H", pid))
         _str(body, topic)

@@ -1,0 +1,60 @@
+# The board's actuators behind one `apply`: relays (GPIO), battery inverter setpoint and PV export
+# limit (Modbus RTU holding registers), EV charger current (IEC 61851 control-pilot PWM duty).
+# Values arrive already clamped to the board's limits (orders.Limits); this layer only drives
+# the hardware and reports what it really set. A device that fails keeps its last known value
+# in the report, so an Ack never claims a setpoint that was not applied.
+from errors import DriverError
+
+PWM_FULL = 65535
+
+
+def pilot_duty_u16(ma):
+    """IEC 61851-1 pilot duty for a current limit: 6-51 A -> duty% = A / 0.6; 0 -> 100% (no
+    charging allowed, the pilot stays at +12 V / 100 % in state B)."""
+    if ma <= 0:
+        return PWM_FULL
+    return (ma * PWM_FULL) // 60_000  # duty = (ma / 1000) / 0.6 / 100
+
+
+class Actuators:
+    def __init__(self, relays=(), modbus=None, battery=None, pv=None, ev_pwm=None):
+        """``relays``: Pin-like outputs; ``battery``/``pv``: dicts with ``addr``, ``reg`` and
+        optional ``scale_w`` (W per register unit) for ``modbus`` (a ModbusMaster);
+        ``ev_pwm``: a PWM-like object with ``duty_u16(v)``."""
+        self.relays = relays
+        self.modbus = modbus
+        self.battery = battery
+        self.pv = pv
+        self.ev_pwm = ev_pwm
+        self.bat_w = 0 if battery else None
+        self.pv_limit_w = None
+        self.ev_ma = 0 if ev_pwm else None
+        self.relay_state = 0
+        self.faults = 0
+
+    def _write(self, dev, watts):
+        scale = dev.get("scale_w", 1)
+        self.modbus.write_register(dev["addr"], dev["reg"], watts // scale)
+        return (watts // scale) * scale
+
+    def apply(self, bat_w, ev_ma, pv_limit_w, relays):
+        if self.battery is not None and bat_w is not None:
+            try:
+                self.bat_w = self._write(self.battery, bat_w)
+            except DriverError:
+                self.faults += 1
+        if self.pv is not None and pv_limit_w is not None:
+            try:
+                self.pv_limit_w = self._write(self.pv, pv_limit_w)
+            except DriverError:
+                self.faults += 1
+        if self.ev_pwm is not None and ev_ma is not None:
+            self.ev_pwm.duty_u16(pilot_duty_u16(ev_ma))
+            self.ev_ma = ev_ma
+        for i, pin in enumerate(self.relays):
+            pin.value((relays >> i) & 1)
+        self.relay_state = relays & ((1 << len(self.relays)) - 1)
+        return self.state()
+
+    def state(self):
+        return self.bat_w, self.ev_ma, self.pv_limit_w, self.relay_state
