@@ -10,7 +10,7 @@ from errors import FirmwareError
 
 TYPING = False  # True for mypy only
 if TYPING:
-    from typing import Any
+    from typing import Any  # noqa: F401  (used in type comments)
 
 IPPROTO_TCP = 6  # numeric: the unix port's socket module does not name them
 TCP_NODELAY = 1

@@ -1,0 +1,187 @@
+# The board runtime: metering, signed readings, the MQTT link with store-and-forward, orders,
+# status and the watchdog, as asyncio tasks. Everything board-specific comes from the board file
+# (compact JSON) and settings (ids, broker, coordinator key); hardware comes from `hw` (real
+# buses on an ESP32, fakes in tests and the simulator) and time from `clock`.
+import asyncio
+import gc
+import json
+
+import keys
+from meter import Meter, build
+from mqtt import MQTTClient, MqttError
+from orders import Limits, OrderHandler
+from registers import Registers
+from spool import Spool
+
+from protocol import crypto, frame, messages, topics
+
+FW_VERSION = "0.1.0"
+
+
+class Board:
+    def __init__(self, cfg, settings, hw, clock):
+        self.cfg = cfg
+        self.hw = hw
+        self.clock = clock
+        self.id = settings["board"]
+        self.grid = settings["grid"]
+        seed, created = keys.load_or_create()
+        self.key = crypto.SigningKey(seed)
+        if created:
+            print("peergrid: new board key", self.key.public.hex())
+        self.regs = Registers("regs", cfg.get("save_s", 300), cfg.get("save_mwh", 50_000))
+        self.spool = Spool("spool.bin", cfg.get("spool", 1000))
+        fe = cfg["frontend"]
+        self.meter = Meter(fe["chip"], build(fe, hw), self.regs)
+        self.act = hw.actuators(cfg)
+        coord = crypto.Verifier(bytes.fromhex(settings["coordinator_key"]))
+        self.orders = OrderHandler(self.id, self.grid, coord, Limits(cfg), self.act, self.regs,
+                                   self.key, cfg.get("interval_s", 900))
+        b = settings["broker"]
+        self.client = MQTTClient(self.id, b["host"], b.get("port", 1883), b.get("user"),
+                                 b.get("password"), b.get("keepalive", 60), hw.tls(b))
+        self.client.set_callback(self._on_message)
+        self.t_reading = topics.board_topic(self.grid, self.id, "reading")
+        self.t_status = topics.board_topic(self.grid, self.id, "status")
+        self.t_order = topics.board_topic(self.grid, self.id, "order")
+        self.inbox = []  # order frames waiting to be verified
+        self.outbox = []  # (topic, frame) acks to send
+        self.sent = 0
+        self.started = clock.now()
+        self.stop = False
+        self.wdt = hw.wdt()
+
+    # -- readings ---------------------------------------------------------------------------
+
+    def reading(self, now):
+        m = self.meter
+        flags = messages.F_FRONTEND_FAULT if m.fault else 0
+        if self.regs.aligned:
+            flags |= messages.F_ALIGNED
+            self.regs.aligned = False
+        if not self.clock.synced:
+            flags |= messages.F_CLOCK_UNSYNCED
+        bat = self.hw.battery_state()
+        r = messages.Reading(board=self.id, seq=self.regs.next_seq(now), ts=now,
+                             e_imp=self.regs.e_imp, e_exp=self.regs.e_exp, p=m.p_w, u=m.u_mv,
+                             bat_soc=bat[0] if bat else None, bat_p=bat[1] if bat else None,
+                             flags=flags)
+        return frame.seal(r, self.t_reading, self.key)
+
+    async def _send_reading(self, fr):
+        if not len(self.spool) and self.client.connected:
+            try:
+                await self.client.publish(self.t_reading, fr)
+                self.sent += 1
+                return
+            except MqttError:
+                pass
+        self.spool.push(fr)
+
+    def status(self, state, now):
+        s = messages.Status(board=self.id, ts=now, state=state, uptime=now - self.started,
+                            heap_free=gc.mem_free(), queued=len(self.spool),
+                            dropped=self.spool.dropped, rejected=self.orders.rejected)
+        return frame.seal(s, self.t_status, self.key)
+
+    def _on_message(self, topic, payload):
+        if len(self.inbox) < 4:  # bounded: a flood of orders cannot exhaust the heap
+            self.inbox.append((topic, payload))
+        else:
+            self.orders.rejected += 1
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def metering(self):
+        poll = self.cfg.get("poll_s", 1)
+        while not self.stop:
+            now = self.clock.now()
+            self.hw.physics(now)
+            self.meter.poll()
+            self.regs.maybe_save(now)
+            ack = self.orders.tick(now)
+            if ack:
+                self.outbox.append(ack)
+            if self.wdt is not None:
+                self.wdt.feed()
+            await self.clock.sleep(poll)
+
+    async def readings(self):
+        every = self.cfg.get("reading_s", 10)
+        while not self.stop:
+            now = self.clock.now()
+            await self._send_reading(self.reading(now))
+            gc.collect()
+            await self.clock.sleep(every - now % every if now % every else every)
+
+    async def link(self):
+        backoff = 1
+        while not self.stop:
+            try:
+                await self._session()
+                backoff = 1
+            except (MqttError, OSError) as e:
+                print("peergrid: link down:", e)
+            self.client.close()
+            if self.stop:
+                break
+            await self.clock.sleep(backoff)
+            backoff = min(backoff * 2, 60)
+
+    async def _session(self):
+        now = self.clock.now()
+        self.client.set_will(self.t_status, self.status(messages.S_OFFLINE, now), retain=True)
+        await self.client.connect(clean_session=False)
+        reader = asyncio.create_task(self.client.run())
+        try:
+            await self.client.subscribe(self.t_order)
+            enrol = messages.Enrol(board=self.id, pubkey=self.key.public,
+                                   board_type=self.cfg.get("type", "esp32"), fw=FW_VERSION, ts=now)
+            t_enrol = topics.board_topic(self.grid, self.id, "enrol")
+            await self.client.publish(t_enrol, frame.seal(enrol, t_enrol, self.key))
+            await self.client.publish(self.t_status, self.status(messages.S_ONLINE, now), retain=True)
+            last_status = now
+            while not self.stop and self.client.connected:
+                fr = self.spool.peek()
+                if fr is not None:  # replay in order, oldest first
+                    await self.client.publish(self.t_reading, fr)
+                    self.spool.pop()
+                    self.sent += 1
+                    continue
+                while self.inbox:
+                    topic, payload = self.inbox.pop(0)
+                    ack = self.orders.handle(topic, payload, self.clock.now())
+                    if ack:
+                        self.outbox.append(ack)
+                while self.outbox:
+                    await self.client.publish(*self.outbox.pop(0))
+                now = self.clock.now()
+                if now - last_status >= self.cfg.get("status_s", 300):
+                    state = messages.S_FAILSAFE if self.orders.failsafe else messages.S_ONLINE
+                    await self.client.publish(self.t_status, self.status(state, now), retain=True)
+                    last_status = now
+                if reader.done():
+                    break
+                await self.clock.sleep(0.2)
+            if self.stop:
+                await self.client.disconnect()
+        finally:
+            reader.cancel()
+
+    async def run(self, until=None):
+        tasks = [asyncio.create_task(t) for t in (self.metering(), self.readings(), self.link())]
+        try:
+            while until is None or self.clock.now() < until:
+                await self.clock.sleep(1)
+        finally:
+            self.stop = True
+            self.regs.maybe_save(self.clock.now(), force=True)  # clean shutdown: nothing lost
+            await asyncio.sleep(0)
+            for t in tasks:
+                t.cancel()
+            self.client.close()
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
