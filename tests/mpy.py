@@ -28,10 +28,12 @@ def micropython_exe() -> str:
     return found
 
 
-def mpy_env(extra_path: list[Path] | None = None) -> dict[str, str]:
-    paths = [str(p) for p in (extra_path or [])] + [str(FIRMWARE), str(ROOT), ".frozen"]
+def mpy_env(extra_path: list[Path] | None = None, *, romfs: bool = False) -> dict[str, str]:
+    sources = [] if romfs else [str(FIRMWARE), str(ROOT)]  # with ROMFS the code comes from /rom
+    paths = [str(p) for p in (extra_path or [])] + sources + [".frozen"]
     env = dict(os.environ)
     env["MICROPYPATH"] = ":".join(paths)
+    env["PYTHONPATH"] = str(ROOT)
     return env
 
 
@@ -44,11 +46,23 @@ def run_micropython(
     cwd: Path | None = None,
     stdin: str | None = None,
     check: bool = True,
+    romfs: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` on MicroPython with ``-X heapsize=<heap>``; raise with its output on failure."""
+    """Run ``code`` on MicroPython with ``-X heapsize=<heap>``; raise with its output on failure.
+
+    With ``romfs`` (the default) firmware/ and protocol/ are imported from a ROMFS image held
+    outside the heap, as they execute from flash on a board (see tests/romfs.py); without it
+    they are compiled from source into the heap.
+    """
+    if romfs:
+        from tests.romfs import build_image
+
+        cmd = [sys.executable, "-m", "tests.romfs", str(build_image()), heap, "-c", code]
+    else:
+        cmd = [micropython_exe(), "-X", f"heapsize={heap}", "-c", code]
     proc = subprocess.run(
-        [micropython_exe(), "-X", f"heapsize={heap}", "-c", code],
-        env=mpy_env(extra_path),
+        cmd,
+        env=mpy_env(extra_path, romfs=romfs),
         cwd=str(cwd or ROOT),
         input=stdin,
         capture_output=True,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import codec, crypto, frame, messages, topics
+from tests.protocol.rfc8032 import RFC8032
 
 PATH = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "golden.json"
 
@@ -222,6 +223,16 @@ def build() -> dict[str, Any]:
         "codec_rejects": [{"name": n, "hex": h, "error": e} for n, h, e in CODEC_REJECTS],
         "messages": [],
         "frame_rejects": [],
+        "rfc8032": [
+            {
+                "name": v.name,
+                "secret": v.secret,
+                "public": v.public,
+                "message": v.message,
+                "signature": v.signature,
+            }
+            for v in RFC8032
+        ],
     }
     for name, ki, msg in sample_messages():
         topic = topics.topic_for(GRID, msg)

