@@ -76,6 +76,9 @@ class Board:
                 return
             except MqttError:
                 pass
+            except asyncio.CancelledError:  # shutdown before the PUBACK: keep it for next boot
+                self.spool.push(fr)
+                raise
         self.spool.push(fr)
 
     def status(self, state, now):
