@@ -1,6 +1,8 @@
 # The metering front end behind one `poll`: reads the chip, feeds the registers, keeps the
 # instantaneous values. Retries live here (not in the drivers): a poll that fails `retries`
 # times in a row marks the front end faulty; registers hold their last value meanwhile.
+import gc
+
 from errors import DriverError
 
 
@@ -54,6 +56,7 @@ class Meter:
 
 def build(fe, hw):
     """Create the driver for the board file's front end using ``hw`` (real buses or fakes)."""
+    gc.collect()  # drivers allocate their buffers once, here: give them the largest free blocks
     chip = fe["chip"]
     if chip == "pzem004t":
         from drivers.pzem004t import Pzem004t

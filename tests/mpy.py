@@ -15,6 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 HEAP = "64k"
+# What the whole board runtime (all firmware modules, the protocol, and the fake hardware that
+# stands in for the chips) needs today: it fails at 80k and runs at 96k with ~10 KB to spare.
+# The target is HEAP (issue 3); tests that boot the full runtime use this until it is met.
+FIRMWARE_HEAP_NOW = "96k"
 
 
 def micropython_exe() -> str:

@@ -53,7 +53,7 @@ class _CsPin:
 
 class FakeAtm90e32:
     def __init__(self):
-        self.regs = array("H", [0] * 256)
+        self.regs = array("H", range(256))
         self.cs = _CsPin(self)
         self.miso_stuck = None
         self.saturated = 0

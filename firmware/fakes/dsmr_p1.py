@@ -35,6 +35,7 @@ def _kw(w):
 
 class FakeP1Port:
     def __init__(self):
+        self._tbuf = bytearray(1200)
         self.header = "ISk5\\2MT382-1000"
         self.timestamp = "170102192002W"
         self.equipment_id = "K8EG004046395507"
@@ -109,10 +110,23 @@ class FakeP1Port:
             lines.append("1-0:%d.7.0(%s*kW)" % (code, _kw(self.power_export_l_w[k])))
         lines.append("0-1:24.1.0(003)")
         lines.append("0-1:24.2.1(170102161005W)(00000.107*m3)")
-        out = bytearray()
+        # into one preallocated buffer: growing a bytearray line by line fragments a small heap
+        need = 2 * len(lines)
         for ln in lines:
-            out += ln.encode()
-            out += b"\r\n"
+            need += len(ln)
+        if fault == FAULT_OVERSIZE:
+            need = max(need, self.oversize_to + 80)
+        if len(self._tbuf) < need + 16:
+            self._tbuf = bytearray(need + 16)
+        buf = self._tbuf
+        n = 0
+        for ln in lines:
+            b = ln.encode()
+            buf[n : n + len(b)] = b
+            n += len(b)
+            buf[n : n + 2] = b"\r\n"
+            n += 2
+        out = bytearray(buf[:n])
         if fault == FAULT_OVERSIZE:
             pad = b"0-0:96.13.0(" + b"3031" * 16 + b")\r\n"
             while len(out) < self.oversize_to:

@@ -108,7 +108,10 @@ class FakeHardware:
     def physics(self, now):
         """Advance the fake meter to ``now`` (exact: remainders carried in mW*s)."""
         if self.last is None or now <= self.last:
-            self.last = now if self.last is None else self.last
+            if self.last is None:
+                self.last = now
+                if self.chip == "dsmr_p1":
+                    self._fake().emit()  # a P1 port sends a telegram every second anyway
             return
         p = self.power_w(now)
         i = 0 if p >= 0 else 1
