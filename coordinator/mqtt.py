@@ -1,6 +1,9 @@
 """The one module that talks to aiomqtt. Everything else uses ``Connection``.
 
-QoS 1 throughout (at-least-once; the ledger makes storage idempotent). Shared subscriptions
+QoS 1 throughout (at-least-once; the ledger makes storage idempotent). With ``manual_ack`` a
+received message is acknowledged to the broker only when the application calls ``ack`` (after
+it has committed the message), so a crash or a lost connection before that makes the broker
+redeliver it on the next session (``clean_session=False``). Shared subscriptions
 (``$share/<group>/...``) let several ingest processes split the load on Mosquitto.
 """
 
@@ -46,6 +49,8 @@ class Inbound:
     topic: str
     payload: bytes
     retain: bool
+    mid: int = 0
+    qos: int = 0
 
 
 class Connection:
@@ -60,6 +65,7 @@ class Connection:
         clean_session: bool = True,
         keepalive: int = 30,
         max_queued_incoming: int = 0,
+        manual_ack: bool = False,
     ) -> None:
         self._client = aiomqtt.Client(
             addr.host,
@@ -73,6 +79,10 @@ class Connection:
             keepalive=keepalive,
             max_queued_incoming_messages=max_queued_incoming or None,
         )
+        self.manual_ack = manual_ack
+        # aiomqtt 2.x does not expose paho's manual acknowledgement; its paho client does
+        self._paho = self._client._client
+        self._paho.manual_ack_set(manual_ack)
 
     async def __aenter__(self) -> Connection:
         try:
@@ -104,10 +114,15 @@ class Connection:
         except aiomqtt.MqttError as e:
             raise MqttError(f"subscribe to {topic_filter} failed: {e}") from e
 
+    def ack(self, msg: Inbound) -> None:
+        """Acknowledge a message to the broker (``manual_ack`` sessions; a no-op otherwise)."""
+        if self.manual_ack and msg.qos:
+            self._paho.ack(msg.mid, msg.qos)
+
     async def messages(self) -> AsyncIterator[Inbound]:
         try:
             async for m in self._client.messages:
                 payload = m.payload if isinstance(m.payload, bytes | bytearray) else b""
-                yield Inbound(str(m.topic), bytes(payload), bool(m.retain))
+                yield Inbound(str(m.topic), bytes(payload), bool(m.retain), m.mid, m.qos)
         except aiomqtt.MqttError as e:
             raise MqttError(f"connection lost: {e}") from e

@@ -47,6 +47,7 @@ class Board:
         self.inbox = []  # order frames waiting to be verified
         self.outbox = []  # (topic, frame) acks to send
         self.sent = 0
+        self.errors = 0
         self.started = clock.now()
         self.stop = False
         self.wdt = hw.wdt()
@@ -125,6 +126,9 @@ class Board:
                 backoff = 1
             except (MqttError, OSError) as e:
                 print("peergrid: link down:", e)
+            except Exception as e:  # a bug must not end the link for good: log, reconnect
+                print("peergrid: link error:", repr(e))
+                self.errors += 1
             self.client.close()
             if self.stop:
                 break

@@ -9,28 +9,29 @@ class FakeModbusSlave:
         self.regs = {}
         self.writable = writable  # None: any register; else a set of writable registers
         self.silent = False
-        self._rx = bytearray()
-        self._tx = bytearray()
+        self._tx = b""  # reply bytes not yet read by the master
+        self._pos = 0
         self.writes = 0
 
-    # UART-like side seen by the master
+    # UART-like side seen by the master. Each write() is one whole request frame (a real bus
+    # delimits frames by 3.5 character times of silence).
     def write(self, buf):
-        self._rx.extend(buf)
-        while len(self._rx) >= 8:
-            frame = bytes(self._rx[:8])
-            del self._rx[:8]
-            self._answer(frame)
+        if len(buf) == 8:
+            self._answer(bytes(buf))
         return len(buf)
 
     def any(self):
-        return len(self._tx)
+        return len(self._tx) - self._pos
 
     def readinto(self, buf, n=None):
-        n = min(len(buf) if n is None else n, len(self._tx))
+        n = min(len(buf) if n is None else n, self.any())
         if not n:
             return None
-        buf[:n] = self._tx[:n]
-        del self._tx[:n]
+        buf[:n] = self._tx[self._pos : self._pos + n]
+        self._pos += n
+        if self._pos == len(self._tx):
+            self._tx = b""
+            self._pos = 0
         return n
 
     def _answer(self, f):
@@ -45,11 +46,11 @@ class FakeModbusSlave:
         v = (f[4] << 8) | f[5]
         self.regs[reg] = v - 0x10000 if v & 0x8000 else v
         self.writes += 1
-        self._tx.extend(f)
+        self._tx = f
 
     def _error(self, fc, code):
         r = bytearray((self.addr, fc | 0x80, code))
         c = crc16(r, INIT_MODBUS, 0, 3)
         r.append(c & 0xFF)
         r.append(c >> 8)
-        self._tx.extend(r)
+        self._tx = bytes(r)
