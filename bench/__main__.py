@@ -9,7 +9,7 @@ import time
 
 from bench.table import machine, render
 
-SUITES = ["crypto"]
+SUITES = ["crypto", "firmware"]
 
 
 def main(argv: list[str] | None = None) -> int:

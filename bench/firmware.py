@@ -1,0 +1,133 @@
+"""The board runtime on the MicroPython unix port: per-reading CPU time (meter poll, encode,
+sign) and QoS 1 publish time to a real Mosquitto, beside the bare signature in the same run;
+heap after boot and after a run of readings; the smallest heap the runtime boots in."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from bench.table import Row
+from protocol import crypto
+from tests.broker import Mosquitto
+from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
+
+BOARD = {
+    "type": "esp32-devkitc-pzem004t",
+    "frontend": {"chip": "pzem004t", "uart": 2, "tx": 17, "rx": 16, "addr": 1},
+    "relays": [{"pin": 25}],
+    "reading_s": 10,
+    "interval_s": 900,
+}
+
+SCRIPT = """
+import asyncio, gc, time
+import app
+from clock import SimClock
+from fakes.hardware import FakeHardware
+from mqtt import MQTTClient
+cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
+clock = SimClock(1750000000, 1)
+hw = FakeHardware(cfg, lambda now: 900)
+b = app.Board(cfg, settings, hw, clock)
+gc.collect(); boot_free = gc.mem_free()
+N = %d
+poll, seal, sign = [], [], []
+now = 1750000000
+for i in range(N):
+    now += 10
+    hw.physics(now)
+    t = time.ticks_us(); b.meter.poll(); poll.append(time.ticks_diff(time.ticks_us(), t))
+    t = time.ticks_us(); fr = b.reading(now); seal.append(time.ticks_diff(time.ticks_us(), t))
+    t = time.ticks_us(); b.key.sign(fr[:-64]); sign.append(time.ticks_diff(time.ticks_us(), t))
+pub = []
+async def publish():
+    c = MQTTClient("bench", "127.0.0.1", %d)
+    await c.connect(clean_session=True)
+    task = asyncio.create_task(c.run())
+    for i in range(N):
+        fr = b.reading(now + i)
+        t = time.ticks_us(); await c.publish(b.t_reading, fr); pub.append(time.ticks_diff(time.ticks_us(), t))
+    await c.disconnect()
+    task.cancel()
+if %d:
+    asyncio.run(publish())
+gc.collect(); run_free = gc.mem_free()
+for xs in (poll, seal, sign, pub):
+    xs.sort()
+m = lambda xs: xs[len(xs) // 2] if xs else 0
+print("BENCH", m(poll), m(seal), m(sign), m(pub), boot_free, run_free)
+"""
+
+BOOT_ONLY = """
+import gc
+import app
+from clock import SimClock
+from fakes.hardware import FakeHardware
+cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
+b = app.Board(cfg, settings, FakeHardware(cfg, lambda now: 900), SimClock(1750000000, 1))
+b.reading(1750000010)
+print("BOOTED")
+"""
+
+
+def _files(d: Path, port: int) -> None:
+    (d / "board.json").write_text(json.dumps(BOARD))
+    settings = {
+        "board": "m01",
+        "grid": "bench",
+        "broker": {"host": "127.0.0.1", "port": port},
+        "coordinator_key": crypto.SigningKey(bytes(32)).public.hex(),
+    }
+    (d / "settings.json").write_text(json.dumps(settings))
+
+
+def smallest_heap(d: Path) -> int:
+    """Smallest heap (KiB, 8 KiB steps) in which the runtime boots and takes a reading."""
+    for kib in range(48, 257, 8):
+        for f in d.glob("regs*"):
+            f.unlink()
+        p = run_micropython(BOOT_ONLY, heap=f"{kib}k", cwd=d, check=False)
+        if "BOOTED" in p.stdout:
+            return kib
+    return 0
+
+
+def run(ci: bool) -> list[Row]:
+    n = 20 if ci else 200
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        broker = Mosquitto(d)
+        broker.start()
+        try:
+            _files(d, broker.port)
+            out = run_micropython(
+                SCRIPT % (n, broker.port, 1), heap=FIRMWARE_HEAP_NOW, cwd=d, timeout=600
+            ).stdout
+        finally:
+            broker.stop()
+        poll, seal, sign, pub, boot_free, run_free = (int(x) for x in out.split("BENCH")[1].split())
+        heap = int(FIRMWARE_HEAP_NOW.rstrip("k"))
+        need = smallest_heap(d)
+    return [
+        Row("board reading: meter poll (fake PZEM, Modbus RTU)", poll / 1000, "ms"),
+        Row("board reading: build + encode + sign", seal / 1000, "ms", sign / 1000, "sign alone"),
+        Row(
+            "board QoS1 publish to Mosquitto (loopback)",
+            pub / 1000,
+            "ms",
+            seal / 1000,
+            "reading build",
+            "sign+publish < 3 ms",
+        ),
+        Row("board heap used after boot", heap - boot_free / 1024, "KiB", 64, "target heap", "<= 64 KiB"),
+        Row(
+            f"board heap used after {n} readings + publishes",
+            heap - run_free / 1024,
+            "KiB",
+            64,
+            "target heap",
+        ),
+        Row("board smallest heap that boots and reads", need, "KiB", 64, "target heap"),
+    ]
