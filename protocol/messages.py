@@ -9,6 +9,8 @@ Ids and directions never change once released; a new field means a new ``VERSION
 Runs unchanged on CPython and MicroPython.
 """
 
+import sys
+
 from protocol import codec
 from protocol.errors import DecodeError, FieldError, UnknownTypeError
 
@@ -40,6 +42,30 @@ MAX_TS = 0xFFFFFFFF  # Unix seconds until 2106
 
 ID_MAX = 32
 
+# Field types used in the SPEC strings below: name -> (kind, lo, hi). A trailing "?" in a SPEC
+# makes the field optional (nil on the wire). Specs are strings so that on a board they stay in
+# flash with the code: a table of tuples per field would cost several KB of heap.
+TYPES_OF_FIELDS = {
+    "id": (ID, 0, 0),
+    "u8": (UINT, 0, 0xFF),
+    "u16": (UINT, 0, 0xFFFF),
+    "u32": (UINT, 0, U32),
+    "u64": (UINT, 0, U64),
+    "ts": (UINT, 0, MAX_TS),
+    "w": (INT, -MAX_W, MAX_W),  # power, W, signed
+    "wp": (UINT, 0, MAX_W),  # power, W, >= 0
+    "mv": (UINT, 0, 1_000_000),  # voltage, mV
+    "pm": (UINT, 0, 1000),  # per-mille
+    "n2": (UINT, 0, 2),
+    "n3": (UINT, 0, 3),
+    "ma": (UINT, 0, 80_000),  # current, mA
+    "len": (UINT, 1, 86_400),  # seconds
+    "price": (INT, -10_000_000, 10_000_000),  # milli-cent per kWh
+    "key": (BYTES, 32, 32),
+    "t24": (TEXT, 0, 24),
+    "t48": (TEXT, 0, 48),
+}
+
 # order/ack status codes
 ST_APPLIED = 0  # setpoints applied as ordered
 ST_CLAMPED = 1  # applied, limited by the board's local limits
@@ -66,6 +92,30 @@ def id_ok(s: object) -> bool:
         if not ("a" <= c <= "z" or "0" <= c <= "9" or (i > 0 and c in "_-")):
             return False
     return True
+
+
+_CACHE: "dict[type, list[Field]]" = {}
+_CACHING = sys.implementation.name != "micropython"
+
+
+def fields(cls: "type[Message]") -> "list[Field]":
+    """The fields of a message type, in wire order: (name, kind [| OPT], lo, hi)."""
+    got = _CACHE.get(cls) if _CACHING else None
+    if got is not None:
+        return got
+    out = []
+    for item in cls.SPEC.split():
+        name, _, t = item.partition(":")
+        opt = t[-1] == "?"
+        kind, lo, hi = TYPES_OF_FIELDS[t[:-1] if opt else t]
+        out.append((name, kind | OPT if opt else kind, lo, hi))
+    if _CACHING:  # the coordinator decodes thousands per second; a board keeps its heap
+        _CACHE[cls] = out
+    return out
+
+
+def names(cls: "type[Message]") -> "list[str]":
+    return [f[0] for f in fields(cls)]
 
 
 def _check(cls: type, f: "Field", v: object) -> None:
@@ -100,10 +150,10 @@ class Message:
     TYPE = 0
     LEAF = ""
     DIR = 0
-    FIELDS: "tuple[Field, ...]" = ()
+    SPEC = ""  # "name:type name:type? ..." (see TYPES_OF_FIELDS)
 
     def __init__(self, **kw: "Any") -> None:
-        for f in self.FIELDS:
+        for f in fields(type(self)):
             v = kw.pop(f[0], None)
             _check(type(self), f, v)
             setattr(self, f[0], v)
@@ -113,8 +163,8 @@ class Message:
     def to_list(self) -> list[object]:
         """The body array: ``[TYPE, VERSION, field1, ...]``."""
         out: list[object] = [self.TYPE, VERSION]
-        for f in self.FIELDS:
-            out.append(getattr(self, f[0]))
+        for name in names(type(self)):
+            out.append(getattr(self, name))
         return out
 
     def encode(self) -> bytes:
@@ -122,7 +172,7 @@ class Message:
         return codec.pack(self.to_list())
 
     def values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f[0]) for f in self.FIELDS)
+        return tuple(getattr(self, name) for name in names(type(self)))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and type(other) is type(self) and other.values() == self.values()
@@ -131,7 +181,7 @@ class Message:
         return hash((self.TYPE, self.values()))
 
     def __repr__(self) -> str:
-        parts = ["%s=%r" % (f[0], getattr(self, f[0])) for f in self.FIELDS]
+        parts = ["%s=%r" % (n, getattr(self, n)) for n in names(type(self))]
         return "%s(%s)" % (type(self).__name__, ", ".join(parts))
 
 
@@ -141,19 +191,19 @@ class Reading(Message):
     TYPE = 1
     LEAF = "reading"
     DIR = UP
-    FIELDS = (
-        ("board", ID, 0, 0),
-        ("seq", UINT, 0, U32),  # persisted across reboot, +1 per reading
-        ("ts", UINT, 0, MAX_TS),
-        ("e_imp", UINT, 0, U64),  # cumulative import register, mWh (OBIS 1.8.0)
-        ("e_exp", UINT, 0, U64),  # cumulative export register, mWh (OBIS 2.8.0)
-        ("p", INT, -MAX_W, MAX_W),  # active power, W, + import / - export
-        ("u", UINT, 0, 1_000_000),  # voltage, mV
-        ("bat_soc", UINT | OPT, 0, 1000),  # battery state of charge, per-mille
-        ("bat_p", INT | OPT, -MAX_W, MAX_W),  # battery power, W, + charging
-        ("ev_state", UINT | OPT, 0, 3),  # 0 unplugged, 1 plugged, 2 charging, 3 full
-        ("ev_p", UINT | OPT, 0, MAX_W),  # EV charging power, W
-        ("flags", UINT, 0, 0xFFFF),  # F_* bits
+    # seq: persisted across reboot, +1 per reading
+    # e_imp: cumulative import register, mWh (OBIS 1.8.0)
+    # e_exp: cumulative export register, mWh (OBIS 2.8.0)
+    # p: active power, W, + import / - export
+    # u: voltage, mV
+    # bat_soc: battery state of charge, per-mille
+    # bat_p: battery power, W, + charging
+    # ev_state: 0 unplugged, 1 plugged, 2 charging, 3 full
+    # ev_p: EV charging power, W
+    # flags: F_* bits
+    SPEC = (
+        "board:id seq:u32 ts:ts e_imp:u64 e_exp:u64 p:w u:mv bat_soc:pm? bat_p:w? "
+        "ev_state:n3? ev_p:wp? flags:u16"
     )
     board: str
     seq: int
@@ -175,17 +225,16 @@ class Order(Message):
     TYPE = 2
     LEAF = "order"
     DIR = DOWN
-    FIELDS = (
-        ("board", ID, 0, 0),
-        ("oseq", UINT, 0, U32),  # per-board order sequence, strictly increasing
-        ("interval", UINT, 0, MAX_TS),  # start of the market interval
-        ("valid_from", UINT, 0, MAX_TS),
-        ("valid_until", UINT, 0, MAX_TS),
-        ("bat_w", INT | OPT, -MAX_W, MAX_W),  # battery setpoint, W, + charge / - discharge
-        ("ev_ma", UINT | OPT, 0, 80_000),  # EV charging current limit, mA
-        ("pv_limit_w", UINT | OPT, 0, MAX_W),  # PV export limit, W
-        ("relay_mask", UINT, 0, 0xFF),  # which relays this order sets
-        ("relay_state", UINT, 0, 0xFF),  # their states (bit = on)
+    # oseq: per-board order sequence, strictly increasing
+    # interval: start of the market interval
+    # bat_w: battery setpoint, W, + charge / - discharge
+    # ev_ma: EV charging current limit, mA
+    # pv_limit_w: PV export limit, W
+    # relay_mask: which relays this order sets
+    # relay_state: their states (bit = on)
+    SPEC = (
+        "board:id oseq:u32 interval:ts valid_from:ts valid_until:ts bat_w:w? ev_ma:ma? "
+        "pv_limit_w:wp? relay_mask:u8 relay_state:u8"
     )
     board: str
     oseq: int
@@ -205,17 +254,9 @@ class Ack(Message):
     TYPE = 3
     LEAF = "ack"
     DIR = UP
-    FIELDS = (
-        ("board", ID, 0, 0),
-        ("oseq", UINT, 0, U32),
-        ("ts", UINT, 0, MAX_TS),
-        ("status", UINT, 0, 3),  # ST_*
-        ("reason", TEXT, 0, 48),  # empty when applied as ordered
-        ("bat_w", INT | OPT, -MAX_W, MAX_W),
-        ("ev_ma", UINT | OPT, 0, 80_000),
-        ("pv_limit_w", UINT | OPT, 0, MAX_W),
-        ("relay_state", UINT, 0, 0xFF),
-    )
+    # status: ST_*
+    # reason: empty when applied as ordered
+    SPEC = "board:id oseq:u32 ts:ts status:n3 reason:t48 bat_w:w? ev_ma:ma? pv_limit_w:wp? relay_state:u8"
     board: str
     oseq: int
     ts: int
@@ -233,17 +274,16 @@ class Result(Message):
     TYPE = 4
     LEAF = "result"
     DIR = BROADCAST
-    FIELDS = (
-        ("grid", ID, 0, 0),
-        ("interval", UINT, 0, MAX_TS),
-        ("length", UINT, 1, 86_400),  # seconds
-        ("scheme", ID, 0, 0),  # market scheme name, e.g. "pairwise"
-        ("price", INT, -10_000_000, 10_000_000),  # clearing or mean price, milli-cent/kWh
-        ("traded", UINT, 0, U64),  # local energy traded, mWh
-        ("grid_imp", UINT, 0, U64),  # residual bought from the supplier, mWh
-        ("grid_exp", UINT, 0, U64),  # surplus sold to the supplier, mWh
-        ("n_trades", UINT, 0, U32),
-        ("digest", BYTES | OPT, 32, 32),  # SHA-256 of the full clearing record
+    # length: seconds
+    # scheme: market scheme name, e.g. "pairwise"
+    # price: clearing or mean price, milli-cent/kWh
+    # traded: local energy traded, mWh
+    # grid_imp: residual bought from the supplier, mWh
+    # grid_exp: surplus sold to the supplier, mWh
+    # digest: SHA-256 of the full clearing record
+    SPEC = (
+        "grid:id interval:ts length:len scheme:id price:price traded:u64 grid_imp:u64 "
+        "grid_exp:u64 n_trades:u32 digest:key?"
     )
     grid: str
     interval: int
@@ -263,13 +303,7 @@ class Enrol(Message):
     TYPE = 5
     LEAF = "enrol"
     DIR = UP
-    FIELDS = (
-        ("board", ID, 0, 0),
-        ("pubkey", BYTES, 32, 32),
-        ("board_type", ID, 0, 0),
-        ("fw", TEXT, 0, 24),
-        ("ts", UINT, 0, MAX_TS),
-    )
+    SPEC = "board:id pubkey:key board_type:id fw:t24 ts:ts"
     board: str
     pubkey: bytes
     board_type: str
@@ -283,16 +317,13 @@ class Status(Message):
     TYPE = 6
     LEAF = "status"
     DIR = UP
-    FIELDS = (
-        ("board", ID, 0, 0),
-        ("ts", UINT, 0, MAX_TS),
-        ("state", UINT, 0, 2),  # S_*
-        ("uptime", UINT, 0, U32),  # seconds
-        ("heap_free", UINT, 0, U32),  # bytes
-        ("queued", UINT, 0, U32),  # readings waiting in store-and-forward
-        ("dropped", UINT, 0, U32),  # readings dropped because the queue was full
-        ("rejected", UINT, 0, U32),  # orders the board rejected
-    )
+    # state: S_*
+    # uptime: seconds
+    # heap_free: bytes
+    # queued: readings waiting in store-and-forward
+    # dropped: readings dropped because the queue was full
+    # rejected: orders the board rejected
+    SPEC = "board:id ts:ts state:n2 uptime:u32 heap_free:u32 queued:u32 dropped:u32 rejected:u32"
     board: str
     ts: int
     state: int
@@ -321,11 +352,12 @@ def from_list(items: object) -> Message:
     cls = TYPES[type_id]
     if items[1] != VERSION:
         raise DecodeError("%s version %r is not supported (expected %d)" % (cls.__name__, items[1], VERSION))
-    if len(items) != 2 + len(cls.FIELDS):
-        raise DecodeError("%s has %d fields, expected %d" % (cls.__name__, len(items) - 2, len(cls.FIELDS)))
+    spec = names(cls)
+    if len(items) != 2 + len(spec):
+        raise DecodeError("%s has %d fields, expected %d" % (cls.__name__, len(items) - 2, len(spec)))
     kw: "dict[str, Any]" = {}
-    for i, f in enumerate(cls.FIELDS):
-        kw[f[0]] = items[2 + i]
+    for i, name in enumerate(spec):
+        kw[name] = items[2 + i]
     return cls(**kw)
 
 

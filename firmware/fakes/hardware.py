@@ -2,9 +2,6 @@
 # chip's byte protocol), actuators on fake pins and a fake Modbus slave, a watchdog, and the
 # physics hook that feeds a power profile into the fake meter as simulated time passes.
 from actuators import Actuators
-from drivers.modbus_rtu import ModbusMaster
-
-from fakes.modbus_rtu import FakeModbusSlave
 
 
 class FakePin:
@@ -47,7 +44,7 @@ class FakeHardware:
         self.last = None
         self.chip = cfg["frontend"]["chip"]
         self.dev = None
-        self.slave = FakeModbusSlave(addr=1)
+        self.slave = None  # the fake Modbus slave, made when the board has Modbus setpoints
         self.pins = [FakePin() for _ in cfg.get("relays") or ()]
         self.pwm = FakePwm()
         self.dog = FakeWdt()
@@ -97,9 +94,17 @@ class FakeHardware:
         bat = cfg.get("battery")
         pv = cfg.get("pv")
         ev = cfg.get("ev")
+        master = None
+        if bat or pv:  # imported only when needed: the fakes share the board's small heap
+            from drivers.modbus_rtu import ModbusMaster
+
+            from fakes.modbus_rtu import FakeModbusSlave
+
+            self.slave = FakeModbusSlave(addr=1)
+            master = ModbusMaster(self.slave)
         return Actuators(
             relays=self.pins,
-            modbus=ModbusMaster(self.slave) if (bat or pv) else None,
+            modbus=master,
             battery=bat.get("modbus") if bat else None,
             pv=pv.get("modbus") if pv else None,
             ev_pwm=self.pwm if ev else None,

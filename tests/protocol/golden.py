@@ -245,7 +245,7 @@ def build() -> dict[str, Any]:
                 "type_id": msg.TYPE,
                 "key": ki,
                 "topic": topic,
-                "fields": {f[0]: _j(getattr(msg, f[0])) for f in msg.FIELDS},
+                "fields": {n: _j(getattr(msg, n)) for n in messages.names(type(msg))},
                 "body": body.hex(),
                 "signed": frame.signed_bytes(msg.TYPE, topic, body).hex(),
                 "frame": fr.hex(),

@@ -45,7 +45,7 @@ def _field(kind: int, lo: int, hi: int) -> st.SearchStrategy[Any]:
 
 
 def message_of(cls: type[M.Message]) -> st.SearchStrategy[M.Message]:
-    fields = {f[0]: _field(f[1], f[2], f[3]) for f in cls.FIELDS}
+    fields = {f[0]: _field(f[1], f[2], f[3]) for f in M.fields(cls)}
     return st.fixed_dictionaries(fields).map(lambda kw: cls(**kw))
 
 
