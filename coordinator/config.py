@@ -1,0 +1,98 @@
+"""Coordinator configuration: one TOML file, checked on load with errors that name the key.
+
+[coordinator]
+grid = "walenstadt"            # identifier used in MQTT topics
+ledger = "/var/lib/peergrid/ledger.db"
+auto_enrol = false             # accept a board's enrolment without an operator
+
+[broker]
+host = "127.0.0.1"
+port = 1883
+username = "coordinator"       # optional
+password = "..."               # optional
+
+[ingest]
+batch = 500                    # readings per SQLite transaction
+flush_ms = 200                 # at most this long between a reading's arrival and its commit
+group = "ingest"               # optional: MQTT shared subscription for several workers
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.errors import CoordinatorError
+from coordinator.mqtt import BrokerAddress
+from protocol.messages import id_ok
+
+
+class ConfigError(CoordinatorError):
+    """The configuration file is missing, malformed or has a bad value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    grid: str
+    ledger: Path
+    broker: BrokerAddress
+    auto_enrol: bool = False
+    batch: int = 500
+    flush_ms: int = 200
+    group: str | None = None
+
+
+def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
+    v = t.get(key, default)
+    if v is None:
+        raise ConfigError(f"{where}.{key} is required")
+    if kind is int and (type(v) is not int):
+        raise ConfigError(f"{where}.{key} must be an integer, got {v!r}")
+    if kind is not int and not isinstance(v, kind):
+        raise ConfigError(f"{where}.{key} must be a {kind.__name__}, got {v!r}")
+    return v
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    c = data.get("coordinator") or {}
+    b = data.get("broker") or {}
+    i = data.get("ingest") or {}
+    grid = _get(c, "grid", "coordinator", str)
+    if not id_ok(grid):
+        raise ConfigError(f"coordinator.grid {grid!r} must be an identifier ([a-z0-9_-], 1-32)")
+    ledger = Path(_get(c, "ledger", "coordinator", str))
+    if not ledger.is_absolute():
+        ledger = p.parent / ledger
+    port = _get(b, "port", "broker", int, 1883)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"broker.port must be 1..65535, got {port}")
+    batch = _get(i, "batch", "ingest", int, 500)
+    flush = _get(i, "flush_ms", "ingest", int, 200)
+    if not 1 <= batch <= 100_000 or not 1 <= flush <= 60_000:
+        raise ConfigError("ingest.batch must be 1..100000 and ingest.flush_ms 1..60000")
+    group = i.get("group")
+    if group is not None and not id_ok(group):
+        raise ConfigError(f"ingest.group {group!r} must be an identifier")
+    return Config(
+        grid=grid,
+        ledger=ledger,
+        broker=BrokerAddress(
+            host=_get(b, "host", "broker", str, "127.0.0.1"),
+            port=port,
+            username=b.get("username"),
+            password=b.get("password"),
+        ),
+        auto_enrol=bool(c.get("auto_enrol", False)),
+        batch=batch,
+        flush_ms=flush,
+        group=group,
+    )

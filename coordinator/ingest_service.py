@@ -1,0 +1,142 @@
+"""The ingest service: MQTT in, checked frames into the ledger, at-least-once end to end.
+
+Readings are buffered and written in batches (one SQLite transaction each); the MQTT messages of
+a batch are acknowledged to the broker only after its commit (``manual_ack`` on a persistent
+session), so a crash or kill -9 at any point loses no accepted reading: the broker redelivers
+whatever was not acknowledged, and the ledger stores a reading once however often it arrives.
+Several processes can share the load through an MQTT shared subscription (``group``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coordinator.errors import MqttError
+from coordinator.ingest import BoardState, Ingest
+from coordinator.ledger import Ledger
+from coordinator.mqtt import BrokerAddress, Connection, Inbound
+from protocol import crypto, frame, messages, topics
+
+log = logging.getLogger("peergrid.ingest")
+
+
+@dataclass
+class IngestService:
+    ledger: Ledger
+    grid: str
+    broker: BrokerAddress
+    now: Callable[[], float] = time.time
+    client_id: str = "peergrid-ingest"
+    group: str | None = None  # shared-subscription group: several workers split the load
+    batch: int = 500
+    flush_s: float = 0.2
+    auto_enrol: bool = False
+    stored: int = 0
+    ingest: Ingest = field(init=False)
+    _pending: list[tuple[messages.Reading, bytes, Inbound]] = field(default_factory=list)
+    _acks: list[Inbound] = field(default_factory=list)
+    _counted: Counter[str] = field(default_factory=Counter)  # rejections already in the ledger
+    _first: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.ingest = Ingest(self.grid, now=self.now, auto_enrol=self.auto_enrol)
+        self.reload_boards()
+
+    def reload_boards(self) -> None:
+        """Take the enrolled boards and their newest stored readings from the ledger."""
+        last = self.ledger.last_readings()
+        for b in self.ledger.boards("active"):
+            st = BoardState(crypto.Verifier(b.pubkey))
+            if b.board_id in last:
+                r = last[b.board_id]
+                st.last_seq, st.e_imp, st.e_exp = r.seq, r.e_imp, r.e_exp
+            self.ingest.boards[b.board_id] = st
+
+    def _handle(self, m: Inbound) -> None:
+        msg = self.ingest.handle(m.topic, m.payload)
+        if msg is None:  # refused: counted and logged by Ingest; acknowledged, never redelivered
+            self._acks.append(m)
+            return
+        if isinstance(msg, messages.Reading):
+            if not self._pending:
+                self._first = time.monotonic()
+            self._pending.append((msg, bytes(frame.split(m.payload)[1]), m))
+            return
+        if isinstance(msg, messages.Enrol) and msg.board not in {b.board_id for b in self.ledger.boards()}:
+            self.ledger.add_board(
+                msg.board,
+                msg.board_type,
+                msg.pubkey,
+                now=int(self.now()),
+                status="active" if self.auto_enrol else "pending",
+            )
+            log.info("board %s asks to enrol (%s, key %s)", msg.board, msg.board_type, msg.pubkey.hex())
+        self._acks.append(m)
+
+    def flush(self, conn: Connection) -> int:
+        """Commit the pending readings, then acknowledge their MQTT messages."""
+        n = 0
+        if self._pending:
+            n = self.ledger.add_readings((r, sig) for r, sig, _ in self._pending)
+            self.stored += n
+            self._acks.extend(m for _, _, m in self._pending)
+            self._pending.clear()
+        new = self.ingest.rejected - self._counted
+        if new:
+            self.ledger.count_rejections(dict(new))
+            self._counted.update(new)
+        for m in self._acks:
+            conn.ack(m)
+        self._acks.clear()
+        return n
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Ingest until ``stop`` is set; reconnect (same persistent session) when the broker drops."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except MqttError as e:
+                log.warning("broker connection lost: %s; reconnecting", e)
+                self._pending.clear()  # not acknowledged: the broker redelivers them
+                self._acks.clear()
+                self.reload_boards()
+                await asyncio.sleep(0.5)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        # An unbounded client queue: aiomqtt drops messages from a full queue, and with manual
+        # acks the broker's in-flight window (unacknowledged messages) is what bounds it.
+        async with Connection(self.broker, self.client_id, clean_session=False, manual_ack=True) as conn:
+            for leaf in ("reading", "enrol", "ack", "status"):
+                await conn.subscribe(topics.board_filter(self.grid, leaf, share=self.group))
+            queue: asyncio.Queue[Inbound] = asyncio.Queue()
+
+            async def pump() -> None:
+                async for m in conn.messages():
+                    queue.put_nowait(m)
+
+            pumping = asyncio.create_task(pump())
+            try:
+                while not stop.is_set():
+                    if pumping.done():
+                        pumping.result()  # raises MqttError: the session is gone
+                        raise MqttError("message stream ended")
+                    timeout = self.flush_s
+                    if self._pending:
+                        timeout = max(0.0, self._first + self.flush_s - time.monotonic())
+                    try:
+                        m = await asyncio.wait_for(queue.get(), timeout=timeout)
+                    except TimeoutError:
+                        self.flush(conn)
+                        continue
+                    self._handle(m)
+                    if len(self._pending) >= self.batch:
+                        self.flush(conn)
+                self.flush(conn)
+            finally:
+                pumping.cancel()

@@ -1,0 +1,43 @@
+"""Coordinator configuration: defaults, relative paths, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator import config
+from coordinator.config import ConfigError
+
+
+def write(tmp: Path, text: str) -> Path:
+    p = tmp / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_and_defaults(tmp_path: Path) -> None:
+    c = config.load(write(tmp_path, '[coordinator]\ngrid = "walenstadt"\nledger = "l.db"\n'))
+    assert c.grid == "walenstadt" and c.ledger == tmp_path / "l.db"
+    assert (c.broker.host, c.broker.port, c.batch, c.flush_ms, c.group) == ("127.0.0.1", 1883, 500, 200, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[coordinator]\nledger = 'x'\n", "coordinator.grid is required"),
+        ("[coordinator]\ngrid = 'Bad Grid'\nledger = 'x'\n", "must be an identifier"),
+        ("[coordinator]\ngrid = 'g'\nledger = 'x'\n[broker]\nport = 'x'\n", "broker.port must be an integer"),
+        ("[coordinator]\ngrid = 'g'\nledger = 'x'\n[broker]\nport = 70000\n", "broker.port must be 1..65535"),
+        ("[coordinator]\ngrid = 'g'\nledger = 'x'\n[ingest]\nbatch = 0\n", "ingest.batch must be"),
+        ("[coordinator\n", "not valid TOML"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(tmp_path / "nope.toml")
