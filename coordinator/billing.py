@@ -1,0 +1,104 @@
+"""Bills: a member's postings over a period, summed per account, plus fixed charges.
+
+Amounts are nano-cent in the ledger (mWh x mc/kWh) and are shown in currency units with the
+remainder kept exact until the final rounding to cents, which is done once per bill line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from coordinator.ledger import Ledger
+
+NC_PER_CENT = 1_000_000_000  # nano-cent in a cent
+ACCOUNTS = {
+    "energy_bought_local": "Energy bought from community members",
+    "energy_sold_local": "Energy sold to community members",
+    "energy_bought_supplier": "Energy bought from the supplier",
+    "energy_sold_supplier": "Energy sold to the supplier (feed-in)",
+    "grid_fee": "Grid fees received",
+    "fixed": "Fixed charge",
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    account: str
+    energy: int  # mWh (+ received, - delivered)
+    amount: int  # nano-cent (+ credit, - debit)
+
+
+@dataclass(frozen=True)
+class Statement:
+    member: str
+    start: int
+    end: int
+    lines: tuple[Line, ...]
+    intervals: int
+
+    @property
+    def total(self) -> int:
+        return sum(x.amount for x in self.lines)
+
+
+def cents(nc: int) -> int:
+    """Round nano-cent to whole cents, half away from zero."""
+    q, r = divmod(abs(nc), NC_PER_CENT)
+    if 2 * r >= NC_PER_CENT:
+        q += 1
+    return q if nc >= 0 else -q
+
+
+def statement(ledger: Ledger, member: str, start: int, end: int, *, fixed_per_day: int = 0) -> Statement:
+    """Postings of ``member`` for intervals starting in ``[start, end)``; ``fixed_per_day`` in
+    nano-cent is charged per started day of the period."""
+    rows = ledger.conn.execute(
+        "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
+        "GROUP BY account ORDER BY account",
+        (member, start, end),
+    ).fetchall()
+    n = ledger.conn.execute(
+        "SELECT count(DISTINCT interval) FROM postings WHERE party=? AND interval>=? AND interval<?",
+        (member, start, end),
+    ).fetchone()[0]
+    lines = [Line(a, int(e), int(m)) for a, e, m in rows]
+    if fixed_per_day:
+        days = -(-(end - start) // 86_400)
+        lines.append(Line("fixed", 0, -fixed_per_day * days))
+    return Statement(member, start, end, tuple(lines), int(n))
+
+
+def render(s: Statement, currency: str = "CHF") -> str:
+    """A statement a member can read."""
+    import time
+
+    def day(t: int) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(t))
+
+    out = [
+        f"peergrid statement for {s.member}",
+        f"period {day(s.start)} to {day(s.end)}, {s.intervals} intervals",
+        "",
+    ]
+    for x in s.lines:
+        label = ACCOUNTS.get(x.account, x.account)
+        kwh = f"{abs(x.energy) / 1e6:10.3f} kWh" if x.energy else " " * 14
+        out.append(f"{label:<42} {kwh} {cents(x.amount) / 100:>12.2f} {currency}")
+    out.append("")
+    out.append(f"{'Total (+ credit, - to pay)':<42} {'':>14} {cents(s.total) / 100:>12.2f} {currency}")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(statements: list[Statement]) -> str:
+    """One row per member and account; amounts in nano-cent (exact) and in cents (rounded)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        ["member", "period_start", "period_end", "account", "energy_mwh", "amount_nanocent", "amount_cents"]
+    )
+    for s in statements:
+        for x in s.lines:
+            w.writerow([s.member, s.start, s.end, x.account, x.energy, x.amount, cents(x.amount)])
+    return buf.getvalue()

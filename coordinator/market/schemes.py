@@ -1,0 +1,68 @@
+"""``clear``: one pure function that clears an interval with any scheme.
+
+Schemes (``SCHEMES``):
+
+- ``"pairwise"``, ``"uniform"``, ``"pay_as_bid"``: double auction (``double_auction``);
+- ``"self_consumption"``: collective self-consumption with allocation keys (``self_consumption``);
+- ``"bilateral"``: preferred-producer contracts, fixed or wholesale-indexed (``bilateral``).
+
+Every scheme settles what is left with the supplier of last resort (``last_resort``) and applies
+the member-limit policy ``limits`` (``"allow"``, ``"clamp"`` or ``"reject"``). Options that belong
+to one scheme (``sharing``; ``contracts`` and ``wholesale``) are refused by the others, so a
+misconfigured interval loop fails loudly instead of silently ignoring them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from coordinator.market.bilateral import SCHEME as BILATERAL
+from coordinator.market.bilateral import Contract, bilateral
+from coordinator.market.double_auction import PAIRWISE, PAY_AS_BID, RULES, UNIFORM, double_auction
+from coordinator.market.errors import InvalidArgument, UnknownScheme
+from coordinator.market.last_resort import ALLOW, check_policy
+from coordinator.market.self_consumption import SCHEME as SELF_CONSUMPTION
+from coordinator.market.self_consumption import Sharing, self_consumption
+from coordinator.market.types import Clearing, Order, Tariff
+
+SCHEMES: Final = (PAIRWISE, UNIFORM, PAY_AS_BID, SELF_CONSUMPTION, BILATERAL)
+INTERVAL_MAX: Final = 2**40
+
+
+def clear(
+    scheme: str,
+    interval: int,
+    orders: Iterable[Order],
+    tariff: Tariff,
+    *,
+    limits: str = ALLOW,
+    sharing: Sharing | None = None,
+    contracts: Sequence[Contract] | None = None,
+    wholesale: Mapping[int, int] | None = None,
+) -> Clearing:
+    """Clear ``orders`` of ``interval`` (start, Unix s) under ``scheme``; pure, deterministic.
+
+    ``sharing`` is for ``"self_consumption"`` (default: dynamic keys, default community price);
+    ``contracts`` (required) and ``wholesale`` for ``"bilateral"``.
+    """
+    if scheme not in SCHEMES:
+        raise UnknownScheme(f"unknown market scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    if type(interval) is not int or not 0 <= interval <= INTERVAL_MAX:
+        raise InvalidArgument(
+            f"interval must be an integer start time in 0..{INTERVAL_MAX}, got {interval!r}"
+        )
+    if not isinstance(tariff, Tariff):
+        raise InvalidArgument(f"tariff must be a Tariff, got {type(tariff).__name__}")
+    check_policy(limits)
+    if sharing is not None and scheme != SELF_CONSUMPTION:
+        raise InvalidArgument(f"sharing applies to the self_consumption scheme only, not {scheme!r}")
+    if (contracts is not None or wholesale is not None) and scheme != BILATERAL:
+        raise InvalidArgument(f"contracts and wholesale apply to the bilateral scheme only, not {scheme!r}")
+    if scheme in RULES:
+        return double_auction(interval, orders, tariff, scheme, limits)
+    if scheme == SELF_CONSUMPTION:
+        return self_consumption(interval, orders, tariff, sharing, limits)
+    if contracts is None:
+        raise InvalidArgument("the bilateral scheme needs contracts (an empty sequence if there are none)")
+    return bilateral(interval, orders, tariff, contracts, wholesale, limits)
