@@ -33,6 +33,21 @@ class ConfigError(CoordinatorError):
     """The configuration file is missing, malformed or has a bad value."""
 
 
+def load_key(path: Path) -> bytes:
+    """The coordinator's signing seed; created (mode 0600) on first use."""
+    import os
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise ConfigError(f"{path}: a coordinator key is 32 bytes, found {len(seed)}")
+    return seed
+
+
 @dataclass(frozen=True)
 class Config:
     grid: str
@@ -42,6 +57,12 @@ class Config:
     batch: int = 500
     flush_ms: int = 200
     group: str | None = None
+    key: Path | None = None  # the coordinator's Ed25519 seed (created on first run, mode 0600)
+    scheme: str = "pairwise"
+    interval_s: int = 900
+    settle_delay_s: int = 60
+    tariff: tuple[int, int, int, int] = (4_000, 20_750, 6_000, 3_000)
+    fixed_per_day: int = 0
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -82,7 +103,28 @@ def load(path: str | Path) -> Config:
     group = i.get("group")
     if group is not None and not id_ok(group):
         raise ConfigError(f"ingest.group {group!r} must be an identifier")
+    m = data.get("market") or {}
+    from coordinator.market import SCHEMES
+
+    scheme = _get(m, "scheme", "market", str, "pairwise")
+    if scheme not in SCHEMES:
+        raise ConfigError(f"market.scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
+    interval_s = _get(m, "interval_s", "market", int, 900)
+    if not 60 <= interval_s <= 86_400 or 86_400 % interval_s:
+        raise ConfigError(f"market.interval_s must divide a day and be 60..86400, got {interval_s}")
+    tariff = tuple(
+        _get(m, k, "market", int, d)
+        for k, d in (("feed_in", 4_000), ("retail", 20_750), ("grid_fee", 6_000), ("grid_fee_local", 3_000))
+    )
+    key = c.get("key", "coordinator.key")
+    key_path = Path(key) if Path(key).is_absolute() else p.parent / key
     return Config(
+        key=key_path,
+        scheme=scheme,
+        interval_s=interval_s,
+        settle_delay_s=_get(m, "settle_delay_s", "market", int, 60),
+        tariff=(tariff[0], tariff[1], tariff[2], tariff[3]),
+        fixed_per_day=_get(m, "fixed_per_day", "market", int, 0),
         grid=grid,
         ledger=ledger,
         broker=BrokerAddress(

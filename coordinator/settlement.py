@@ -1,9 +1,11 @@
 """Settlement of one interval on measured energy, and the records it leaves in the ledger.
 
-Measured energy is a register difference: the last reading at or before the interval's end
-minus the last one at or before its start, per board. Consecutive intervals share their boundary
-reading, so across any span the settled energy adds up to the registers' advance exactly: no mWh
-is lost or counted twice, whatever readings were late or missing in between.
+Measured energy is a register difference per board: the last reading at or before the
+interval's end minus the reading the board's previous settlement ended on (recorded in
+``boundaries``; the last reading at or before the start for a board's first settlement). A
+reading that arrives late, after its interval was settled, therefore counts in the next interval
+instead: across any span the settled energy adds up to the registers' advance exactly, and no
+mWh is lost or counted twice.
 
 Each member's measured net position becomes an ex-post order (limits from its preferences), the
 market clears them, and every money flow is posted double-entry (nano-cent): the postings of an
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from coordinator.ledger import Ledger, LedgerError
+from coordinator.ledger.store import LastReading
 from coordinator.market import (
     DSO,
     SUPPLIER,
@@ -40,23 +43,48 @@ class Measured:
     missing: tuple[str, ...]  # boards without a reading at a boundary (not settled)
 
 
-def measure(ledger: Ledger, start: int, end: int) -> dict[str, Measured]:
-    """Energy per member in ``[start, end)`` from register differences of its active boards."""
+@dataclass(frozen=True)
+class Boundary:
+    board_id: str
+    seq: int
+    e_imp: int
+    e_exp: int
+
+
+def _previous(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
+    row = ledger.conn.execute(
+        "SELECT seq, e_imp, e_exp FROM boundaries WHERE board_id=? AND interval<? "
+        "ORDER BY interval DESC LIMIT 1",
+        (board_id, start),
+    ).fetchone()
+    if row is not None:
+        return LastReading(row[0], 0, row[1], row[2])
+    return ledger.register_at(board_id, start)
+
+
+def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], list[Boundary]]:
+    """Energy per member in the interval ``[start, end)`` from its active boards' registers, and
+    the reading each board's settlement ends on."""
     acc: dict[str, list[int]] = {}
     missing: dict[str, list[str]] = {}
+    ends: list[Boundary] = []
     for b in ledger.boards("active"):
         if b.member_id is None:
             continue
-        r0 = ledger.register_at(b.board_id, start)
+        r0 = _previous(ledger, b.board_id, start)
         r1 = ledger.register_at(b.board_id, end)
         a = acc.setdefault(b.member_id, [0, 0, 0])
         if r0 is None or r1 is None:  # no reading yet at a boundary: nothing to settle for it
             missing.setdefault(b.member_id, []).append(b.board_id)
             continue
+        if r1.seq < r0.seq:  # nothing newer than where the last settlement ended
+            r1 = r0
         a[0] += r1.e_imp - r0.e_imp
         a[1] += r1.e_exp - r0.e_exp
         a[2] += 1
-    return {m: Measured(m, v[0], v[1], v[2], tuple(missing.get(m, ()))) for m, v in sorted(acc.items())}
+        ends.append(Boundary(b.board_id, r1.seq, r1.e_imp, r1.e_exp))
+    out = {m: Measured(m, v[0], v[1], v[2], tuple(missing.get(m, ()))) for m, v in sorted(acc.items())}
+    return out, ends
 
 
 def digest(c: Clearing) -> bytes:
@@ -97,7 +125,7 @@ def settle(
     done = ledger.conn.execute("SELECT 1 FROM intervals WHERE start=? AND state='settled'", (start,))
     if done.fetchone():
         raise LedgerError(f"interval {start} is already settled")
-    measured = measure(ledger, start, end)
+    measured, ends = measure(ledger, start, end)
     orders: list[Order] = []
     for m in measured.values():
         p = prefs.get(m.party) or Preferences(m.party)
@@ -123,6 +151,10 @@ def settle(
         tx.executemany(
             "INSERT INTO deliveries VALUES (?,?,?,?)",
             [(start, m.party, m.e_imp, m.e_exp) for m in measured.values()],
+        )
+        tx.executemany(
+            "INSERT INTO boundaries VALUES (?,?,?,?,?)",
+            [(e.board_id, start, e.seq, e.e_imp, e.e_exp) for e in ends],
         )
         tx.executemany(
             "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",

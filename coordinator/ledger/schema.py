@@ -128,4 +128,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (member_id, period)
     ) STRICT;
     """,
+    # 3: the reading each board's settlement stopped at, so the next interval starts exactly there
+    """
+    CREATE TABLE boundaries (
+        board_id TEXT NOT NULL,
+        interval INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        e_imp INTEGER NOT NULL,
+        e_exp INTEGER NOT NULL,
+        PRIMARY KEY (board_id, interval)
+    ) STRICT;
+    """,
 ]

@@ -6,10 +6,10 @@ fee. Bids and asks are taken in book order (see ``orderbook``). Partial fills sp
 trade's energy is the smaller of the two remainders.
 
 ``"pairwise"`` (Quartierstrom): bids are served highest first. Each bid is filled from the ask
-that is cheapest *for it* after fees (on a tie the same-feeder ask wins), again and again, while
-its limit is at least that fee-inclusive ask; then the next bid is served. A bid that finds no
-crossing ask stays unmatched; matching stops once a bid is below every remaining ask plus the
-local fee (no lower bid can match then). Each pair clears at the mean of the bid and its
+that is cheapest *for it* after fees (on a tie the ask that pays the reduced fee wins, then book
+order), again and again, while its limit is at least that fee-inclusive ask; then the next bid.
+A bid that finds no crossing ask stays unmatched; matching stops once a bid is below every
+remaining ask plus the local fee (no lower bid can match then). Each pair clears at the mean of the bid and its
 fee-inclusive ask, rounded down: ``price = (bid + ask + fee) // 2``. The buyer pays ``price``,
 the dso gets ``fee`` and the seller ``price - fee``. Quartierstrom example: bid 20, ask 4, fee 6
 (Rp/kWh) -> fee-inclusive ask 10, price 15, seller 9, dso 6.
@@ -29,7 +29,9 @@ a pair that crosses only thanks to it is not matched in this scheme.
 Every rule is individually rational: a buyer never pays above its (effective) limit, and a
 seller never receives below its (effective) limit, because ``ask + fee <= price <= bid``.
 
-Complexity: O(n log n) for the sort, then O(n) for the walk (every step exhausts an order).
+Complexity: O(n log n) for the sort, then O(n) for the walk (every step exhausts an order; the
+feeder-aware walk's pointers only move forward). Trades are plain tuples appended in the walk,
+and the supplier's rows for untouched orders are built by ``zip`` at C speed (``last_resort``).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ _LIMIT = attrgetter("limit")
 _RANK = attrgetter("rank")
 
 
-def _NEG_LIMIT(o: Order) -> int:
+def _neg_limit(o: Order) -> int:
     return -o.limit
 
 
@@ -104,7 +106,7 @@ def _shared_feeders(book: Book, tariff: Tariff, least_fee: int) -> frozenset[str
     if tariff.grid_fee_local == tariff.grid_fee or not bids or not asks:
         return frozenset()
     # only the bids above the cheapest ask plus fee, and the asks below the highest bid minus fee
-    nb = bisect_right(bids, -(asks[0].limit + least_fee), key=_NEG_LIMIT)  # bids[:nb] >= cheapest ask + fee
+    nb = bisect_right(bids, -(asks[0].limit + least_fee), key=_neg_limit)  # bids[:nb] >= cheapest ask + fee
     na = bisect_right(asks, bids[0].limit - least_fee, key=_LIMIT)  # asks[:na] <= highest bid - fee
     ask_feeders = set(map(_FEEDER, islice(asks, na)))
     ask_feeders.discard(None)

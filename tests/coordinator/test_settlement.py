@@ -87,11 +87,48 @@ def test_settled_energy_telescopes_and_money_sums_to_zero(tmp_path: Path, scheme
 
 def test_missing_boundary_reading_is_reported_not_guessed(tmp_path: Path) -> None:
     led, _ = ledger_with_readings(tmp_path)
-    m = measure(led, START - 900, START)
-    assert all(x.missing and x.boards == 0 for x in m.values())
+    m, ends = measure(led, START - 900, START)
+    assert all(x.missing and x.boards == 0 for x in m.values()) and not ends
     led.close()
 
 
 def test_cents_rounding() -> None:
     assert billing.cents(1_499_999_999) == 1 and billing.cents(1_500_000_000) == 2
     assert billing.cents(-1_500_000_000) == -2
+
+
+def test_late_readings_count_in_the_next_interval(tmp_path: Path) -> None:
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("alice", "Alice", "prosumer", now=START)
+    led.add_member("carol", "Carol", "consumer", now=START)
+    boards = {
+        m: VirtualBoard("g1", f"b-{m}", bytes([i + 1]) * 32, PROFILES[m])
+        for i, m in enumerate(("alice", "carol"))
+    }
+    for m, b in boards.items():
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+
+    def store(b: VirtualBoard, ts: int) -> None:
+        topic, fr = b.reading(ts)
+        r = frame.open_frame(topic, fr, lambda msg: crypto.Verifier(b.key.public))
+        assert isinstance(r, messages.Reading)
+        led.add_readings([(r, bytes(frame.split(fr)[1]))])
+
+    for t in range(START, START + 901, 60):
+        store(boards["alice"], t)
+    for t in range(START, START + 400, 60):  # carol's board is offline from START+360
+        store(boards["carol"], t)
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+    for t in range(START + 420, START + 1801, 60):  # ... and replays its spool afterwards
+        store(boards["carol"], t)
+    for t in range(START + 960, START + 1801, 60):
+        store(boards["alice"], t)
+    settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
+    got = dict(led.conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
+    r0 = led.register_at("b-carol", START)
+    r1 = led.register_at("b-carol", START + 1800)
+    assert r0 is not None and r1 is not None
+    assert got["carol"] == r1.e_imp - r0.e_imp  # nothing lost: the late part moved to interval 2
+    first = led.conn.execute("SELECT e_imp FROM deliveries WHERE party='carol' ORDER BY interval").fetchall()
+    assert first[0][0] < first[1][0]
+    led.close()
