@@ -22,13 +22,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _coordinator_run(args: argparse.Namespace) -> int:
     import signal
+    import time
 
     from coordinator import config
+    from coordinator.errors import MqttError
     from coordinator.ingest_service import IngestService
+    from coordinator.interval import IntervalLoop
     from coordinator.ledger import Ledger
+    from coordinator.market import Tariff
+    from coordinator.mqtt import Connection
+    from protocol import crypto
 
     cfg = config.load(args.config)
     cfg.ledger.parent.mkdir(parents=True, exist_ok=True)
+    assert cfg.key is not None
+    key = crypto.SigningKey(config.load_key(cfg.key))
+    client_id = args.client_id or f"peergrid-{cfg.grid}"
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -44,16 +53,116 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                 flush_s=cfg.flush_ms / 1000,
                 group=cfg.group,
                 auto_enrol=cfg.auto_enrol,
-                client_id=args.client_id or f"peergrid-{cfg.grid}",
+                client_id=client_id,
             )
             print(
                 f"peergrid coordinator: grid {cfg.grid!r}, ledger {cfg.ledger}, "
-                f"broker {cfg.broker.host}:{cfg.broker.port}",
+                f"broker {cfg.broker.host}:{cfg.broker.port}, key {key.public.hex()}",
                 flush=True,
             )
-            await svc.run(stop)
+            tasks = [asyncio.create_task(svc.run(stop))]
+            if not args.ingest_only:
+                async with Connection(cfg.broker, client_id + "-market") as pub:
+
+                    async def publish(topic: str, payload: bytes) -> None:
+                        try:
+                            await pub.publish(topic, payload, retain=True)
+                        except MqttError as e:  # stored in the ledger anyway; retained next time
+                            print(f"peergrid: result not published: {e}", flush=True)
+
+                    intervals = IntervalLoop(
+                        ledger,
+                        cfg.grid,
+                        cfg.scheme,
+                        cfg.interval_s,
+                        cfg.settle_delay_s,
+                        Tariff(*cfg.tariff),
+                        key,
+                        time.time,
+                        publish,
+                    )
+                    tasks.append(asyncio.create_task(intervals.run(stop)))
+                    await stop.wait()
+            await asyncio.gather(*tasks)
 
     asyncio.run(main())
+    return 0
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from coordinator import config
+    from coordinator.ledger import Ledger
+    from coordinator.ledger.verify import verify
+
+    cfg = config.load(args.config)
+    with Ledger.open(cfg.ledger) as ledger:
+        rep = verify(ledger, cfg.grid)
+    for p in rep.problems:
+        print(f"PROBLEM {p}")
+    print(
+        f"ledger verify: {rep.readings} readings, {rep.intervals} intervals, "
+        f"{len(rep.problems)} problems{'' if rep.ok else ' (first 50 shown)'}"
+    )
+    return 0 if rep.ok else 1
+
+
+def _members(args: argparse.Namespace) -> int:
+    from coordinator import config
+    from coordinator.ledger import Ledger
+
+    cfg = config.load(args.config)
+    with Ledger.open(cfg.ledger) as ledger:
+        if args.action == "add":
+            prefs = {
+                k: v for k, v in (("min_sell", args.min_sell), ("max_buy", args.max_buy)) if v is not None
+            }
+            ledger.add_member(
+                args.id,
+                args.name,
+                args.role,
+                now=int(__import__("time").time()),
+                feeder=args.feeder,
+                bus=args.bus,
+                prefs=prefs,
+            )
+            print(f"member {args.id} added")
+        elif args.action == "approve":
+            ledger.activate_board(args.board, args.member)
+            print(f"board {args.board} enrolled for member {args.member}")
+        else:
+            for m in ledger.members():
+                print(f"{m['id']:<16} {m['role']:<9} feeder {m['feeder'] or '-':<8} {m['name']}")
+            for b in ledger.boards():
+                print(
+                    f"  board {b.board_id:<16} {b.status:<8} member {b.member_id or '-':<16} {b.board_type}"
+                )
+    return 0
+
+
+def _day(text: str) -> int:
+    import calendar
+    import time
+
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        raise CoordinatorError(f"date {text!r} is not YYYY-MM-DD") from None
+
+
+def _bill(args: argparse.Namespace) -> int:
+    from coordinator import billing, config
+    from coordinator.ledger import Ledger
+
+    cfg = config.load(args.config)
+    start, end = _day(args.start), _day(args.end)
+    with Ledger.open(cfg.ledger) as ledger:
+        members = [args.member] if args.member else [m["id"] for m in ledger.members()]
+        sts = [billing.statement(ledger, m, start, end, fixed_per_day=cfg.fixed_per_day) for m in members]
+    if args.csv:
+        print(billing.to_csv(sts), end="")
+    else:
+        for s in sts:
+            print(billing.render(s))
     return 0
 
 
@@ -74,7 +183,44 @@ def build_parser() -> argparse.ArgumentParser:
     run = csub.add_parser("run", help="ingest readings into the ledger (until SIGTERM)")
     run.add_argument("--config", required=True, help="coordinator TOML file")
     run.add_argument("--client-id", help="MQTT client id (one per worker process)")
+    run.add_argument("--ingest-only", action="store_true", help="an extra ingest worker: no settlement")
     run.set_defaults(func=_coordinator_run)
+
+    led = sub.add_parser("ledger", help="ledger tools")
+    lsub = led.add_subparsers(dest="action", required=True)
+    v = lsub.add_parser("verify", help="re-check every signature, register and posting")
+    v.add_argument("--config", required=True)
+    v.set_defaults(func=_ledger_verify)
+
+    mem = sub.add_parser("members", help="members and their boards")
+    msub = mem.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list")
+    ml.add_argument("--config", required=True)
+    ma = msub.add_parser("add")
+    ma.add_argument("--config", required=True)
+    ma.add_argument("--id", required=True)
+    ma.add_argument("--name", required=True)
+    ma.add_argument(
+        "--role", default="prosumer", choices=["consumer", "prosumer", "storage", "ev", "producer"]
+    )
+    ma.add_argument("--feeder")
+    ma.add_argument("--bus")
+    ma.add_argument("--min-sell", type=int, help="lowest price to sell at, mc/kWh (default: feed-in)")
+    ma.add_argument("--max-buy", type=int, help="highest price to buy at, mc/kWh (default: retail)")
+    mp = msub.add_parser("approve", help="enrol a board that asked to join, for a member")
+    mp.add_argument("--config", required=True)
+    mp.add_argument("--board", required=True)
+    mp.add_argument("--member", required=True)
+    for x in (ml, ma, mp):
+        x.set_defaults(func=_members)
+
+    b = sub.add_parser("bill", help="members' statements for a period")
+    b.add_argument("--config", required=True)
+    b.add_argument("--member", help="one member (default: all)")
+    b.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (UTC, inclusive)")
+    b.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (UTC, exclusive)")
+    b.add_argument("--csv", action="store_true")
+    b.set_defaults(func=_bill)
     return p
 
 

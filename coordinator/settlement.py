@@ -2,7 +2,7 @@
 
 Measured energy is a register difference per board: the last reading at or before the
 interval's end minus the reading the board's previous settlement ended on (recorded in
-``boundaries``; the last reading at or before the start for a board's first settlement). A
+``board_deliveries``; the last reading at or before the start for a board's first settlement). A
 reading that arrives late, after its interval was settled, therefore counts in the next interval
 instead: across any span the settled energy adds up to the registers' advance exactly, and no
 mWh is lost or counted twice.
@@ -44,16 +44,17 @@ class Measured:
 
 
 @dataclass(frozen=True)
-class Boundary:
+class Span:
+    """The readings one board's settled energy in an interval runs between."""
+
     board_id: str
-    seq: int
-    e_imp: int
-    e_exp: int
+    r0: LastReading
+    r1: LastReading
 
 
 def _previous(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
     row = ledger.conn.execute(
-        "SELECT seq, e_imp, e_exp FROM boundaries WHERE board_id=? AND interval<? "
+        "SELECT seq1, e_imp1, e_exp1 FROM board_deliveries WHERE board_id=? AND interval<? "
         "ORDER BY interval DESC LIMIT 1",
         (board_id, start),
     ).fetchone()
@@ -62,12 +63,12 @@ def _previous(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
     return ledger.register_at(board_id, start)
 
 
-def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], list[Boundary]]:
+def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], list[Span]]:
     """Energy per member in the interval ``[start, end)`` from its active boards' registers, and
     the reading each board's settlement ends on."""
     acc: dict[str, list[int]] = {}
     missing: dict[str, list[str]] = {}
-    ends: list[Boundary] = []
+    ends: list[Span] = []
     for b in ledger.boards("active"):
         if b.member_id is None:
             continue
@@ -82,7 +83,7 @@ def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], 
         a[0] += r1.e_imp - r0.e_imp
         a[1] += r1.e_exp - r0.e_exp
         a[2] += 1
-        ends.append(Boundary(b.board_id, r1.seq, r1.e_imp, r1.e_exp))
+        ends.append(Span(b.board_id, r0, r1))
     out = {m: Measured(m, v[0], v[1], v[2], tuple(missing.get(m, ()))) for m, v in sorted(acc.items())}
     return out, ends
 
@@ -153,8 +154,11 @@ def settle(
             [(start, m.party, m.e_imp, m.e_exp) for m in measured.values()],
         )
         tx.executemany(
-            "INSERT INTO boundaries VALUES (?,?,?,?,?)",
-            [(e.board_id, start, e.seq, e.e_imp, e.e_exp) for e in ends],
+            "INSERT INTO board_deliveries VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (start, e.board_id, e.r0.seq, e.r1.seq, e.r0.e_imp, e.r0.e_exp, e.r1.e_imp, e.r1.e_exp)
+                for e in ends
+            ],
         )
         tx.executemany(
             "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",

@@ -128,14 +128,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (member_id, period)
     ) STRICT;
     """,
-    # 3: the reading each board's settlement stopped at, so the next interval starts exactly there
+    # 3: per board and interval, which readings a settled quantity came from (the audit chain):
+    # each row starts at the reading the board's previous row ended on
     """
-    CREATE TABLE boundaries (
-        board_id TEXT NOT NULL,
+    CREATE TABLE board_deliveries (
         interval INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        e_imp INTEGER NOT NULL,
-        e_exp INTEGER NOT NULL,
+        board_id TEXT NOT NULL,
+        seq0 INTEGER NOT NULL,
+        seq1 INTEGER NOT NULL,
+        e_imp0 INTEGER NOT NULL,
+        e_exp0 INTEGER NOT NULL,
+        e_imp1 INTEGER NOT NULL,
+        e_exp1 INTEGER NOT NULL,
         PRIMARY KEY (board_id, interval)
     ) STRICT;
     """,

@@ -9,10 +9,10 @@ trade's energy is the smaller of the two remainders.
 that is cheapest *for it* after fees (on a tie the ask that pays the reduced fee wins, then book
 order), again and again, while its limit is at least that fee-inclusive ask; then the next bid.
 A bid that finds no crossing ask stays unmatched; matching stops once a bid is below every
-remaining ask plus the local fee (no lower bid can match then). Each pair clears at the mean of the bid and its
-fee-inclusive ask, rounded down: ``price = (bid + ask + fee) // 2``. The buyer pays ``price``,
-the dso gets ``fee`` and the seller ``price - fee``. Quartierstrom example: bid 20, ask 4, fee 6
-(Rp/kWh) -> fee-inclusive ask 10, price 15, seller 9, dso 6.
+remaining ask plus the local fee (no lower bid can match then). Each pair clears at the mean of
+the bid and its fee-inclusive ask, rounded down: ``price = (bid + ask + fee) // 2``. The buyer
+pays ``price``, the dso gets ``fee`` and the seller ``price - fee``. Quartierstrom example: bid
+20, ask 4, fee 6 (Rp/kWh) -> fee-inclusive ask 10, price 15, seller 9, dso 6.
 
 ``"pay_as_bid"``: the same matching; each trade is priced at the buyer's bid: the buyer pays its
 bid, the dso the fee, the seller ``bid - fee`` (the whole surplus of the pair goes to the seller).

@@ -42,7 +42,9 @@ def wait_for(pred, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
     db = tmp_path / "ledger.db"
     boards = [
         VirtualBoard("g1", f"m{i:02d}", bytes([i + 1]) * 32, lambda ts, i=i: 500 + 100 * i)
@@ -57,6 +59,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, mosquitt
         f'[coordinator]\ngrid = "g1"\nledger = "{db}"\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
         "[ingest]\nbatch = 100\nflush_ms = 50\n"
+        '[market]\nscheme = "pairwise"\ninterval_s = 900\nsettle_delay_s = 0\n'
     )
     proc = start_coordinator(cfg)
     assert proc.stdout is not None
@@ -99,3 +102,29 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path, mosquitt
             assert [r.seq for r in rs] == list(range(N_READINGS))
             assert rs[-1].e_imp == b.e_imp  # what the board measured, to the mWh
         assert led.rejections().get("replay", 0) + led.rejections().get("duplicate", 0) >= 1
+        # the interval loop settled the intervals that were over, while readings still arrived:
+        # each board's settled spans chain reading to reading, and what was settled for the
+        # member is exactly the register advance along that chain
+        assert led.conn.execute("SELECT count(*) FROM intervals").fetchone()[0] >= 2
+        advance = 0
+        for b in boards:
+            spans = led.conn.execute(
+                "SELECT seq0, seq1, e_imp0, e_imp1 FROM board_deliveries WHERE board_id=? ORDER BY interval",
+                (b.board,),
+            ).fetchall()
+            assert spans and all(x[1] == y[0] for x, y in zip(spans, spans[1:], strict=False))
+            advance += spans[-1][3] - spans[0][2]
+        settled = led.conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='alice'").fetchone()[0]
+        assert settled == advance > 0
+        for (start,) in led.conn.execute("SELECT start FROM intervals"):
+            assert led.conn.execute("SELECT sum(amount) FROM postings WHERE interval=?", (start,)).fetchone()[
+                0
+            ] in (0, None)
+    verify = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "ledger", "verify", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert verify.returncode == 0 and "0 problems" in verify.stdout, verify.stdout + verify.stderr
