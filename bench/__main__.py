@@ -9,7 +9,7 @@ import time
 
 from bench.table import machine, render
 
-SUITES = ["crypto", "firmware"]
+SUITES = ["crypto", "firmware", "clearing"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,3 +231,26 @@ def test_clearing_is_o_n_log_n_not_quadratic() -> None:
         return best
 
     assert run(20_000) < 30 * run(2_000)
+
+
+@pytest.mark.parametrize("rule", DA_SCHEMES)
+@pytest.mark.parametrize("policy", ["allow", "clamp"])
+def test_larger_books_equal_literal_rules(rule: str, policy: str) -> None:
+    """Hundreds of orders on several feeders, many ties, ex-ante mixed in."""
+    rng = random.Random(f"{rule}/{policy}")
+    t = Tariff(feed_in=4_000, retail=20_750, grid_fee=6_000, grid_fee_local=1_500)
+    orders = [
+        Order(
+            f"m{rng.randrange(40)}",
+            rng.choice(["buy", "sell"]),
+            rng.choice([100, 1_000, rng.randint(1, 5_000)]),
+            rng.choice([4_000, 20_750, rng.randint(0, 25_000)]),
+            rng.choice([None, "f1", "f2", "f3", "f4"]),
+            f"o{k}",
+            rng.choice(["ex_post", "ex_post", "ex_ante"]),
+        )
+        for k in range(400)
+    ]
+    got = clear(rule, INTERVAL, orders, t, limits=policy)
+    assert got.canonical() == ref_double_auction(INTERVAL, orders, t, rule, policy).canonical()
+    assert got.trades and got.residual and got.unfilled

@@ -1,7 +1,7 @@
 """Clearing time against ``sort_and_cross_bound`` (sort + one walk, no bookkeeping), same run.
 
 ``run(ci)`` returns ``bench.table.Row``s, so ``bench/`` can list it as a suite; standalone:
-``python -m tests.market.bench_clearing [--ci]``. Orders are random Quartierstrom-like members:
+``python -m bench.clearing [--ci]``. Orders are random Quartierstrom-like members:
 bids between 10 and 20.75 Rp/kWh, asks between 4 and 14 Rp/kWh, 1..5000 mWh, on eight feeders
 (``feeders=False``: no feeder, one fee). The reference walks the book at the standard grid fee.
 """
