@@ -9,7 +9,7 @@ import time
 
 from bench.table import machine, render
 
-SUITES = ["crypto", "firmware", "clearing"]
+SUITES = ["crypto", "firmware", "clearing", "ingest"]
 
 
 def main(argv: list[str] | None = None) -> int:
