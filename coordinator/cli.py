@@ -25,6 +25,7 @@ def _coordinator_run(args: argparse.Namespace) -> int:
     import time
 
     from coordinator import config
+    from coordinator.dispatch import Dispatch
     from coordinator.errors import MqttError
     from coordinator.ingest_service import IngestService
     from coordinator.interval import IntervalLoop
@@ -70,16 +71,19 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                         except MqttError as e:  # stored in the ledger anyway; retained next time
                             print(f"peergrid: result not published: {e}", flush=True)
 
+                    tariff = Tariff(*cfg.tariff)
+                    dispatch = Dispatch(ledger, cfg.grid, cfg.interval_s, tariff, key, publish)
                     intervals = IntervalLoop(
                         ledger,
                         cfg.grid,
                         cfg.scheme,
                         cfg.interval_s,
                         cfg.settle_delay_s,
-                        Tariff(*cfg.tariff),
+                        tariff,
                         key,
                         time.time,
                         publish,
+                        dispatch,
                     )
                     tasks.append(asyncio.create_task(intervals.run(stop)))
                     await stop.wait()

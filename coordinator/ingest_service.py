@@ -67,6 +67,11 @@ class IngestService:
                 self._first = time.monotonic()
             self._pending.append((msg, bytes(frame.split(m.payload)[1]), m))
             return
+        if isinstance(msg, messages.Ack):
+            if not self.ledger.record_ack(msg.board, msg.oseq, msg.status, m.payload):
+                log.warning("ack from %s for order %d that was never sent", msg.board, msg.oseq)
+            elif msg.status != messages.ST_APPLIED:
+                log.info("board %s order %d: status %d %s", msg.board, msg.oseq, msg.status, msg.reason)
         if isinstance(msg, messages.Enrol) and msg.board not in {b.board_id for b in self.ledger.boards()}:
             self.ledger.add_board(
                 msg.board,

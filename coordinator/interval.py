@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from coordinator.dispatch import Dispatch
 from coordinator.ledger import Ledger
 from coordinator.market import Clearing, Preferences, Tariff
 from coordinator.settlement import digest, settle
@@ -33,6 +34,8 @@ class IntervalLoop:
     key: crypto.SigningKey
     now: Callable[[], float]
     publish: Callable[[str, bytes], Awaitable[None]]
+    dispatch: Dispatch | None = None  # sends storage boards their orders before each interval
+    dispatched: int = -1
 
     def prefs(self) -> dict[str, Preferences]:
         out = {}
@@ -88,6 +91,12 @@ class IntervalLoop:
             await self.publish(topic, fr)
             log.info("interval %d settled: %d mWh local at %s mc/kWh", start, c.traded, c.price)
             done.append(c)
+        if self.dispatch is not None:
+            now = int(self.now())
+            current = now - now % self.length
+            if current > self.dispatched:  # the running interval's orders, once
+                self.dispatched = current
+                await self.dispatch.send(current)
         return done
 
     async def run(self, stop: asyncio.Event) -> None:

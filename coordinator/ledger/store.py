@@ -252,9 +252,7 @@ class Ledger:
             (board_id, since, until),
         )
         for row in cur:
-            kw = dict(zip(READING_COLS[:-1], row[:-1], strict=True))
-            kw["board"] = kw.pop("board_id")
-            yield messages.Reading(**kw), row[-1]
+            yield _reading(row)
 
     def register_at(self, board_id: str, ts: int) -> LastReading | None:
         """The last reading of a board at or before ``ts`` (registers at an interval boundary)."""
@@ -268,6 +266,41 @@ class Ledger:
     def count_readings(self) -> int:
         n: int = self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         return n
+
+    # -- orders to boards ---------------------------------------------------------------------
+
+    def next_oseq(self, board_id: str) -> int:
+        row = self.conn.execute("SELECT max(oseq) FROM board_orders WHERE board_id=?", (board_id,)).fetchone()
+        return 1 if row[0] is None else int(row[0]) + 1
+
+    def add_board_order(self, board_id: str, oseq: int, interval: int, frame: bytes) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO board_orders (board_id, oseq, interval, frame) VALUES (?,?,?,?)",
+                (board_id, oseq, interval, frame),
+            )
+
+    def record_ack(self, board_id: str, oseq: int, status: int, frame: bytes) -> bool:
+        """Store a board's signed acknowledgement; False if no such order was sent."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE board_orders SET ack_status=?, ack_frame=? WHERE board_id=? AND oseq=?",
+                (status, frame, board_id, oseq),
+            )
+            return cur.rowcount == 1
+
+    def latest_reading(self, board_id: str) -> messages.Reading | None:
+        for r, _ in self.readings_desc(board_id, 1):
+            return r
+        return None
+
+    def readings_desc(self, board_id: str, limit: int) -> Iterator[tuple[messages.Reading, bytes]]:
+        cur = self.conn.execute(
+            f"SELECT {','.join(READING_COLS)} FROM readings WHERE board_id=? ORDER BY seq DESC LIMIT ?",
+            (board_id, limit),
+        )
+        for row in cur:
+            yield _reading(row)
 
     # -- rejections ---------------------------------------------------------------------------
 
@@ -283,6 +316,12 @@ class Ledger:
 
     def rejections(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT code, count FROM rejections ORDER BY code"))
+
+
+def _reading(row: tuple[Any, ...]) -> tuple[messages.Reading, bytes]:
+    kw = dict(zip(READING_COLS[:-1], row[:-1], strict=True))
+    kw["board"] = kw.pop("board_id")
+    return messages.Reading(**kw), row[-1]
 
 
 class _Tx:

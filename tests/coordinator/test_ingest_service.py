@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from coordinator.ledger import Ledger
+from coordinator.market import Tariff
 from coordinator.mqtt import Connection
+from coordinator.settlement import settle
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
 
@@ -102,10 +104,17 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
             assert [r.seq for r in rs] == list(range(N_READINGS))
             assert rs[-1].e_imp == b.e_imp  # what the board measured, to the mWh
         assert led.rejections().get("replay", 0) + led.rejections().get("duplicate", 0) >= 1
-        # the interval loop settled the intervals that were over, while readings still arrived:
-        # each board's settled spans chain reading to reading, and what was settled for the
-        # member is exactly the register advance along that chain
+        # the interval loop settled the intervals that were over while readings still arrived;
+        # readings that came late count in the next interval: settle up to the last reading here
         assert led.conn.execute("SELECT count(*) FROM intervals").fetchone()[0] >= 2
+        last = led.conn.execute("SELECT max(start) FROM intervals").fetchone()[0]
+        s = last + 900
+        while s <= int(time.time()):  # up to the running interval, which holds the late readings
+            settle(led, s, 900, "pairwise", Tariff(4000, 20750, 6000, 3000), {}, now=int(time.time()))
+            s += 900
+        # each board's settled spans chain reading to reading, from its first settled reading to
+        # its last one: the member is settled exactly what its boards measured over that span
+        settled = led.conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='alice'").fetchone()[0]
         advance = 0
         for b in boards:
             spans = led.conn.execute(
@@ -113,8 +122,8 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
                 (b.board,),
             ).fetchall()
             assert spans and all(x[1] == y[0] for x, y in zip(spans, spans[1:], strict=False))
+            assert spans[-1][1] == N_READINGS - 1 and spans[-1][3] == b.e_imp  # up to the last reading
             advance += spans[-1][3] - spans[0][2]
-        settled = led.conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='alice'").fetchone()[0]
         assert settled == advance > 0
         for (start,) in led.conn.execute("SELECT start FROM intervals"):
             assert led.conn.execute("SELECT sum(amount) FROM postings WHERE interval=?", (start,)).fetchone()[

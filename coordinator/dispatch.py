@@ -1,0 +1,130 @@
+"""Ex-ante dispatch: before an interval starts, clear the batteries' and EVs' orders against the
+other members' forecast positions, and send each storage board a signed Order with the setpoint
+that its cleared energy implies. Acknowledgements come back through ingest (``record_ack``).
+
+A member's storage is described in its preferences (``prefs["storage"]``):
+``{"capacity_mwh": 10000000, "max_charge_w": 3300, "max_discharge_w": 3300, "min_soc": 100}``
+(``min_soc`` in per-mille); the state of charge comes from the board's latest reading
+(``bat_soc``, per-mille). The forecast of every other member is its measured net energy in the
+last settled interval (persistence forecast).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from coordinator.ledger import Ledger
+from coordinator.market import (
+    BUY,
+    Order,
+    Preferences,
+    Storage,
+    Tariff,
+    clear,
+    energy_by_order,
+    forecast_orders,
+    storage_orders,
+)
+from protocol import crypto, frame, messages, topics
+
+EX_ANTE_SCHEME = "pairwise"
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    board_id: str
+    oseq: int
+    bat_w: int
+    frame: bytes
+
+
+@dataclass
+class Dispatch:
+    ledger: Ledger
+    grid: str
+    length: int
+    tariff: Tariff
+    key: crypto.SigningKey
+    publish: Callable[[str, bytes], Awaitable[None]]
+
+    def _storages(self, start: int) -> dict[str, tuple[Storage, str]]:
+        """Member -> (its storage, the board that drives it)."""
+        boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
+        out = {}
+        for m in self.ledger.members():
+            st = m["prefs"].get("storage")
+            if not st or m["id"] not in boards:
+                continue
+            board = boards[m["id"]]
+            last = self.ledger.latest_reading(board)
+            if last is None or last.bat_soc is None:
+                continue  # no state of charge known yet: the board keeps its safe default
+            cap = int(st["capacity_mwh"])
+            out[m["id"]] = (
+                Storage(
+                    m["id"],
+                    board,
+                    cap,
+                    cap * last.bat_soc // 1000,
+                    int(st["max_charge_w"]),
+                    int(st.get("max_discharge_w", 0)),
+                    min_soc=cap * int(st.get("min_soc", 0)) // 1000,
+                    feeder=m["feeder"],
+                ),
+                board,
+            )
+        return out
+
+    def plan(self, start: int) -> list[Setpoint]:
+        """Clear the ex-ante market of interval ``start`` and build the storage boards' orders."""
+        storages = self._storages(start)
+        if not storages:
+            return []
+        orders: list[Order] = []
+        prev = start - self.length
+        for m in self.ledger.members():
+            if m["id"] in storages:
+                continue
+            row = self.ledger.conn.execute(
+                "SELECT e_imp - e_exp FROM deliveries WHERE interval=? AND party=?", (prev, m["id"])
+            ).fetchone()
+            if row is not None and row[0]:
+                orders.extend(
+                    forecast_orders(start, Preferences(m["id"], feeder=m["feeder"]), self.tariff, row[0])
+                )
+        for st, _ in storages.values():
+            orders.extend(storage_orders(start, self.length, st, self.tariff))
+        c = clear(EX_ANTE_SCHEME, start, orders, self.tariff)
+        filled = energy_by_order(c)
+        out = []
+        for party, (_, board) in sorted(storages.items()):
+            net = 0
+            for o in orders:
+                if o.party == party:
+                    got = filled.get(o.order_id, 0)
+                    net += got if o.side == BUY else -got
+            bat_w = net * 36 // (10 * self.length)  # mWh over the interval -> W (1 mWh = 3.6 J)
+            oseq = self.ledger.next_oseq(board)
+            msg = messages.Order(
+                board=board,
+                oseq=oseq,
+                interval=start,
+                valid_from=start,
+                valid_until=start + self.length,
+                bat_w=bat_w,
+                relay_mask=0,
+                relay_state=0,
+            )
+            topic = topics.board_topic(self.grid, board, "order")
+            out.append(Setpoint(board, oseq, bat_w, frame.seal(msg, topic, self.key)))
+        return out
+
+    async def send(self, start: int) -> list[Setpoint]:
+        """Plan, store and publish the orders for interval ``start``."""
+        sent = []
+        for sp in self.plan(start):
+            self.ledger.add_board_order(sp.board_id, sp.oseq, start, sp.frame)
+            await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
+            sent.append(sp)
+        return sent

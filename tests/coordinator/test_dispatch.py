@@ -1,0 +1,91 @@
+"""Ex-ante dispatch: a battery is cleared against the other members' forecasts, its board gets a
+signed order with the implied setpoint, and the board's signed acknowledgement is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from coordinator.dispatch import Dispatch
+from coordinator.ingest import Ingest
+from coordinator.ledger import Ledger
+from coordinator.market import Tariff
+from coordinator.settlement import settle
+from protocol import crypto, frame, messages, topics
+from sim.board import VirtualBoard
+
+START = 1_750_000_000 - 1_750_000_000 % 900
+TARIFF = Tariff(4_000, 20_750, 6_000, 3_000)
+COORD = crypto.SigningKey(bytes(range(32)))
+
+
+def test_battery_gets_a_signed_setpoint_and_its_ack_is_recorded(tmp_path: Path) -> None:
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("sun", "Sun", "prosumer", now=START, feeder="f1")
+    led.add_member(
+        "bat",
+        "Battery",
+        "storage",
+        now=START,
+        feeder="f1",
+        prefs={
+            "storage": {
+                "capacity_mwh": 10_000_000,
+                "max_charge_w": 3_000,
+                "max_discharge_w": 3_000,
+                "min_soc": 100,
+            }
+        },
+    )
+    sun = VirtualBoard("g1", "m-sun", bytes([1]) * 32, lambda t: -4_000)  # exports 4 kW
+    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 0)
+    for b, m in ((sun, "sun"), (bat, "bat")):
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+    for t in range(START, START + 901, 60):
+        for b in (sun, bat):
+            topic, fr = b.reading(t)
+            r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
+            assert isinstance(r, messages.Reading)
+            if b is bat:  # the battery's board reports its state of charge: 40 %
+                r = messages.Reading(
+                    **{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400}
+                )
+            led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)  # the forecast: sun sold 1 kWh
+
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish)
+    sps = asyncio.run(d.send(START + 900))
+    assert [sp.board_id for sp in sps] == ["m-bat"] and len(sent) == 1
+    topic, payload = sent[0]
+    assert topic == topics.board_topic("g1", "m-bat", "order")
+    order = frame.open_frame(topic, payload, lambda m: crypto.Verifier(COORD.public))
+    assert isinstance(order, messages.Order)
+    # the battery buys the sun's forecast surplus (1 kWh in 15 min = 4 kW), limited to 3 kW
+    assert order.bat_w == 3_000 and order.oseq == 1
+    assert (order.valid_from, order.valid_until) == (START + 900, START + 1800)
+    # the board acknowledges (signed with its key); ingest records it against the order
+    ack = messages.Ack(
+        board="m-bat",
+        oseq=1,
+        ts=START + 901,
+        status=messages.ST_APPLIED,
+        reason="",
+        bat_w=3_000,
+        relay_state=0,
+    )
+    t_ack = topics.board_topic("g1", "m-bat", "ack")
+    ack_frame = frame.seal(ack, t_ack, bat.key)
+    ing = Ingest("g1", now=lambda: START + 902)
+    ing.enrol("m-bat", bat.key.public)
+    assert ing.handle(t_ack, ack_frame) == ack
+    assert led.record_ack("m-bat", 1, ack.status, ack_frame)
+    assert not led.record_ack("m-bat", 99, ack.status, ack_frame)  # never sent: refused
+    row = led.conn.execute("SELECT ack_status FROM board_orders WHERE board_id='m-bat' AND oseq=1").fetchone()
+    assert row == (messages.ST_APPLIED,)
+    assert led.next_oseq("m-bat") == 2
+    led.close()
