@@ -16,8 +16,8 @@ def _demo(args: argparse.Namespace) -> int:
     from coordinator import demo
 
     broker = BrokerAddress.parse(args.broker) if args.broker else None
-    result = asyncio.run(demo.run(broker=broker, readings=args.readings, step_s=args.step))
-    return 0 if result.ok and result.accepted == args.readings else 1
+    result = asyncio.run(demo.run(broker=broker, hours=args.hours, step_s=args.step))
+    return 0 if result.ok else 1
 
 
 def _coordinator_run(args: argparse.Namespace) -> int:
@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run an end-to-end round on the embedded broker")
     d.add_argument("--broker", metavar="HOST[:PORT]", help="use this MQTT broker (e.g. Mosquitto)")
-    d.add_argument("--readings", type=int, default=12, help="readings the virtual board sends")
-    d.add_argument("--step", type=int, default=600, help="simulated seconds between readings")
+    d.add_argument("--hours", type=int, default=2, help="simulated hours of readings")
+    d.add_argument("--step", type=int, default=60, help="simulated seconds between readings")
     d.set_defaults(func=_demo)
 
     c = sub.add_parser("coordinator", help="the coordinator service")

@@ -41,3 +41,13 @@ def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path / "nope.toml")
+
+
+def test_shipped_example_loads() -> None:
+    c = config.load(Path(config.__file__).parent / "example.toml")
+    assert (c.grid, c.scheme, c.interval_s, c.tariff) == (
+        "walenstadt",
+        "pairwise",
+        900,
+        (4000, 20750, 6000, 3000),
+    )
