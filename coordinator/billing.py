@@ -10,7 +10,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, LedgerError
 
 NC_PER_CENT = 1_000_000_000  # nano-cent in a cent
 ACCOUNTS = {
@@ -20,6 +20,7 @@ ACCOUNTS = {
     "energy_sold_supplier": "Energy sold to the supplier (feed-in)",
     "grid_fee": "Grid fees received",
     "fixed": "Fixed charge",
+    "subscription": "Subscription",
 }
 
 
@@ -51,9 +52,17 @@ def cents(nc: int) -> int:
     return q if nc >= 0 else -q
 
 
-def statement(ledger: Ledger, member: str, start: int, end: int, *, fixed_per_day: int = 0) -> Statement:
-    """Postings of ``member`` for intervals starting in ``[start, end)``; ``fixed_per_day`` in
-    nano-cent is charged per started day of the period."""
+def statement(
+    ledger: Ledger,
+    member: str,
+    start: int,
+    end: int,
+    *,
+    fixed_per_day: int = 0,
+    subscription_per_day: int = 0,
+) -> Statement:
+    """Postings of ``member`` for intervals starting in ``[start, end)``, plus the fixed charge
+    and the member's subscription (nano-cent per started day of the period, paid to the supplier)."""
     rows = ledger.conn.execute(
         "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY account ORDER BY account",
@@ -64,10 +73,28 @@ def statement(ledger: Ledger, member: str, start: int, end: int, *, fixed_per_da
         (member, start, end),
     ).fetchone()[0]
     lines = [Line(a, int(e), int(m)) for a, e, m in rows]
+    days = -(-(end - start) // 86_400)
     if fixed_per_day:
-        days = -(-(end - start) // 86_400)
         lines.append(Line("fixed", 0, -fixed_per_day * days))
+    if subscription_per_day:
+        lines.append(Line("subscription", 0, -subscription_per_day * days))
     return Statement(member, start, end, tuple(lines), int(n))
+
+
+def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
+    """Record the statement as an invoice (once per member and period); returns the period key."""
+    import sqlite3
+    import time
+
+    period = (
+        time.strftime("%Y-%m-%d", time.gmtime(s.start)) + ".." + time.strftime("%Y-%m-%d", time.gmtime(s.end))
+    )
+    try:
+        with ledger.transaction() as tx:
+            tx.execute("INSERT INTO invoices VALUES (?,?,?,?)", (s.member, period, s.total, now))
+    except sqlite3.IntegrityError:
+        raise LedgerError(f"an invoice for {s.member} over {period} was already issued") from None
+    return period
 
 
 def render(s: Statement, currency: str = "CHF") -> str:

@@ -118,7 +118,13 @@ def _members(args: argparse.Namespace) -> int:
     with Ledger.open(cfg.ledger) as ledger:
         if args.action == "add":
             prefs = {
-                k: v for k, v in (("min_sell", args.min_sell), ("max_buy", args.max_buy)) if v is not None
+                k: v
+                for k, v in (
+                    ("min_sell", args.min_sell),
+                    ("max_buy", args.max_buy),
+                    ("subscription_per_day", args.subscription_per_day),
+                )
+                if v is not None
             }
             ledger.add_member(
                 args.id,
@@ -160,8 +166,24 @@ def _bill(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     start, end = _day(args.start), _day(args.end)
     with Ledger.open(cfg.ledger) as ledger:
-        members = [args.member] if args.member else [m["id"] for m in ledger.members()]
-        sts = [billing.statement(ledger, m, start, end, fixed_per_day=cfg.fixed_per_day) for m in members]
+        known = {m["id"]: m for m in ledger.members()}
+        if args.member and args.member not in known:
+            raise CoordinatorError(f"no member {args.member!r}")
+        sts = [
+            billing.statement(
+                ledger,
+                m,
+                start,
+                end,
+                fixed_per_day=cfg.fixed_per_day,
+                subscription_per_day=int(known[m]["prefs"].get("subscription_per_day", 0)),
+            )
+            for m in ([args.member] if args.member else list(known))
+        ]
+        if args.issue:
+            now = int(__import__("time").time())
+            for st in sts:
+                billing.issue(ledger, st, now=now)
     if args.csv:
         print(billing.to_csv(sts), end="")
     else:
@@ -211,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ma.add_argument("--bus")
     ma.add_argument("--min-sell", type=int, help="lowest price to sell at, mc/kWh (default: feed-in)")
     ma.add_argument("--max-buy", type=int, help="highest price to buy at, mc/kWh (default: retail)")
+    ma.add_argument("--subscription-per-day", type=int, help="subscription fee, nano-cent per day")
     mp = msub.add_parser("approve", help="enrol a board that asked to join, for a member")
     mp.add_argument("--config", required=True)
     mp.add_argument("--board", required=True)
@@ -224,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (UTC, inclusive)")
     b.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (UTC, exclusive)")
     b.add_argument("--csv", action="store_true")
+    b.add_argument("--issue", action="store_true", help="record the statements as invoices (once per period)")
     b.set_defaults(func=_bill)
     return p
 

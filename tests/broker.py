@@ -32,11 +32,9 @@ class Mosquitto:
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             f"log_dest file {self.log}\n"
-            "max_queued_messages 100000\n"
+            "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else "") + extra_conf
             # as root, mosquitto would drop to user "mosquitto", which cannot write the test's
             # directory: persistence and the log would silently fail
-            + ("user root\n" if os.geteuid() == 0 else "")
-            + extra_conf
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

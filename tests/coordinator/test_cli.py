@@ -43,6 +43,8 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
                 "consumer",
                 "--max-buy",
                 "18000",
+                "--subscription-per-day",
+                "2000000000",
             ]
         )
         == 0
@@ -79,9 +81,21 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "peergrid statement for bob" in out and "Energy bought from community members" in out
     assert "Fixed charge" in out and "-0.05 CHF" in out  # 5e9 nano-cent = 5 cents for one day
+    assert "Subscription" in out and "-0.02 CHF" in out
     assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("member,") and any(r.startswith("alice,") for r in rows)
+    assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 0
+    capsys.readouterr()
+    assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 2
+    assert "already issued" in capsys.readouterr().err
+    with Ledger.open(tmp_path / "l.db") as led:
+        assert led.conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 2
+    assert (
+        main(["bill", "--config", str(cfg), "--member", "zoe", "--from", "2025-12-01", "--to", "2025-12-02"])
+        == 2
+    )
+    assert "no member 'zoe'" in capsys.readouterr().err
     assert main(["bill", "--config", str(cfg), "--from", "12/01/2025", "--to", "2025-12-02"]) == 2
     assert "is not YYYY-MM-DD" in capsys.readouterr().err
     assert main(["ledger", "verify", "--config", str(cfg)]) == 0
