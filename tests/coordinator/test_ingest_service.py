@@ -137,3 +137,67 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert verify.returncode == 0 and "0 problems" in verify.stdout, verify.stdout + verify.stderr
+
+
+def test_two_workers_share_the_load(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Two ingest processes on one MQTT shared subscription: each reading stored once."""
+    db = tmp_path / "ledger.db"
+    boards = [VirtualBoard("g1", f"w{i:02d}", bytes([i + 50]) * 32, lambda ts: 800) for i in range(4)]
+    with Ledger.open(db) as led:
+        led.add_member("m", "M", "prosumer", now=START)
+        for b in boards:
+            led.add_board(b.board, "virtual", b.key.public, now=START, member_id="m", status="active")
+    cfg = tmp_path / "coordinator.toml"
+    cfg.write_text(
+        f'[coordinator]\ngrid = "g1"\nledger = "{db}"\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
+        '[ingest]\nbatch = 50\nflush_ms = 20\ngroup = "ingest"\n'
+    )
+    workers = []
+    for i in range(2):
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coordinator.cli",
+                "coordinator",
+                "run",
+                "--config",
+                str(cfg),
+                "--ingest-only",
+                "--client-id",
+                f"worker-{i}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert p.stdout is not None and "peergrid coordinator" in p.stdout.readline()
+        workers.append(p)
+    time.sleep(0.5)
+    frames = [b.reading(int(time.time()) - 3600 + 5 * k) for k in range(150) for b in boards]
+
+    async def publish() -> None:
+        async with Connection(mosquitto.address, "boards") as conn:
+            for topic, fr in frames:
+                await conn.publish(topic, fr)
+
+    asyncio.run(publish())
+    try:
+
+        def stored() -> int:
+            with Ledger.open(db) as led:
+                return led.count_readings()
+
+        assert wait_for(lambda: stored() >= len(frames), 30), f"stored {stored()} of {len(frames)}"
+    finally:
+        for p in workers:
+            p.send_signal(signal.SIGTERM)
+        outs = [p.communicate(timeout=10)[0] for p in workers]
+    with Ledger.open(db) as led:
+        assert led.count_readings() == len(frames)
+        for b in boards:
+            assert [r.seq for r, _ in led.readings(b.board)] == list(range(150))
+    assert all(p.returncode == 0 for p in workers), outs
