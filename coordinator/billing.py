@@ -18,6 +18,8 @@ ACCOUNTS = {
     "energy_sold_local": "Energy sold to community members",
     "energy_bought_supplier": "Energy bought from the supplier",
     "energy_sold_supplier": "Energy sold to the supplier (feed-in)",
+    "energy_bought_imbalance": "Imbalance bought from the supplier",
+    "energy_sold_imbalance": "Imbalance sold to the supplier",
     "grid_fee": "Grid fees received",
     "fixed": "Fixed charge",
     "subscription": "Subscription",

@@ -39,6 +39,12 @@ class Setpoint:
     frame: bytes
 
 
+@dataclass(frozen=True)
+class Plan:
+    setpoints: list[Setpoint]
+    schedule: list[tuple[str, str, int, int, int]]  # (buyer, seller, mWh, price, fee) of storage
+
+
 @dataclass
 class Dispatch:
     ledger: Ledger
@@ -76,11 +82,12 @@ class Dispatch:
             )
         return out
 
-    def plan(self, start: int) -> list[Setpoint]:
-        """Clear the ex-ante market of interval ``start`` and build the storage boards' orders."""
+    def plan(self, start: int) -> Plan:
+        """Clear the ex-ante market of interval ``start``; the storage boards' orders and the
+        storage's trades, which settlement honours at their cleared prices."""
         storages = self._storages(start)
         if not storages:
-            return []
+            return Plan([], [])
         orders: list[Order] = []
         prev = start - self.length
         for m in self.ledger.members():
@@ -97,6 +104,11 @@ class Dispatch:
             orders.extend(storage_orders(start, self.length, st, self.tariff))
         c = clear(EX_ANTE_SCHEME, start, orders, self.tariff)
         filled = energy_by_order(c)
+        schedule = [
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in list(c.trades.rows) + list(c.residual.rows)
+            if r[0] in storages or r[1] in storages
+        ]
         out = []
         for party, (_, board) in sorted(storages.items()):
             net = 0
@@ -118,13 +130,18 @@ class Dispatch:
             )
             topic = topics.board_topic(self.grid, board, "order")
             out.append(Setpoint(board, oseq, bat_w, frame.seal(msg, topic, self.key)))
-        return out
+        return Plan(out, schedule)
 
     async def send(self, start: int) -> list[Setpoint]:
-        """Plan, store and publish the orders for interval ``start``."""
-        sent = []
-        for sp in self.plan(start):
-            self.ledger.add_board_order(sp.board_id, sp.oseq, start, sp.frame)
+        """Plan, store (orders and schedule, one transaction) and publish the orders of ``start``."""
+        plan = self.plan(start)
+        with self.ledger.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO schedules VALUES (?,?,?,?,?,?,?)",
+                [(start, n, *row) for n, row in enumerate(plan.schedule)],
+            )
+            for sp in plan.setpoints:
+                self.ledger.add_board_order(sp.board_id, sp.oseq, start, sp.frame)
+        for sp in plan.setpoints:
             await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
-            sent.append(sp)
-        return sent
+        return plan.setpoints

@@ -127,14 +127,47 @@ def settle(
     if done.fetchone():
         raise LedgerError(f"interval {start} is already settled")
     measured, ends = measure(ledger, start, end)
+    # ex-ante schedules (dispatched storage): binding at their cleared prices; every party's
+    # ex-post position is what it measured beyond its schedule
+    sched: list[Row] = [
+        (b, s_, e, p, f, "schedule", "schedule")
+        for b, s_, e, p, f in ledger.conn.execute(
+            "SELECT buyer, seller, energy, price, fee FROM schedules WHERE interval=? ORDER BY n", (start,)
+        )
+    ]
+    scheduled: dict[str, int] = {}
+    for b, s_, e, *_ in sched:
+        scheduled[b] = scheduled.get(b, 0) + e
+        scheduled[s_] = scheduled.get(s_, 0) - e
+    dispatched = {
+        row[0]
+        for row in ledger.conn.execute(
+            "SELECT DISTINCT b.member_id FROM board_orders o JOIN boards b ON b.id = o.board_id "
+            "WHERE o.interval=? AND b.member_id IS NOT NULL",
+            (start,),
+        )
+    }
     orders: list[Order] = []
+    imbalance: list[Row] = []
     for m in measured.values():
+        net = m.e_imp - m.e_exp - scheduled.get(m.party, 0)
+        if m.party in dispatched:  # committed ex ante: deviations go to the supplier of last resort
+            if net > 0:
+                imbalance.append((m.party, SUPPLIER, net, tariff.retail, tariff.grid_fee, "imbalance", ""))
+            elif net < 0:
+                imbalance.append((SUPPLIER, m.party, -net, tariff.feed_in, 0, "", "imbalance"))
+            continue
         p = prefs.get(m.party) or Preferences(m.party)
-        orders.extend(ex_post_orders(start, p, tariff, m.e_imp, m.e_exp))
+        orders.extend(ex_post_orders(start, p, tariff, max(net, 0), max(-net, 0)))
     c = clear(scheme, start, orders, tariff)
     flows = money_flows(c)
     if sum(flows.values()) != 0:
         raise LedgerError(f"interval {start}: money flows sum to {sum(flows.values())}, not 0")
+    market_rows: list[Row] = list(c.trades.rows) + list(c.residual.rows)
+    postings = _postings(start, sched, 0) + _postings(start, imbalance, 10_000_000, "imbalance")
+    postings += _postings(start, market_rows, 20_000_000)
+    if sum(int(x[4]) for x in postings) != 0:  # type: ignore[call-overload]
+        raise LedgerError(f"interval {start}: postings do not sum to zero")
     with ledger.transaction() as tx:
         tx.execute(
             "INSERT INTO intervals (start, length, scheme, state, price, digest) VALUES (?,?,?,?,?,?)",
@@ -144,7 +177,7 @@ def settle(
             "INSERT INTO market_orders VALUES (?,?,?,?,?,?)",
             [(start, o.order_id, o.party, o.side, o.energy, o.limit) for o in orders],
         )
-        rows = list(c.trades.rows) + list(c.residual.rows)
+        rows = sched + imbalance + market_rows
         tx.executemany(
             "INSERT INTO trades VALUES (?,?,?,?,?,?,?)",
             [(start, n, r[0], r[1], r[2], r[3], r[4]) for n, r in enumerate(rows)],
@@ -162,22 +195,22 @@ def settle(
         )
         tx.executemany(
             "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
-            _postings(start, rows),
+            postings,
         )
     return c
 
 
-def _postings(start: int, rows: list[tuple[str, str, int, int, int, str, str]]) -> list[tuple[object, ...]]:
+Row = tuple[str, str, int, int, int, str, str]  # buyer, seller, mWh, price, fee, buy id, sell id
+
+
+def _postings(start: int, rows: list[Row], n0: int, kind: str | None = None) -> list[tuple[object, ...]]:
     """Double entry per trade: buyer pays, seller receives net of the fee, the dso the fee."""
     out: list[tuple[object, ...]] = []
-    n = 0
+    n = n0
     for buyer, seller, energy, price, fee, _, _ in rows:
-        local = SUPPLIER not in (buyer, seller)
-        kind = "local" if local else "supplier"
-        out.append((start, n, buyer, f"energy_bought_{kind}", -energy * price, energy, f"from {seller}"))
-        out.append(
-            (start, n + 1, seller, f"energy_sold_{kind}", energy * (price - fee), -energy, f"to {buyer}")
-        )
+        k = kind or ("local" if SUPPLIER not in (buyer, seller) else "supplier")
+        out.append((start, n, buyer, f"energy_bought_{k}", -energy * price, energy, f"from {seller}"))
+        out.append((start, n + 1, seller, f"energy_sold_{k}", energy * (price - fee), -energy, f"to {buyer}"))
         n += 2
         if fee:
             out.append((start, n, DSO, "grid_fee", energy * fee, 0, f"{buyer} <- {seller}"))

@@ -143,4 +143,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (board_id, interval)
     ) STRICT;
     """,
+    # 4: ex-ante schedules: the trades of dispatched storage, binding at their cleared prices
+    """
+    CREATE TABLE schedules (
+        interval INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        buyer TEXT NOT NULL,
+        seller TEXT NOT NULL,
+        energy INTEGER NOT NULL CHECK (energy > 0),
+        price INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        PRIMARY KEY (interval, n)
+    ) STRICT;
+    """,
 ]

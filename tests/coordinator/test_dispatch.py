@@ -89,3 +89,78 @@ def test_battery_gets_a_signed_setpoint_and_its_ack_is_recorded(tmp_path: Path) 
     assert row == (messages.ST_APPLIED,)
     assert led.next_oseq("m-bat") == 2
     led.close()
+
+
+def test_schedule_binds_and_deviation_settles_at_last_resort(tmp_path: Path) -> None:
+    """The battery was scheduled to charge 750 Wh from the sun at the ex-ante price; it charged
+    only 500 Wh. The schedule settles at its price, the 250 Wh shortfall is sold back to the
+    supplier at feed-in, the sun's extra export goes through the ex-post market; energy and money
+    both balance."""
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("sun", "Sun", "prosumer", now=START, feeder="f1")
+    led.add_member(
+        "bat",
+        "Battery",
+        "storage",
+        now=START,
+        feeder="f1",
+        prefs={"storage": {"capacity_mwh": 10_000_000, "max_charge_w": 3_000, "max_discharge_w": 3_000}},
+    )
+    sun = VirtualBoard("g1", "m-sun", bytes([1]) * 32, lambda t: -4_000)
+    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 2_000 if t > START + 900 else 0)
+    for b, m in ((sun, "sun"), (bat, "bat")):
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+
+    def store(t: int) -> None:
+        for b in (sun, bat):
+            topic, fr = b.reading(t)
+            r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
+            assert isinstance(r, messages.Reading)
+            if b is bat:
+                r = messages.Reading(
+                    **{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400}
+                )
+            led.add_readings([(r, bytes(frame.split(fr)[1]))])
+
+    for t in range(START, START + 901, 60):
+        store(t)
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    sps = asyncio.run(Dispatch(led, "g1", 900, TARIFF, COORD, publish).send(START + 900))
+    assert sps[0].bat_w == 3_000
+    sched = led.conn.execute("SELECT buyer, seller, energy, price FROM schedules").fetchall()
+    assert [(b, s, e) for b, s, e, _ in sched] == [("bat", "sun", 750_000)]
+    price = sched[0][3]
+    for t in range(START + 960, START + 1801, 60):
+        store(t)
+    settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
+    post = dict(
+        led.conn.execute(
+            "SELECT account, sum(amount) FROM postings WHERE interval=? AND party='bat' GROUP BY account",
+            (START + 900,),
+        ).fetchall()
+    )
+    assert post["energy_bought_local"] == -750_000 * price  # the schedule, at its ex-ante price
+    d = led.conn.execute(
+        "SELECT e_imp FROM deliveries WHERE interval=? AND party='bat'", (START + 900,)
+    ).fetchone()
+    shortfall = 750_000 - d[0]
+    assert 0 < shortfall and post["energy_sold_imbalance"] == shortfall * TARIFF.feed_in
+    assert led.conn.execute(
+        "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900,)
+    ).fetchone() == (0,)
+    # the sun: schedule + ex-post add up to what it exported
+    e = dict(
+        led.conn.execute(
+            "SELECT account, sum(energy) FROM postings WHERE interval=? AND party='sun' GROUP BY account",
+            (START + 900,),
+        ).fetchall()
+    )
+    exported = led.conn.execute(
+        "SELECT e_exp FROM deliveries WHERE interval=? AND party='sun'", (START + 900,)
+    ).fetchone()[0]
+    assert -sum(e.values()) == exported
+    led.close()
