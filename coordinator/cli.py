@@ -84,6 +84,7 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                         time.time,
                         publish,
                         dispatch,
+                        {"sharing": cfg.sharing, "contracts": cfg.contracts, "wholesale": cfg.wholesale},
                     )
                     tasks.append(asyncio.create_task(intervals.run(stop)))
                     await stop.wait()

@@ -63,6 +63,9 @@ class Config:
     settle_delay_s: int = 60
     tariff: tuple[int, int, int, int] = (4_000, 20_750, 6_000, 3_000)
     fixed_per_day: int = 0
+    sharing: Any = None  # market.Sharing for self_consumption
+    contracts: tuple[Any, ...] | None = None  # market.Contract for bilateral
+    wholesale: dict[int, int] | None = None
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -116,6 +119,7 @@ def load(path: str | Path) -> Config:
         _get(m, k, "market", int, d)
         for k, d in (("feed_in", 4_000), ("retail", 20_750), ("grid_fee", 6_000), ("grid_fee_local", 3_000))
     )
+    sharing, contracts, wholesale = _scheme_options(m, scheme, p.parent)
     key = c.get("key", "coordinator.key")
     key_path = Path(key) if Path(key).is_absolute() else p.parent / key
     return Config(
@@ -125,6 +129,9 @@ def load(path: str | Path) -> Config:
         settle_delay_s=_get(m, "settle_delay_s", "market", int, 60),
         tariff=(tariff[0], tariff[1], tariff[2], tariff[3]),
         fixed_per_day=_get(m, "fixed_per_day", "market", int, 0),
+        sharing=sharing,
+        contracts=contracts,
+        wholesale=wholesale,
         grid=grid,
         ledger=ledger,
         broker=BrokerAddress(
@@ -138,3 +145,70 @@ def load(path: str | Path) -> Config:
         flush_ms=flush,
         group=group,
     )
+
+
+def _date(v: object, where: str) -> int:
+    import calendar
+    import time
+
+    if not isinstance(v, str):
+        raise ConfigError(f"{where} must be a date string YYYY-MM-DD")
+    try:
+        return calendar.timegm(time.strptime(v, "%Y-%m-%d"))
+    except ValueError:
+        raise ConfigError(f"{where} {v!r} is not YYYY-MM-DD") from None
+
+
+def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, Any, Any]:
+    """``[market.sharing]``, ``[[market.contracts]]`` and ``market.wholesale``, checked by the
+    market's own types (their errors name the problem)."""
+    from coordinator.market import Contract, MarketError, Sharing
+
+    sharing = contracts = wholesale = None
+    try:
+        if "sharing" in m:
+            if scheme != "self_consumption":
+                raise ConfigError('market.sharing applies to scheme = "self_consumption" only')
+            sh = m["sharing"]
+            sharing = Sharing(keys=sh.get("keys"), community_price=sh.get("community_price"))
+        if scheme == "bilateral":
+            items = m.get("contracts", [])
+            contracts = tuple(
+                Contract(
+                    contract_id=str(x.get("id")),
+                    consumer=x.get("consumer"),
+                    producer=x.get("producer"),
+                    start=_date(x.get("start"), f"market.contracts[{i}].start"),
+                    end=_date(x.get("end"), f"market.contracts[{i}].end"),
+                    price=x.get("price"),
+                    markup=x.get("markup"),
+                    floor=x.get("floor"),
+                    cap=x.get("cap"),
+                    subscription=x.get("subscription", 0),
+                )
+                for i, x in enumerate(items)
+            )
+            if "wholesale" in m:
+                wholesale = _wholesale(base / str(m["wholesale"]))
+        elif "contracts" in m or "wholesale" in m:
+            raise ConfigError('market.contracts and market.wholesale apply to scheme = "bilateral" only')
+    except MarketError as e:
+        raise ConfigError(f"market: {e}") from None
+    return sharing, contracts, wholesale
+
+
+def _wholesale(path: Path) -> dict[int, int]:
+    out: dict[int, int] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            t, price = line.split(",")
+            out[int(t)] = int(price)
+        except ValueError:
+            raise ConfigError(f"{path}:{n}: expected interval_start,price_mc_per_kwh, got {line!r}") from None
+    return out

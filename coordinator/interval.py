@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from coordinator.dispatch import Dispatch
 from coordinator.ledger import Ledger
@@ -35,6 +36,7 @@ class IntervalLoop:
     now: Callable[[], float]
     publish: Callable[[str, bytes], Awaitable[None]]
     dispatch: Dispatch | None = None  # sends storage boards their orders before each interval
+    options: dict[str, Any] = field(default_factory=dict)  # sharing / contracts / wholesale
     dispatched: int = -1
 
     def prefs(self) -> dict[str, Preferences]:
@@ -85,7 +87,16 @@ class IntervalLoop:
         done = []
         prefs = self.prefs()
         for start in self.due():
-            c = settle(self.ledger, start, self.length, self.scheme, self.tariff, prefs, now=int(self.now()))
+            c = settle(
+                self.ledger,
+                start,
+                self.length,
+                self.scheme,
+                self.tariff,
+                prefs,
+                now=int(self.now()),
+                **self.options,
+            )
             topic, fr = self.result(c)
             self.ledger.conn.execute("UPDATE intervals SET result_frame=? WHERE start=?", (fr, start))
             await self.publish(topic, fr)

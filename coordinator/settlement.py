@@ -15,7 +15,7 @@ interval sum to zero, which ``settle`` checks before it commits.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from coordinator.ledger import Ledger, LedgerError
@@ -24,8 +24,10 @@ from coordinator.market import (
     DSO,
     SUPPLIER,
     Clearing,
+    Contract,
     Order,
     Preferences,
+    Sharing,
     Tariff,
     clear,
     ex_post_orders,
@@ -119,6 +121,9 @@ def settle(
     prefs: Mapping[str, Preferences],
     *,
     now: int,
+    sharing: Sharing | None = None,
+    contracts: Sequence[Contract] | None = None,
+    wholesale: Mapping[int, int] | None = None,
 ) -> Clearing:
     """Clear and settle interval ``start`` on measured energy; idempotent (a settled interval is
     returned as stored, not settled twice). Raises LedgerError if money would not sum to zero."""
@@ -159,7 +164,7 @@ def settle(
             continue
         p = prefs.get(m.party) or Preferences(m.party)
         orders.extend(ex_post_orders(start, p, tariff, max(net, 0), max(-net, 0)))
-    c = clear(scheme, start, orders, tariff)
+    c = clear(scheme, start, orders, tariff, sharing=sharing, contracts=contracts, wholesale=wholesale)
     flows = money_flows(c)
     if sum(flows.values()) != 0:
         raise LedgerError(f"interval {start}: money flows sum to {sum(flows.values())}, not 0")

@@ -51,3 +51,63 @@ def test_shipped_example_loads() -> None:
         900,
         (4000, 20750, 6000, 3000),
     )
+
+
+def test_scheme_options(tmp_path: Path) -> None:
+    (tmp_path / "wholesale.csv").write_text("# start,price\n1767225600,9000\n1767226500,9500\n")
+    c = config.load(
+        write(
+            tmp_path,
+            """
+[coordinator]
+grid = "g"
+ledger = "l.db"
+[market]
+scheme = "bilateral"
+wholesale = "wholesale.csv"
+[[market.contracts]]
+id = "c1"
+consumer = "carol"
+producer = "alice"
+start = "2026-01-01"
+end = "2028-01-01"
+markup = 2000
+""",
+        )
+    )
+    assert c.contracts is not None and c.contracts[0].producer == "alice"
+    assert c.wholesale == {1767225600: 9000, 1767226500: 9500}
+    c = config.load(
+        write(
+            tmp_path,
+            """
+[coordinator]
+grid = "g"
+ledger = "l.db"
+[market]
+scheme = "self_consumption"
+[market.sharing]
+keys = { alice = 6000, bob = 4000 }
+community_price = 12000
+""",
+        )
+    )
+    assert c.sharing is not None and dict(c.sharing.keys) == {"alice": 6000, "bob": 4000}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[market]\nscheme = 'pairwise'\n[market.sharing]\nkeys = { a = 10000 }\n", "applies to scheme"),
+        ("[market]\nscheme = 'self_consumption'\n[market.sharing]\nkeys = { a = 20000 }\n", "market: "),
+        (
+            "[market]\nscheme = 'bilateral'\n[[market.contracts]]\nid = 'c'\nconsumer = 'a'\nproducer = 'b'\n"
+            "start = '2026-13-01'\nend = '2027-01-01'\nprice = 1\n",
+            "is not YYYY-MM-DD",
+        ),
+        ("[market]\nscheme = 'bilateral'\nwholesale = 'missing.csv'\n", "cannot read"),
+    ],
+)
+def test_scheme_option_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n" + text))

@@ -132,3 +132,31 @@ def test_late_readings_count_in_the_next_interval(tmp_path: Path) -> None:
     first = led.conn.execute("SELECT e_imp FROM deliveries WHERE party='carol' ORDER BY interval").fetchall()
     assert first[0][0] < first[1][0]
     led.close()
+
+
+def test_self_consumption_and_bilateral_settle_through_the_same_path(tmp_path: Path) -> None:
+    from coordinator.market import Contract, Sharing
+
+    for scheme, opts in (
+        (
+            "self_consumption",
+            {"sharing": Sharing(keys={"carol": 6000, "dave": 4000}, community_price=12_000)},
+        ),
+        (
+            "bilateral",
+            {
+                "contracts": [Contract("c1", "carol", "alice", START - 86_400, START + 86_400, price=12_000)],
+                "wholesale": {},
+            },
+        ),
+    ):
+        d = tmp_path / scheme
+        d.mkdir()
+        led, _ = ledger_with_readings(d)
+        for q in range(4):
+            c = settle(led, START + 900 * q, 900, scheme, TARIFF, {}, now=START + 3600, **opts)  # type: ignore[arg-type]
+            assert c.traded > 0, scheme
+            assert led.conn.execute(
+                "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900 * q,)
+            ).fetchone() == (0,)
+        led.close()
