@@ -21,6 +21,8 @@ ACCOUNTS = {
     "energy_bought_imbalance": "Imbalance bought from the supplier",
     "energy_sold_imbalance": "Imbalance sold to the supplier",
     "grid_fee": "Grid fees received",
+    "reconciliation_import": "Utility meter reconciliation (losses)",
+    "reconciliation_export": "Utility meter reconciliation (feed-in)",
     "fixed": "Fixed charge",
     "subscription": "Subscription",
 }

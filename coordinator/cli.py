@@ -193,6 +193,32 @@ def _bill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from coordinator import config, reconcile
+    from coordinator.ledger import Ledger
+    from coordinator.market import Tariff
+
+    cfg = config.load(args.config)
+    try:
+        rows = reconcile.parse_csv(Path(args.file).read_text())
+    except OSError as e:
+        raise CoordinatorError(f"{args.file}: cannot read: {e.strerror}") from None
+    with Ledger.open(cfg.ledger) as ledger:
+        reconcile.store(ledger, rows)
+        for a, *_ in rows:
+            r = reconcile.reconcile(ledger, a, Tariff(*cfg.tariff))
+            print(
+                f"period {a}..{r.period_end}: utility import {r.utility_imp / 1e6:.3f} kWh vs settled "
+                f"{r.settled_imp / 1e6:.3f} kWh ({r.diff_imp / 1e6:+.3f}); "
+                f"export {r.utility_exp / 1e6:.3f} vs "
+                f"{r.settled_exp / 1e6:.3f} kWh ({-r.diff_exp / 1e6:+.3f}); apportioned to "
+                f"{len(r.shares_imp) + len(r.shares_exp)} members"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="peergrid", description=__doc__)
     p.add_argument("--version", action="version", version=f"peergrid {__version__}")
@@ -250,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--csv", action="store_true")
     b.add_argument("--issue", action="store_true", help="record the statements as invoices (once per period)")
     b.set_defaults(func=_bill)
+
+    rc = sub.add_parser("reconcile", help="import utility meter readings and apportion the differences")
+    rc.add_argument("--config", required=True)
+    rc.add_argument("--file", required=True, help="CSV: period_start,period_end,import_wh,export_wh")
+    rc.set_defaults(func=_reconcile)
     return p
 
 

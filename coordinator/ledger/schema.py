@@ -156,4 +156,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (interval, n)
     ) STRICT;
     """,
+    # 5: the utility meter at the community's grid connection, per period, for reconciliation
+    """
+    CREATE TABLE utility_readings (
+        period_start INTEGER NOT NULL,
+        period_end INTEGER NOT NULL CHECK (period_end > period_start),
+        e_imp INTEGER NOT NULL CHECK (e_imp >= 0),
+        e_exp INTEGER NOT NULL CHECK (e_exp >= 0),
+        reconciled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (period_start)
+    ) STRICT;
+    """,
 ]

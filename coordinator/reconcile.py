@@ -1,0 +1,155 @@
+"""Reconciliation with the utility meter at the community's grid connection.
+
+The supplier's meter registers what crossed the connection in a period. What the settlement sold
+to (bought from) the supplier in that period is the boards' view of the same exchange; the
+difference is losses in the community's own cables, unmetered use and meter tolerance. It is
+apportioned to members with a loss proxy — pro rata to the energy each drew (import difference) or
+fed in (export difference) in the period — priced at retail (feed-in), and posted against the
+supplier, so money still sums to zero. The adjustment shows on the bill as its own line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from coordinator.errors import CoordinatorError
+from coordinator.ledger import Ledger
+from coordinator.market import SUPPLIER, Tariff
+from coordinator.market.allocation import largest_remainder
+
+N0 = 30_000_000  # postings numbers of reconciliation entries (interval = period end)
+
+
+class ReconcileError(CoordinatorError):
+    """Utility readings are malformed, overlap, or the period cannot be reconciled."""
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    period_start: int
+    period_end: int
+    utility_imp: int  # mWh
+    utility_exp: int
+    settled_imp: int  # what settlement sold to the community (supplier's sales)
+    settled_exp: int  # what settlement bought from it
+    shares_imp: dict[str, int]  # mWh of the import difference per member
+    shares_exp: dict[str, int]
+
+    @property
+    def diff_imp(self) -> int:
+        return self.utility_imp - self.settled_imp
+
+    @property
+    def diff_exp(self) -> int:
+        return self.settled_exp - self.utility_exp
+
+
+def parse_csv(text: str) -> list[tuple[int, int, int, int]]:
+    """``period_start,period_end,import_wh,export_wh`` per line (Unix s, Wh); '#' comments."""
+    out = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not row or row[0].startswith("#") or row[0] == "period_start":
+            continue
+        try:
+            a, b, i, e = (int(x) for x in row)
+        except ValueError:
+            raise ReconcileError(
+                f"line {n}: expected period_start,period_end,import_wh,export_wh, got {row!r}"
+            ) from None
+        if b <= a or i < 0 or e < 0:
+            raise ReconcileError(f"line {n}: period must end after it starts and energy be >= 0")
+        out.append((a, b, i * 1000, e * 1000))
+    return out
+
+
+def store(ledger: Ledger, rows: list[tuple[int, int, int, int]]) -> int:
+    with ledger.transaction() as tx:
+        for a, b, i, e in rows:
+            clash = tx.execute(
+                "SELECT period_start FROM utility_readings WHERE period_start < ? AND period_end > ?", (b, a)
+            ).fetchone()
+            if clash:
+                raise ReconcileError(
+                    f"utility period {a}..{b} overlaps the stored period starting {clash[0]}"
+                )
+            tx.execute(
+                "INSERT INTO utility_readings (period_start, period_end, e_imp, e_exp) VALUES (?,?,?,?)",
+                (a, b, i, e),
+            )
+    return len(rows)
+
+
+def _sum(ledger: Ledger, sql: str, a: int, b: int) -> dict[str, int]:
+    return {p: int(v) for p, v in ledger.conn.execute(sql, (a, b)) if v}
+
+
+def reconcile(ledger: Ledger, period_start: int, tariff: Tariff) -> Reconciliation:
+    """Compare one stored utility period with the settlement and post the differences."""
+    row = ledger.conn.execute(
+        "SELECT period_end, e_imp, e_exp, reconciled FROM utility_readings WHERE period_start=?",
+        (period_start,),
+    ).fetchone()
+    if row is None:
+        raise ReconcileError(f"no utility reading for the period starting {period_start}")
+    end, u_imp, u_exp, done = row
+    if done:
+        raise ReconcileError(f"the period starting {period_start} is already reconciled")
+    unsettled = ledger.conn.execute(
+        "SELECT count(*) FROM intervals WHERE start >= ? AND start + length > ?", (period_start, end)
+    ).fetchone()[0]
+    if unsettled:
+        raise ReconcileError("an interval straddles the end of the utility period")
+    s_imp = ledger.conn.execute(
+        "SELECT coalesce(sum(energy), 0) FROM trades WHERE seller=? AND interval>=? AND interval<?",
+        (SUPPLIER, period_start, end),
+    ).fetchone()[0]
+    s_exp = ledger.conn.execute(
+        "SELECT coalesce(sum(energy), 0) FROM trades WHERE buyer=? AND interval>=? AND interval<?",
+        (SUPPLIER, period_start, end),
+    ).fetchone()[0]
+    drew = _sum(
+        ledger,
+        "SELECT party, sum(e_imp) FROM deliveries WHERE interval>=? AND interval<? GROUP BY party",
+        period_start,
+        end,
+    )
+    fed = _sum(
+        ledger,
+        "SELECT party, sum(e_exp) FROM deliveries WHERE interval>=? AND interval<? GROUP BY party",
+        period_start,
+        end,
+    )
+    r = Reconciliation(period_start, end, u_imp, u_exp, s_imp, s_exp, {}, {})
+    shares_imp = _apportion(r.diff_imp, drew)
+    shares_exp = _apportion(r.diff_exp, fed)
+    postings: list[tuple[object, ...]] = []
+    n = N0
+    for party, e in sorted(shares_imp.items()):  # + : the member drew this much more than billed
+        postings.append((end, n, party, "reconciliation_import", -e * tariff.retail, e, "utility meter"))
+        postings.append((end, n + 1, SUPPLIER, "reconciliation_import", e * tariff.retail, -e, party))
+        n += 2
+    for party, e in sorted(shares_exp.items()):  # + : the member fed in this much less than credited
+        postings.append((end, n, party, "reconciliation_export", -e * tariff.feed_in, 0, "utility meter"))
+        postings.append((end, n + 1, SUPPLIER, "reconciliation_export", e * tariff.feed_in, 0, party))
+        n += 2
+    with ledger.transaction() as tx:
+        tx.executemany(
+            "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
+            postings,
+        )
+        tx.execute("UPDATE utility_readings SET reconciled=1 WHERE period_start=?", (period_start,))
+    return Reconciliation(period_start, end, u_imp, u_exp, s_imp, s_exp, shares_imp, shares_exp)
+
+
+def _apportion(diff: int, weights: dict[str, int]) -> dict[str, int]:
+    """Split ``diff`` mWh pro rata to ``weights`` exactly (largest remainder; sign kept)."""
+    if not diff:
+        return {}
+    if not weights:
+        raise ReconcileError(f"a difference of {diff} mWh but no member energy to apportion it to")
+    parties = sorted(weights)
+    parts = largest_remainder(abs(diff), [weights[p] for p in parties])
+    sign = 1 if diff > 0 else -1
+    return {p: sign * x for p, x in zip(parties, parts, strict=True) if x}

@@ -1,0 +1,74 @@
+"""Reconciliation with the utility meter: the difference is apportioned pro rata, priced at
+retail / feed-in, posted against the supplier (money still sums to zero) and shown on the bill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator import billing, reconcile
+from coordinator.cli import main
+from coordinator.ledger import Ledger
+from coordinator.market import SUPPLIER
+from coordinator.reconcile import ReconcileError
+from coordinator.settlement import settle
+from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
+
+
+def settled(tmp: Path) -> Ledger:
+    led, _ = ledger_with_readings(tmp)
+    for q in range(4):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    return led
+
+
+def test_losses_apportioned_and_billed(tmp_path: Path) -> None:
+    led = settled(tmp_path)
+    q = "SELECT coalesce(sum(energy), 0) FROM trades WHERE {}=?"
+    sold = led.conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
+    bought = led.conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
+    assert bought > 0
+    # the utility meter saw 150 Wh more import than settled (losses) and 1 % less export
+    rows = reconcile.parse_csv(
+        f"period_start,period_end,import_wh,export_wh\n"
+        f"{START},{START + 3600},{sold // 1000 + 150},{bought * 99 // 100 // 1000}\n"
+    )
+    reconcile.store(led, rows)
+    r = reconcile.reconcile(led, START, TARIFF)
+    assert r.diff_imp > 0 and sum(r.shares_imp.values()) == r.diff_imp
+    assert r.diff_exp > 0 and sum(r.shares_exp.values()) == r.diff_exp
+    drew = dict(led.conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
+    big, small = sorted((p for p in r.shares_imp), key=lambda p: -drew[p])[:2]
+    assert r.shares_imp[big] >= r.shares_imp[small]  # pro rata to what each drew
+    total = led.conn.execute("SELECT sum(amount) FROM postings").fetchone()[0]
+    assert total == 0
+    carol = billing.statement(led, "carol", START, START + 3601)
+    assert "Utility meter reconciliation (losses)" in billing.render(carol)
+    with pytest.raises(ReconcileError, match="already reconciled"):
+        reconcile.reconcile(led, START, TARIFF)
+    with pytest.raises(ReconcileError, match="overlaps"):
+        reconcile.store(led, [(START + 1800, START + 7200, 0, 0)])
+    led.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("1,2,3\n", "expected period_start"), ("5,4,1,1\n", "must end after"), ("1,2,-1,0\n", ">= 0")],
+)
+def test_bad_csv(text: str, message: str) -> None:
+    with pytest.raises(ReconcileError, match=message):
+        reconcile.parse_csv(text)
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settled(tmp_path).close()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[coordinator]\ngrid = "g1"\nledger = "l.db"\n')
+    csv = tmp_path / "u.csv"
+    csv.write_text(f"{START},{START + 3600},5000,1000\n")
+    assert main(["reconcile", "--config", str(cfg), "--file", str(csv)]) == 0
+    assert "utility import 5.000 kWh" in capsys.readouterr().out
+    assert main(["reconcile", "--config", str(cfg), "--file", str(csv)]) == 2  # stored already
+    assert "overlaps" in capsys.readouterr().err
+    assert main(["ledger", "verify", "--config", str(cfg)]) == 0
