@@ -21,6 +21,7 @@ ACCOUNTS = {
     "energy_bought_imbalance": "Imbalance bought from the supplier",
     "energy_sold_imbalance": "Imbalance sold to the supplier",
     "grid_fee": "Grid fees received",
+    "flexibility": "Flexibility delivered to the grid operator",
     "reconciliation_import": "Utility meter reconciliation (losses)",
     "reconciliation_export": "Utility meter reconciliation (feed-in)",
     "fixed": "Fixed charge",
