@@ -5,14 +5,18 @@ that its cleared energy implies. Acknowledgements come back through ingest (``re
 A member's storage is described in its preferences (``prefs["storage"]``):
 ``{"capacity_mwh": 10000000, "max_charge_w": 3300, "max_discharge_w": 3300, "min_soc": 100}``
 (``min_soc`` in per-mille); the state of charge comes from the board's latest reading
-(``bat_soc``, per-mille). The forecast of every other member is its measured net energy in the
-last settled interval (persistence forecast).
+(``bat_soc``, per-mille). An EV is ``{"kind": "ev", "capacity_mwh": 60000000, "max_charge_w":
+11000, "phases": 3, "target_soc": 800, "departure": "07:00"}``: it charges to the target by the
+next departure (UTC) at least cost, never discharges, and its board gets a charging current
+(``ev_ma``, per phase at 230 V) instead of a battery setpoint; its board reports the vehicle's
+state of charge in ``bat_soc`` (ISO 15118 or the car's API). The forecast of every other member
+is its measured net energy in the last settled interval (persistence forecast).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coordinator.ledger import Ledger
 from coordinator.market import (
@@ -53,9 +57,11 @@ class Dispatch:
     tariff: Tariff
     key: crypto.SigningKey
     publish: Callable[[str, bytes], Awaitable[None]]
+    _ev: dict[str, int] = field(default_factory=dict)  # EV members -> phases, from the last plan
 
     def _storages(self, start: int) -> dict[str, tuple[Storage, str]]:
-        """Member -> (its storage, the board that drives it)."""
+        """Member -> (its storage, the board that drives it); EVs noted in ``_ev`` (phases)."""
+        self._ev.clear()
         boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
         out = {}
         for m in self.ledger.members():
@@ -67,6 +73,14 @@ class Dispatch:
             if last is None or last.bat_soc is None:
                 continue  # no state of charge known yet: the board keeps its safe default
             cap = int(st["capacity_mwh"])
+            ev = st.get("kind") == "ev"
+            deadline = None
+            target = 0
+            if ev and "departure" in st:
+                hh, mm = (int(x) for x in str(st["departure"]).split(":"))
+                day = start - start % 86_400 + hh * 3600 + mm * 60
+                deadline = day if day > start else day + 86_400
+                target = cap * int(st.get("target_soc", 1000)) // 1000
             out[m["id"]] = (
                 Storage(
                     m["id"],
@@ -74,12 +88,16 @@ class Dispatch:
                     cap,
                     cap * last.bat_soc // 1000,
                     int(st["max_charge_w"]),
-                    int(st.get("max_discharge_w", 0)),
+                    0 if ev else int(st.get("max_discharge_w", 0)),
+                    target_soc=target,
+                    deadline=deadline,
                     min_soc=cap * int(st.get("min_soc", 0)) // 1000,
                     feeder=m["feeder"],
                 ),
                 board,
             )
+            if ev:
+                self._ev[m["id"]] = int(st.get("phases", 1))
         return out
 
     def plan(self, start: int) -> Plan:
@@ -118,13 +136,15 @@ class Dispatch:
                     net += got if o.side == BUY else -got
             bat_w = net * 36 // (10 * self.length)  # mWh over the interval -> W (1 mWh = 3.6 J)
             oseq = self.ledger.next_oseq(board)
+            phases = self._ev.get(party, 0)
             msg = messages.Order(
                 board=board,
                 oseq=oseq,
                 interval=start,
                 valid_from=start,
                 valid_until=start + self.length,
-                bat_w=bat_w,
+                bat_w=None if phases else bat_w,
+                ev_ma=max(0, bat_w) * 1000 // (230 * phases) if phases else None,
                 relay_mask=0,
                 relay_state=0,
             )

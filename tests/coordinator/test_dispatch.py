@@ -164,3 +164,41 @@ def test_schedule_binds_and_deviation_settles_at_last_resort(tmp_path: Path) -> 
     ).fetchone()[0]
     assert -sum(e.values()) == exported
     led.close()
+
+
+def test_ev_charges_to_its_target_by_departure(tmp_path: Path) -> None:
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member(
+        "van",
+        "Delivery van",
+        "ev",
+        now=START,
+        feeder="f1",
+        prefs={
+            "storage": {
+                "kind": "ev",
+                "capacity_mwh": 60_000_000,
+                "max_charge_w": 11_000,
+                "phases": 3,
+                "target_soc": 800,
+                "departure": "{:02d}:{:02d}".format(*divmod((START + 2700) % 86_400 // 60, 60)),
+            }
+        },
+    )  # leaves in 45 minutes
+    van = VirtualBoard("g1", "m-van", bytes([4]) * 32, lambda t: 0)
+    led.add_board(van.board, "virtual", van.key.public, now=START, member_id="van", status="active")
+    topic, fr = van.reading(START)
+    r = frame.open_frame(topic, fr, lambda m: crypto.Verifier(van.key.public))
+    assert isinstance(r, messages.Reading)
+    r = messages.Reading(**{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400})
+    led.add_readings([(r, bytes(frame.split(fr)[1]))])
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    (sp,) = asyncio.run(Dispatch(led, "g1", 900, TARIFF, COORD, publish).send(START + 900))
+    order = messages.decode(bytes(frame.split(sp.frame)[0]))
+    assert isinstance(order, messages.Order)
+    # 24 kWh missing, 2.75 kWh per interval at most: it must charge flat out, whatever the price
+    assert order.bat_w is None and order.ev_ma == 11_000 * 1000 // (230 * 3)
+    led.close()
