@@ -1,0 +1,125 @@
+"""Integrator mode: one home's PV, battery and EV run to stack local-market, tariff and
+flexibility revenues (the Sonnen / Octopus-Tesla role), as a pure day-ahead plan.
+
+Per interval the home has a forecast load and PV (W), an expected price to buy and to sell
+(mc/kWh: the local market's expected clearing price, or retail / feed-in), and possibly a
+flexibility request (reduce import by ``flex_w`` at ``flex_price``). The plan chooses:
+
+- the EV's charging, which must deliver ``ev_need`` mWh between arrival and departure: the
+  cheapest available intervals first (prices are per kWh, so this is optimal for the EV alone);
+- the battery's power in ``levels`` steps each way, by dynamic programming over its state of
+  charge, minimising the day's cost (imports at the buy price, exports at the sell price, minus
+  flexibility paid for reducing import below the baseline of the plan without the battery).
+
+Integers throughout: energy mWh, money nano-cent. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from coordinator.errors import CoordinatorError
+
+
+class PlanError(CoordinatorError):
+    """Inputs that cannot make a plan (lengths differ, impossible EV demand, ...)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    load_w: int
+    pv_w: int
+    buy: int  # mc/kWh to import
+    sell: int  # mc/kWh earned for export
+    flex_w: int = 0  # requested import reduction, W
+    flex_price: int = 0  # mc/kWh paid for it
+
+
+@dataclass(frozen=True)
+class Home:
+    capacity: int  # battery, mWh
+    soc: int  # mWh now
+    max_w: int  # battery charge/discharge power
+    ev_need: int = 0  # mWh the EV must get
+    ev_max_w: int = 0
+    ev_from: int = 0  # first slot the EV is plugged in
+    ev_until: int = 0  # slot it leaves at (exclusive)
+
+
+@dataclass(frozen=True)
+class Plan:
+    battery_w: list[int]
+    ev_w: list[int]
+    soc: list[int]  # mWh after each slot
+    cost: int  # nano-cent (negative: revenue)
+
+
+def _mwh(w: int, s: int) -> int:
+    return w * s * 10 // 36
+
+
+def slot_cost(net: int, slot: Slot, baseline: int) -> int:
+    """Cost of a slot's net import ``net`` (mWh, export < 0), with flexibility paid for import
+    below ``baseline`` up to the requested amount."""
+    c = net * slot.buy if net > 0 else net * slot.sell
+    if slot.flex_w and slot.flex_price:
+        return c - max(0, min(baseline - net, slot.flex_w)) * slot.flex_price
+    return c
+
+
+def ev_schedule(home: Home, slots: Sequence[Slot], length: int) -> list[int]:
+    """EV power per slot: the cheapest plugged-in slots first until the need is met."""
+    out = [0] * len(slots)
+    if not home.ev_need:
+        return out
+    per = _mwh(home.ev_max_w, length)
+    window = [k for k in range(home.ev_from, min(home.ev_until, len(slots)))]
+    if per * len(window) < home.ev_need:
+        raise PlanError(f"the EV cannot get {home.ev_need} mWh in {len(window)} slots at {home.ev_max_w} W")
+    left = home.ev_need
+    for k in sorted(window, key=lambda k: (slots[k].buy, k)):
+        if left <= 0:
+            break
+        e = min(per, left)
+        out[k] = e * 36 // (length * 10) + (1 if e * 36 % (length * 10) else 0)
+        left -= _mwh(out[k], length)
+    return out
+
+
+def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4) -> Plan:
+    if not slots:
+        raise PlanError("no slots to plan")
+    if not 0 <= home.soc <= home.capacity or home.max_w < 0 or levels < 1:
+        raise PlanError("battery state of charge must be within 0..capacity, power >= 0, levels >= 1")
+    ev = ev_schedule(home, slots, length)
+    step_w = home.max_w // levels
+    step_e = _mwh(step_w, length)
+    base = [_mwh(s.load_w - s.pv_w + e, length) for s, e in zip(slots, ev, strict=True)]
+    if step_e == 0:
+        cost = sum(slot_cost(b, s, b) for b, s in zip(base, slots, strict=True))
+        return Plan([0] * len(slots), ev, [home.soc] * len(slots), cost)
+    # states: state of charge on a grid of step_e from the current soc
+    lo = -(home.soc // step_e)
+    hi = (home.capacity - home.soc) // step_e
+    inf = float("inf")
+    best: dict[int, tuple[float, list[int]]] = {0: (0, [])}
+    for k, s in enumerate(slots):
+        nxt: dict[int, tuple[float, list[int]]] = {}
+        for state, (c, moves) in best.items():
+            for m in range(-levels, levels + 1):
+                st = state + m
+                if not lo <= st <= hi:
+                    continue
+                cc = c + slot_cost(base[k] + m * step_e, s, base[k])
+                if cc < nxt.get(st, (inf, []))[0]:
+                    nxt[st] = (cc, moves + [m])
+        best = nxt
+    final = min(best.items(), key=lambda kv: (kv[1][0], -kv[0]))
+    moves = final[1][1]
+    soc = []
+    x = home.soc
+    for m in moves:
+        x += m * step_e
+        soc.append(x)
+    return Plan([m * step_w for m in moves], ev, soc, int(final[1][0]))

@@ -1,0 +1,86 @@
+"""Integrator mode: the plan is optimal (checked against brute force), keeps the battery within
+its limits, gets the EV its energy by departure, and stacks arbitrage and flexibility."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.integrator import Home, PlanError, Slot, ev_schedule, plan, slot_cost
+
+L = 900
+E = 1000 * L * 10 // 36  # mWh of 1 kW for one slot
+
+slots_st = st.lists(
+    st.builds(
+        Slot,
+        st.integers(0, 3000),
+        st.integers(0, 4000),
+        st.integers(10_000, 30_000),
+        st.integers(0, 10_000),
+        st.sampled_from([0, 500]),
+        st.sampled_from([0, 40_000]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def brute(home: Home, slots: list[Slot], levels: int) -> int:
+    step_w = home.max_w // levels
+    step_e = step_w * L * 10 // 36
+    ev = ev_schedule(home, slots, L)
+    base = [(s.load_w - s.pv_w + e) * L * 10 // 36 for s, e in zip(slots, ev, strict=True)]
+    best = None
+    for moves in itertools.product(range(-levels, levels + 1), repeat=len(slots)):
+        soc, ok, cost = home.soc, True, 0
+        for m, s, b in zip(moves, slots, base, strict=True):
+            soc += m * step_e
+            if not 0 <= soc <= home.capacity:
+                ok = False
+                break
+            cost += slot_cost(b + m * step_e, s, b)
+        if ok and (best is None or cost < best):
+            best = cost
+    assert best is not None
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(slots_st, st.integers(0, 4))
+def test_plan_is_optimal_and_within_limits(slots: list[Slot], soc_steps: int) -> None:
+    home = Home(capacity=4 * E, soc=soc_steps * E, max_w=2000)
+    p = plan(home, slots, L, levels=2)
+    assert p.cost == brute(home, slots, 2)
+    assert all(0 <= s <= home.capacity for s in p.soc)
+    assert all(abs(w) <= home.max_w for w in p.battery_w)
+
+
+def test_arbitrage_and_flexibility_stack() -> None:
+    cheap = Slot(500, 0, 10_000, 4_000)
+    dear = Slot(500, 0, 30_000, 4_000)
+    flex = Slot(500, 0, 20_000, 4_000, flex_w=2000 * L * 10 // 36, flex_price=50_000)
+    p = plan(Home(capacity=4 * E, soc=0, max_w=2000), [cheap, cheap, dear, flex], L, levels=2)
+    assert p.battery_w[0] > 0 and p.battery_w[1] > 0  # charge when cheap
+    assert p.battery_w[3] < 0  # discharge into the flexibility request, which pays most
+    assert p.cost < plan(Home(capacity=0, soc=0, max_w=0), [cheap, cheap, dear, flex], L).cost
+
+
+def test_ev_gets_its_energy_by_departure_in_the_cheapest_slots() -> None:
+    slots = [Slot(0, 0, price, 4_000) for price in (30_000, 12_000, 25_000, 11_000, 40_000)]
+    home = Home(capacity=0, soc=0, max_w=0, ev_need=3 * E, ev_max_w=2000, ev_from=0, ev_until=4)
+    ev = plan(home, slots, L).ev_w
+    assert sum(w * L * 10 // 36 for w in ev) >= 3 * E
+    assert ev[4] == 0 and ev[3] == 2000 and ev[1] == 1000  # cheapest plugged-in slots first
+    with pytest.raises(PlanError, match="cannot get"):
+        plan(Home(0, 0, 0, ev_need=100 * E, ev_max_w=2000, ev_from=0, ev_until=2), slots, L)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(PlanError, match="no slots"):
+        plan(Home(1, 0, 1), [])
+    with pytest.raises(PlanError, match="within 0..capacity"):
+        plan(Home(1, 5, 1), [Slot(0, 0, 1, 1)])
