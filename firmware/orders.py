@@ -5,6 +5,8 @@
 # key for this board's order topic, its order sequence must be newer than the last one applied
 # (persisted, so a replay after reboot is refused too), and it must be valid now. Setpoints are
 # clamped to the limits in the board file; a None setpoint leaves that actuator at its safe default.
+import gc
+
 from protocol import frame, messages
 
 
@@ -89,6 +91,7 @@ class OrderHandler:
         scheduled for later (acknowledged when applied). Never raises on bad input: a refused
         order is counted and acknowledged with status REJECTED and the reason."""
         o = None
+        gc.collect()  # verification builds big-integer temporaries: start from a clean heap
         try:
             o = frame.open_frame(topic, payload, self._verifier_for)
             why = self._refusal(topic, o, now)
