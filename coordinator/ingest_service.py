@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -106,8 +107,8 @@ class IngestService:
         while not stop.is_set():
             try:
                 await self._session(stop)
-            except MqttError as e:
-                log.warning("broker connection lost: %s; reconnecting", e)
+            except (MqttError, sqlite3.Error) as e:  # nothing unacknowledged is lost: it comes again
+                log.warning("ingest session ended (%s: %s); reconnecting", type(e).__name__, e)
                 self._pending.clear()  # not acknowledged: the broker redelivers them
                 self._acks.clear()
                 self.reload_boards()

@@ -201,3 +201,47 @@ def test_two_workers_share_the_load(tmp_path: Path, mosquitto: Mosquitto) -> Non
         for b in boards:
             assert [r.seq for r, _ in led.readings(b.board)] == list(range(150))
     assert all(p.returncode == 0 for p in workers), outs
+
+
+def test_a_failed_commit_is_retried_not_lost(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A commit that fails (disk full, I/O error) leaves its messages unacknowledged: the service
+    starts a new session and the broker delivers them again."""
+    import sqlite3
+
+    from coordinator.ingest_service import IngestService
+
+    db = tmp_path / "ledger.db"
+    b = VirtualBoard("g1", "m01", bytes([9]) * 32, lambda ts: 900)
+    frames = [b.reading(int(time.time()) - 3600 + 10 * k) for k in range(200)]
+    with Ledger.open(db) as led:
+        led.add_member("m", "M", "prosumer", now=START)
+        led.add_board("m01", "virtual", b.key.public, now=START, member_id="m", status="active")
+        real = led.add_readings
+        failures = [1]
+
+        def flaky(batch):  # type: ignore[no-untyped-def]
+            if failures:
+                failures.pop()
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(batch)
+
+        led.add_readings = flaky  # type: ignore[method-assign]
+        svc = IngestService(led, "g1", mosquitto.address, batch=50, flush_s=0.02, client_id="flaky")
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(svc.run(stop))
+            await asyncio.sleep(0.3)
+            async with Connection(mosquitto.address, "boards") as conn:
+                for topic, fr in frames:
+                    await conn.publish(topic, fr)
+            for _ in range(200):
+                if led.count_readings() >= len(frames):
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+
+        asyncio.run(main())
+        assert not failures  # the failure happened
+        assert [r.seq for r, _ in led.readings("m01")] == list(range(200))
