@@ -9,7 +9,7 @@ import time
 
 from bench.table import machine, render
 
-SUITES = ["crypto", "firmware", "clearing", "ingest"]
+SUITES = ["crypto", "firmware", "clearing", "ingest", "grid"]
 
 
 def main(argv: list[str] | None = None) -> int:
