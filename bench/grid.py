@@ -33,4 +33,43 @@ def run(ci: bool) -> list[Row]:
                 "runpp every time",
             )
         )
+    rows.extend(sunny_day(96, 8 if ci else 1))
     return rows
+
+
+def sunny_day(steps_per_day: int = 96, stride: int = 1) -> list[Row]:
+    """The peak-PV day of SimBench rural1 (2034): intervals violating in AC without the check, and
+    after screen + redispatch; time per interval beside one runpp."""
+    import time
+
+    from coordinator.delivery.schedules import simbench_peak_pv_step, simbench_schedules
+    from coordinator.delivery.screen import Screen
+    from tests.delivery.test_day import redispatched
+
+    g = load_simbench("1-LV-rural1--2-sw")
+    scr = Screen(g)
+    peak = simbench_peak_pv_step(g)
+    day0 = peak - peak % steps_per_day
+    steps = list(range(day0, day0 + steps_per_day, stride))
+    schedules = simbench_schedules(g, steps)
+    t = time.perf_counter()
+    bad_before = bad_after = 0
+    for s in schedules:
+        if not scr.check(s).ok:
+            bad_before += 1
+            fixed, _ = redispatched(scr, s)
+            bad_after += not scr.check(fixed).ok
+    per = (time.perf_counter() - t) / len(schedules) * 1e3
+    t = time.perf_counter()
+    for s in schedules[:10]:
+        scr.ac(s)
+    runpp = (time.perf_counter() - t) / 10 * 1e3
+    return [
+        Row(
+            f"sunny day rural1: {bad_before}/{len(steps)} intervals violate, {bad_after} after redispatch",
+            per,
+            "ms/interval",
+            runpp,
+            "one runpp",
+        ),
+    ]
