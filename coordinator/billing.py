@@ -22,6 +22,7 @@ ACCOUNTS = {
     "energy_sold_imbalance": "Imbalance sold to the supplier",
     "grid_fee": "Grid fees received",
     "flexibility": "Flexibility delivered to the grid operator",
+    "redispatch_compensation": "Compensation for export limited by the grid operator",
     "reconciliation_import": "Utility meter reconciliation (losses)",
     "reconciliation_export": "Utility meter reconciliation (feed-in)",
     "fixed": "Fixed charge",

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
 from coordinator import __version__
 from coordinator.errors import CoordinatorError
@@ -72,7 +73,9 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                             print(f"peergrid: result not published: {e}", flush=True)
 
                     tariff = Tariff(*cfg.tariff)
-                    dispatch = Dispatch(ledger, cfg.grid, cfg.interval_s, tariff, key, publish)
+                    dispatch = Dispatch(
+                        ledger, cfg.grid, cfg.interval_s, tariff, key, publish, guard=_grid_guard(cfg, tariff)
+                    )
                     intervals = IntervalLoop(
                         ledger,
                         cfg.grid,
@@ -92,6 +95,26 @@ def _coordinator_run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _grid_guard(cfg: Any, tariff: Any) -> Any:
+    """The delivery guard for ``coordinator run`` when the config names a grid model."""
+    if cfg.grid_file is None:
+        return None
+    from coordinator.delivery.guard import guard
+    from coordinator.delivery.pilot import load_toml
+    from coordinator.delivery.screen import Screen
+
+    grid = load_toml(cfg.grid_file)
+    screen = Screen(grid)
+    connected = {c.board for c in grid.connections}
+
+    def check(expected: dict[str, int]) -> Any:
+        sched = {b: w for b, w in expected.items() if b in connected}
+        pv = {b: w for b, w in sched.items() if w > 0}
+        return guard(screen, grid, sched, pv, length=cfg.interval_s, feed_in=tariff.feed_in)[0]
+
+    return check
 
 
 def _ledger_verify(args: argparse.Namespace) -> int:

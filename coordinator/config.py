@@ -66,6 +66,7 @@ class Config:
     sharing: Any = None  # market.Sharing for self_consumption
     contracts: tuple[Any, ...] | None = None  # market.Contract for bilateral
     wholesale: dict[int, int] | None = None
+    grid_file: Path | None = None  # pilot grid TOML: enables the delivery guard before dispatch
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -120,6 +121,13 @@ def load(path: str | Path) -> Config:
         for k, d in (("feed_in", 4_000), ("retail", 20_750), ("grid_fee", 6_000), ("grid_fee_local", 3_000))
     )
     sharing, contracts, wholesale = _scheme_options(m, scheme, p.parent)
+    dl = data.get("delivery") or {}
+    grid_file = None
+    if "grid" in dl:
+        grid_file = Path(str(dl["grid"]))
+        grid_file = grid_file if grid_file.is_absolute() else p.parent / grid_file
+        if not grid_file.exists():
+            raise ConfigError(f"delivery.grid: {grid_file} does not exist")
     key = c.get("key", "coordinator.key")
     key_path = Path(key) if Path(key).is_absolute() else p.parent / key
     return Config(
@@ -132,6 +140,7 @@ def load(path: str | Path) -> Config:
         sharing=sharing,
         contracts=contracts,
         wholesale=wholesale,
+        grid_file=grid_file,
         grid=grid,
         ledger=ledger,
         broker=BrokerAddress(

@@ -107,6 +107,7 @@ class IntervalLoop:
             current = now - now % self.length
             if current > self.dispatched:  # the running interval's orders, once
                 self.dispatched = current
+                await self.dispatch.protect(current)  # grid limits first: PV export limits
                 await self.dispatch.send(current)
         return done
 

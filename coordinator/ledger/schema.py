@@ -167,4 +167,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (period_start)
     ) STRICT;
     """,
+    # 6: PV export limits set by the delivery guard: why, and what the member is owed
+    """
+    CREATE TABLE curtailments (
+        interval INTEGER NOT NULL,
+        board_id TEXT NOT NULL,
+        pv_limit_w INTEGER NOT NULL,
+        delta_w INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        compensation INTEGER NOT NULL,
+        PRIMARY KEY (interval, board_id)
+    ) STRICT;
+    """,
 ]

@@ -111,3 +111,22 @@ community_price = 12000
 def test_scheme_option_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.load(write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n" + text))
+
+
+def test_delivery_grid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(
+            write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n[delivery]\ngrid = 'nope.toml'\n")
+        )
+    (tmp_path / "pilot.toml").write_text((Path(__file__).parents[1] / "delivery" / "pilot.toml").read_text())
+    c = config.load(
+        write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n[delivery]\ngrid = 'pilot.toml'\n")
+    )
+    assert c.grid_file == tmp_path / "pilot.toml"
+    from coordinator.cli import _grid_guard
+    from coordinator.market import Tariff
+
+    check = _grid_guard(c, Tariff(4000, 20750, 6000, 3000))
+    noon = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
+    curt = check({**noon, "not-on-this-grid": 1})
+    assert curt and all(x.delta_w < 0 for x in curt)

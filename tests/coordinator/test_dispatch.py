@@ -202,3 +202,48 @@ def test_ev_charges_to_its_target_by_departure(tmp_path: Path) -> None:
     # 24 kWh missing, 2.75 kWh per interval at most: it must charge flat out, whatever the price
     assert order.bat_w is None and order.ev_ma == 11_000 * 1000 // (230 * 3)
     led.close()
+
+
+def test_guard_curtailment_is_sent_recorded_and_compensated(tmp_path: Path) -> None:
+    from coordinator.delivery.guard import Curtailment
+
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
+    farm = VirtualBoard("g1", "m-farm", bytes([5]) * 32, lambda t: -30_000)
+    led.add_board(farm.board, "virtual", farm.key.public, now=START, member_id="farm", status="active")
+    for t in range(START, START + 901, 60):
+        topic, fr = farm.reading(t)
+        r = frame.open_frame(topic, fr, lambda m: crypto.Verifier(farm.key.public))
+        assert isinstance(r, messages.Reading)
+        led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+    seen: list[dict[str, int]] = []
+
+    def guard(expected: dict[str, int]) -> list[Curtailment]:
+        seen.append(expected)
+        return [
+            Curtailment(
+                "m-farm", 20_000, -10_000, "v_max:C1 1.0612 > 1.0470", 10_000 * 900 * 10 // 36 * 4_000
+            )
+        ]
+
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, guard=guard)
+    asyncio.run(d.protect(START + 900))
+    assert seen == [{"m-farm": 30_000}]  # the last interval's export, as the expectation
+    ((topic, payload),) = sent
+    order = frame.open_frame(topic, payload, lambda m: crypto.Verifier(COORD.public))
+    assert isinstance(order, messages.Order) and order.pv_limit_w == 20_000
+    row = led.conn.execute("SELECT pv_limit_w, reason FROM curtailments").fetchone()
+    assert row == (20_000, "v_max:C1 1.0612 > 1.0470")
+    pay = dict(
+        led.conn.execute(
+            "SELECT party, sum(amount) FROM postings WHERE account='redispatch_compensation' GROUP BY party"
+        ).fetchall()
+    )
+    assert pay["farm"] == 10_000 * 900 * 10 // 36 * 4_000 == -pay["dso"]
+    led.close()
