@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 HEAP = "64k"
 # What the whole board runtime (all firmware modules, the protocol, and the fake hardware that
-# stands in for the chips) needs today: it boots and reads from 88k (bench/firmware.py), and
-# runs orders and a broker restart at 96k (fails at 88k).
+# stands in for the chips) needs today: it boots and reads from 88k (bench/firmware.py); orders
+# and a broker restart usually pass at 96k, but a fragmented heap once failed an order's signature
+# check there (the board refused the order, as it should), so the tests keep a margin.
 # The target is HEAP (issue 3); tests that boot the full runtime use this until it is met.
-FIRMWARE_HEAP_NOW = "96k"
+FIRMWARE_HEAP_NOW = "128k"
 
 
 def micropython_exe() -> str:
