@@ -37,7 +37,7 @@ from typing import NamedTuple
 from coordinator.market.allocation import pro_rata_capped
 from coordinator.market.errors import InvalidContract, MissingPrice
 from coordinator.market.last_resort import ALLOW, settle_remaining
-from coordinator.market.orderbook import apply_policy, check_orders
+from coordinator.market.orderbook import sides_by_id
 from coordinator.market.types import (
     BUY,
     ID_MAX,
@@ -55,8 +55,6 @@ from coordinator.market.types import (
 )
 
 SCHEME = "bilateral"
-
-_ID = attrgetter("order_id")
 
 
 def _is_id(v: object) -> bool:
@@ -191,10 +189,7 @@ def bilateral(
 ) -> Clearing:
     """Allocate producers' energy to their contracted consumers for one interval."""
     active = active_contracts(contracts, interval)
-    out, _ = check_orders(orders)
-    out = apply_policy(out, tariff, limits)
-    buys = sorted((o for o in out if o.side == BUY), key=_ID)
-    sells = sorted((o for o in out if o.side == SELL), key=_ID)
+    buys, sells = sides_by_id(orders, tariff, limits)
     b_rem = [o.energy for o in buys]
     s_rem = [o.energy for o in sells]
     b_of: dict[str, list[int]] = {}

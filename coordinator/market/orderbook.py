@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from coordinator.market.errors import DuplicateOrder, InvalidOrder
 from coordinator.market.last_resort import ALLOW, CLAMP, REJECT, check_policy, out_of_bounds, past_bound
-from coordinator.market.types import _ASK_BIT, Order, Tariff
+from coordinator.market.types import _ASK_BIT, BUY, SELL, Order, Tariff
 
 _RANK = attrgetter("rank")
 _TIE = attrgetter("tie")
@@ -149,3 +149,13 @@ def apply_policy(orders: list[Order], tariff: Tariff, policy: str) -> list[Order
     return [
         o if not past_bound(o, tariff) else replace(o, limit=cap if o.limit > cap else floor) for o in orders
     ]
+
+
+def sides_by_id(orders: Iterable[Order], tariff: Tariff, policy: str) -> tuple[list[Order], list[Order]]:
+    """Checked orders under the limit ``policy``, as (buys, sells) each sorted by order id: the
+    book of the allocation schemes (self-consumption, bilateral), which match by party, not price."""
+    out, _ = check_orders(orders)
+    out = apply_policy(out, tariff, policy)
+    buys = sorted((o for o in out if o.side == BUY), key=_ID)
+    sells = sorted((o for o in out if o.side == SELL), key=_ID)
+    return buys, sells

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
 
 from coordinator.market.allocation import fill_in_order, largest_remainder, pro_rata_capped
 from coordinator.market.errors import InvalidSharing
 from coordinator.market.last_resort import ALLOW, settle_remaining
-from coordinator.market.orderbook import apply_policy, check_orders
+from coordinator.market.orderbook import sides_by_id
 from coordinator.market.types import (
     BUY,
     ID_MAX,
@@ -50,8 +49,6 @@ from coordinator.market.types import (
 SCHEME = "self_consumption"
 FULL = 10_000
 """100% in basis points."""
-
-_ID = attrgetter("order_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +104,7 @@ def self_consumption(
     """Share producers' surplus among members for one interval (see the module docstring)."""
     sharing = sharing if sharing is not None else Sharing()
     price = sharing.price(tariff)
-    out, _ = check_orders(orders)
-    out = apply_policy(out, tariff, limits)
-    buys = sorted((o for o in out if o.side == BUY), key=_ID)
-    sells = sorted((o for o in out if o.side == SELL), key=_ID)
+    buys, sells = sides_by_id(orders, tariff, limits)
     b_rem = [o.energy for o in buys]
     s_rem = [o.energy for o in sells]
 
