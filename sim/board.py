@@ -18,6 +18,7 @@ class VirtualBoard:
     seed: bytes
     power_w: Callable[[int], int]  # net power at a Unix second: + import, - export
     board_type: str = "virtual"
+    bat_soc: int | None = None  # state of charge the board reports (battery or EV), per-mille
     seq: int = 0
     acc_imp: int = 0  # import energy, mW*s (exact; the register is its whole mWh)
     acc_exp: int = 0  # export energy, mW*s
@@ -52,7 +53,15 @@ class VirtualBoard:
         """Advance the meter to ``ts`` and return (topic, signed frame) of the reading."""
         p = self._integrate(ts)
         msg = messages.Reading(
-            board=self.board, seq=self.seq, ts=ts, e_imp=self.e_imp, e_exp=self.e_exp, p=p, u=230_000, flags=0
+            board=self.board,
+            seq=self.seq,
+            ts=ts,
+            e_imp=self.e_imp,
+            e_exp=self.e_exp,
+            p=p,
+            u=230_000,
+            bat_soc=self.bat_soc,
+            flags=0,
         )
         self.seq += 1
         topic = topics.topic_for(self.grid, msg)

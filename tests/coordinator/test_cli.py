@@ -10,8 +10,8 @@ from coordinator.cli import main
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
 from coordinator.settlement import settle
-from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
+from tests.coordinator.readings import store
 
 START = 1_764_547_200  # 2025-12-01 00:00 UTC
 
@@ -64,12 +64,7 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "board m-alice" in out and "active" in out and "member alice" in out
     with Ledger.open(tmp_path / "l.db") as led:
-        for t in range(START, START + 3601, 60):
-            for b in boards.values():
-                topic, fr = b.reading(t)
-                r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
-                assert isinstance(r, messages.Reading)
-                led.add_readings([(r, bytes(frame.split(fr)[1]))])
+        store(led, boards.values(), range(START, START + 3601, 60))
         for q in range(4):
             settle(
                 led, START + 900 * q, 900, "pairwise", Tariff(4000, 20750, 6000, 3000), {}, now=START + 3600

@@ -13,6 +13,7 @@ from coordinator.market import Tariff
 from coordinator.settlement import settle
 from protocol import crypto, frame, messages, topics
 from sim.board import VirtualBoard
+from tests.coordinator.readings import store
 
 START = 1_750_000_000 - 1_750_000_000 % 900
 TARIFF = Tariff(4_000, 20_750, 6_000, 3_000)
@@ -38,19 +39,10 @@ def test_battery_gets_a_signed_setpoint_and_its_ack_is_recorded(tmp_path: Path) 
         },
     )
     sun = VirtualBoard("g1", "m-sun", bytes([1]) * 32, lambda t: -4_000)  # exports 4 kW
-    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 0)
+    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 0, bat_soc=400)
     for b, m in ((sun, "sun"), (bat, "bat")):
         led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
-    for t in range(START, START + 901, 60):
-        for b in (sun, bat):
-            topic, fr = b.reading(t)
-            r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
-            assert isinstance(r, messages.Reading)
-            if b is bat:  # the battery's board reports its state of charge: 40 %
-                r = messages.Reading(
-                    **{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400}
-                )
-            led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    store(led, [sun, bat], range(START, START + 901, 60))
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)  # the forecast: sun sold 1 kWh
 
     sent: list[tuple[str, bytes]] = []
@@ -107,23 +99,11 @@ def test_schedule_binds_and_deviation_settles_at_last_resort(tmp_path: Path) -> 
         prefs={"storage": {"capacity_mwh": 10_000_000, "max_charge_w": 3_000, "max_discharge_w": 3_000}},
     )
     sun = VirtualBoard("g1", "m-sun", bytes([1]) * 32, lambda t: -4_000)
-    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 2_000 if t > START + 900 else 0)
+    bat = VirtualBoard("g1", "m-bat", bytes([2]) * 32, lambda t: 2_000 if t > START + 900 else 0, bat_soc=400)
     for b, m in ((sun, "sun"), (bat, "bat")):
         led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
 
-    def store(t: int) -> None:
-        for b in (sun, bat):
-            topic, fr = b.reading(t)
-            r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
-            assert isinstance(r, messages.Reading)
-            if b is bat:
-                r = messages.Reading(
-                    **{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400}
-                )
-            led.add_readings([(r, bytes(frame.split(fr)[1]))])
-
-    for t in range(START, START + 901, 60):
-        store(t)
+    store(led, [sun, bat], range(START, START + 901, 60))
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
 
     async def publish(topic: str, payload: bytes) -> None:
@@ -134,8 +114,7 @@ def test_schedule_binds_and_deviation_settles_at_last_resort(tmp_path: Path) -> 
     sched = led.conn.execute("SELECT buyer, seller, energy, price FROM schedules").fetchall()
     assert [(b, s, e) for b, s, e, _ in sched] == [("bat", "sun", 750_000)]
     price = sched[0][3]
-    for t in range(START + 960, START + 1801, 60):
-        store(t)
+    store(led, [sun, bat], range(START + 960, START + 1801, 60))
     settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
     post = dict(
         led.conn.execute(
@@ -185,13 +164,9 @@ def test_ev_charges_to_its_target_by_departure(tmp_path: Path) -> None:
             }
         },
     )  # leaves in 45 minutes
-    van = VirtualBoard("g1", "m-van", bytes([4]) * 32, lambda t: 0)
+    van = VirtualBoard("g1", "m-van", bytes([4]) * 32, lambda t: 0, bat_soc=400)
     led.add_board(van.board, "virtual", van.key.public, now=START, member_id="van", status="active")
-    topic, fr = van.reading(START)
-    r = frame.open_frame(topic, fr, lambda m: crypto.Verifier(van.key.public))
-    assert isinstance(r, messages.Reading)
-    r = messages.Reading(**{**{n: getattr(r, n) for n in messages.names(messages.Reading)}, "bat_soc": 400})
-    led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    store(led, [van], [START])
 
     async def publish(topic: str, payload: bytes) -> None:
         pass
@@ -211,11 +186,7 @@ def test_guard_curtailment_is_sent_recorded_and_compensated(tmp_path: Path) -> N
     led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
     farm = VirtualBoard("g1", "m-farm", bytes([5]) * 32, lambda t: -30_000)
     led.add_board(farm.board, "virtual", farm.key.public, now=START, member_id="farm", status="active")
-    for t in range(START, START + 901, 60):
-        topic, fr = farm.reading(t)
-        r = frame.open_frame(topic, fr, lambda m: crypto.Verifier(farm.key.public))
-        assert isinstance(r, messages.Reading)
-        led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    store(led, [farm], range(START, START + 901, 60))
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
     seen: list[dict[str, int]] = []
 

@@ -13,8 +13,8 @@ from coordinator import billing
 from coordinator.flexmarket import FlexError, FlexOffer, FlexRequest, clear_flex, settle_orders, verify
 from coordinator.ledger import Ledger
 from coordinator.market import DSO
-from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
+from tests.coordinator.readings import store
 
 START = 1_750_000_000 - 1_750_000_000 % 900
 REQ = FlexRequest("r1", "f1", START + 3600, 2, "reduce", 1_000, 30_000)
@@ -72,11 +72,7 @@ def test_delivery_verified_from_readings_and_paid(tmp_path: Path) -> None:
         "g1", "m-hotel", bytes([3]) * 32, lambda t: 1_800 if event[0] < t <= event[1] else 3_000
     )
     led.add_board(hotel.board, "virtual", hotel.key.public, now=START, member_id="hotel", status="active")
-    for t in range(START, event[1] + 1, 60):
-        topic, fr = hotel.reading(t)
-        r = frame.open_frame(topic, fr, lambda m: crypto.Verifier(hotel.key.public))
-        assert isinstance(r, messages.Reading)
-        led.add_readings([(r, bytes(frame.split(fr)[1]))])
+    store(led, [hotel], range(START, event[1] + 1, 60))
     orders = clear_flex(
         REQ,
         [

@@ -11,8 +11,8 @@ from coordinator import billing
 from coordinator.ledger import Ledger, LedgerError
 from coordinator.market import DSO, SUPPLIER, Preferences, Tariff
 from coordinator.settlement import measure, settle
-from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
+from tests.coordinator.readings import store
 
 START = 1_750_000_000 - 1_750_000_000 % 900
 TARIFF = Tariff(feed_in=4_000, retail=20_750, grid_fee=6_000, grid_fee_local=3_000)
@@ -32,14 +32,7 @@ def ledger_with_readings(tmp: Path, hours: int = 1, step: int = 60) -> tuple[Led
         b = VirtualBoard("g1", f"b-{m}", bytes([i + 1]) * 32, prof)
         led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
         boards[m] = b
-    batch = []
-    for k in range(hours * 3600 // step + 1):
-        for b in boards.values():
-            topic, fr = b.reading(START + k * step)
-            r = frame.open_frame(topic, fr, lambda msg, b=b: crypto.Verifier(b.key.public))
-            assert isinstance(r, messages.Reading)
-            batch.append((r, bytes(frame.split(fr)[1])))
-    led.add_readings(batch)
+    store(led, boards.values(), range(START, START + hours * 3600 + 1, step))
     return led, boards
 
 
@@ -108,21 +101,13 @@ def test_late_readings_count_in_the_next_interval(tmp_path: Path) -> None:
     for m, b in boards.items():
         led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
 
-    def store(b: VirtualBoard, ts: int) -> None:
-        topic, fr = b.reading(ts)
-        r = frame.open_frame(topic, fr, lambda msg: crypto.Verifier(b.key.public))
-        assert isinstance(r, messages.Reading)
-        led.add_readings([(r, bytes(frame.split(fr)[1]))])
-
-    for t in range(START, START + 901, 60):
-        store(boards["alice"], t)
-    for t in range(START, START + 400, 60):  # carol's board is offline from START+360
-        store(boards["carol"], t)
+    store(led, [boards["alice"]], range(START, START + 901, 60))
+    store(led, [boards["carol"]], range(START, START + 400, 60))  # carol's board is offline from START+360
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
-    for t in range(START + 420, START + 1801, 60):  # ... and replays its spool afterwards
-        store(boards["carol"], t)
-    for t in range(START + 960, START + 1801, 60):
-        store(boards["alice"], t)
+    store(
+        led, [boards["carol"]], range(START + 420, START + 1801, 60)
+    )  # ... and replays its spool afterwards
+    store(led, [boards["alice"]], range(START + 960, START + 1801, 60))
     settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
     got = dict(led.conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
     r0 = led.register_at("b-carol", START)
