@@ -106,22 +106,25 @@ class Dispatch:
                     )
                     n += 2
         for c in curt:
-            oseq = self.ledger.next_oseq(c.board)
-            msg = messages.Order(
-                board=c.board,
-                oseq=oseq,
-                interval=start,
-                valid_from=start,
-                valid_until=start + self.length,
-                pv_limit_w=c.pv_limit_w,
-                relay_mask=0,
-                relay_state=0,
-            )
-            topic = topics.board_topic(self.grid, c.board, "order")
-            fr = frame.seal(msg, topic, self.key)
+            oseq, fr = self._order(c.board, start, pv_limit_w=c.pv_limit_w)
             self.ledger.add_board_order(c.board, oseq, start, fr)
-            await self.publish(topic, fr)
+            await self.publish(topics.board_topic(self.grid, c.board, "order"), fr)
         return curt
+
+    def _order(self, board: str, start: int, **setpoints: int | None) -> tuple[int, bytes]:
+        """The board's next signed order for the interval ``start``: (oseq, frame)."""
+        oseq = self.ledger.next_oseq(board)
+        msg = messages.Order(
+            board=board,
+            oseq=oseq,
+            interval=start,
+            valid_from=start,
+            valid_until=start + self.length,
+            relay_mask=0,
+            relay_state=0,
+            **setpoints,
+        )
+        return oseq, frame.seal(msg, topics.board_topic(self.grid, board, "order"), self.key)
 
     def _storages(self, start: int) -> dict[str, tuple[Storage, str]]:
         """Member -> (its storage, the board that drives it); EVs noted in ``_ev`` (phases)."""
@@ -199,21 +202,14 @@ class Dispatch:
                     got = filled.get(o.order_id, 0)
                     net += got if o.side == BUY else -got
             bat_w = net * 36 // (10 * self.length)  # mWh over the interval -> W (1 mWh = 3.6 J)
-            oseq = self.ledger.next_oseq(board)
             phases = self._ev.get(party, 0)
-            msg = messages.Order(
-                board=board,
-                oseq=oseq,
-                interval=start,
-                valid_from=start,
-                valid_until=start + self.length,
+            oseq, fr = self._order(
+                board,
+                start,
                 bat_w=None if phases else bat_w,
                 ev_ma=max(0, bat_w) * 1000 // (230 * phases) if phases else None,
-                relay_mask=0,
-                relay_state=0,
             )
-            topic = topics.board_topic(self.grid, board, "order")
-            out.append(Setpoint(board, oseq, bat_w, frame.seal(msg, topic, self.key)))
+            out.append(Setpoint(board, oseq, bat_w, fr))
         return Plan(out, schedule)
 
     async def send(self, start: int) -> list[Setpoint]:
