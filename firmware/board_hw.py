@@ -1,6 +1,5 @@
 # The real ESP32 hardware behind the same interface as fakes/hardware.py: buses and pins from
 # the board file's compact form, the hardware watchdog, TLS for the broker connection.
-import hal
 from actuators import Actuators
 
 
@@ -10,17 +9,17 @@ class EspHardware:
         self._mb = None
 
     def uart(self, fe):
-        return hal.make_uart(fe["uart"], fe.get("baud", 9600), fe["tx"], fe["rx"],
+        return make_uart(fe["uart"], fe.get("baud", 9600), fe["tx"], fe["rx"],
                              rxbuf=fe.get("rxbuf", 512), invert_rx=fe.get("invert_rx", False))
 
     def spi(self, fe):
-        return hal.make_spi(fe.get("spi", 2), fe["sck"], fe["mosi"], fe["miso"])
+        return make_spi(fe.get("spi", 2), fe["sck"], fe["mosi"], fe["miso"])
 
     def cs(self, fe):
-        return hal.make_cs(fe["cs"])
+        return make_cs(fe["cs"])
 
     def pin(self, fe):
-        return hal.make_input(fe["pin"])
+        return make_input(fe["pin"])
 
     def tls(self, broker):
         if not broker.get("tls"):
@@ -50,10 +49,79 @@ class EspHardware:
             from drivers.modbus_rtu import ModbusMaster
 
             m = cfg["modbus"]
-            modbus = ModbusMaster(hal.make_uart(m["uart"], m.get("baud", 9600), m["tx"], m["rx"]))
+            modbus = ModbusMaster(make_uart(m["uart"], m.get("baud", 9600), m["tx"], m["rx"]))
         ev = cfg.get("ev")
         pwm = machine.PWM(machine.Pin(ev["pwm_pin"]), freq=1000, duty_u16=65535) if ev else None
         bat = cfg.get("battery")
         pv = cfg.get("pv")
         return Actuators(relays, modbus, bat.get("modbus") if bat else None,
                          pv.get("modbus") if pv else None, pwm)
+
+
+# --- buses (never called in tests: ``machine`` is a stub on the unix port) ---
+
+
+def _machine():
+    # Imported lazily and by name: CPython (simulator) has no ``machine``, and the type check
+    # of firmware/ should not drag in the ESP32 ``machine`` stub, which does not check clean.
+    return __import__("machine")
+
+
+def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
+    """A ``machine.UART`` in 8N1, non-blocking reads (timeout 0).
+
+    PZEM-004T: ``make_uart(2, 9600, tx, rx)``.
+    DSMR 5 P1: ``make_uart(1, 115200, tx, rx, rxbuf=2048, invert_rx=True)`` -- the P1 data
+    line is open collector and logically inverted unless the board inverts it in hardware;
+    a DSMR 5 meter sends up to ~1 kB every second, so give the driver a big rxbuf.
+    """
+    machine = _machine()
+
+    kw = {}
+    if invert_rx:
+        kw["invert"] = machine.UART.INV_RX
+    return machine.UART(
+        uart_id,
+        baudrate=baudrate,
+        bits=8,
+        parity=None,
+        stop=1,
+        tx=tx,
+        rx=rx,
+        rxbuf=rxbuf,
+        timeout=0,
+        **kw,
+    )
+
+
+def make_spi(spi_id, sck, mosi, miso, baudrate=200_000, polarity=1, phase=1):
+    """A ``machine.SPI`` for the ATM90E32 (mode 3 by default, 8-bit, MSB first)."""
+    machine = _machine()
+
+    return machine.SPI(
+        spi_id,
+        baudrate=baudrate,
+        polarity=polarity,
+        phase=phase,
+        bits=8,
+        firstbit=machine.SPI.MSB,
+        sck=machine.Pin(sck),
+        mosi=machine.Pin(mosi),
+        miso=machine.Pin(miso),
+    )
+
+
+def make_cs(pin_id):
+    """Active-low chip-select output, idle high."""
+    machine = _machine()
+
+    return machine.Pin(pin_id, machine.Pin.OUT, value=1)
+
+
+def make_input(pin_id, pull_up=True):
+    """Input pin (e.g. an S0 open-collector output with the board's pull-up)."""
+    machine = _machine()
+
+    if pull_up:
+        return machine.Pin(pin_id, machine.Pin.IN, machine.Pin.PULL_UP)
+    return machine.Pin(pin_id, machine.Pin.IN)

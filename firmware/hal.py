@@ -2,7 +2,7 @@
 
 Drivers never import ``machine``. They are handed bus objects that follow the contracts
 below; on an ESP32 those are ``machine.UART`` / ``machine.SPI`` / ``machine.Pin`` built by
-the ``make_*`` helpers here (which import ``machine`` lazily), in tests and in the
+the ``make_*`` helpers in ``board_hw`` (which import ``machine`` lazily), in tests and in the
 simulator they are the fakes in ``fakes/``.
 
 UART-like (Modbus RTU to a PZEM-004T, DSMR P1 port)::
@@ -73,72 +73,3 @@ else:  # CPython (simulator, unit tests)
     def sleep_ms(ms):
         if ms > 0:
             time.sleep(ms / 1000)
-
-
-# --- Real ESP32 buses (never called in tests: ``machine`` is a stub on the unix port) -----
-
-
-def _machine():
-    # Imported lazily and by name: CPython (simulator) has no ``machine``, and the type check
-    # of firmware/ should not drag in the ESP32 ``machine`` stub, which does not check clean.
-    return __import__("machine")
-
-
-def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
-    """A ``machine.UART`` in 8N1, non-blocking reads (timeout 0).
-
-    PZEM-004T: ``make_uart(2, 9600, tx, rx)``.
-    DSMR 5 P1: ``make_uart(1, 115200, tx, rx, rxbuf=2048, invert_rx=True)`` -- the P1 data
-    line is open collector and logically inverted unless the board inverts it in hardware;
-    a DSMR 5 meter sends up to ~1 kB every second, so give the driver a big rxbuf.
-    """
-    machine = _machine()
-
-    kw = {}
-    if invert_rx:
-        kw["invert"] = machine.UART.INV_RX
-    return machine.UART(
-        uart_id,
-        baudrate=baudrate,
-        bits=8,
-        parity=None,
-        stop=1,
-        tx=tx,
-        rx=rx,
-        rxbuf=rxbuf,
-        timeout=0,
-        **kw,
-    )
-
-
-def make_spi(spi_id, sck, mosi, miso, baudrate=200_000, polarity=1, phase=1):
-    """A ``machine.SPI`` for the ATM90E32 (mode 3 by default, 8-bit, MSB first)."""
-    machine = _machine()
-
-    return machine.SPI(
-        spi_id,
-        baudrate=baudrate,
-        polarity=polarity,
-        phase=phase,
-        bits=8,
-        firstbit=machine.SPI.MSB,
-        sck=machine.Pin(sck),
-        mosi=machine.Pin(mosi),
-        miso=machine.Pin(miso),
-    )
-
-
-def make_cs(pin_id):
-    """Active-low chip-select output, idle high."""
-    machine = _machine()
-
-    return machine.Pin(pin_id, machine.Pin.OUT, value=1)
-
-
-def make_input(pin_id, pull_up=True):
-    """Input pin (e.g. an S0 open-collector output with the board's pull-up)."""
-    machine = _machine()
-
-    if pull_up:
-        return machine.Pin(pin_id, machine.Pin.IN, machine.Pin.PULL_UP)
-    return machine.Pin(pin_id, machine.Pin.IN)

@@ -8,24 +8,34 @@ import struct
 
 from errors import FirmwareError
 
-TYPING = False  # True for mypy only
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-untyped-def]
+        return x
+
+
+# True for mypy only (pyproject: always_true). A const: a board's compiler drops `if TYPING:`
+# blocks whole, so the names they import cost no heap there.
+TYPING = const(0)
 if TYPING:
     from typing import Any  # noqa: F401  (used in type comments)
 
-IPPROTO_TCP = 6  # numeric: the unix port's socket module does not name them
-TCP_NODELAY = 1
+_IPPROTO_TCP = const(6)  # numeric: the unix port's socket module does not name them
+_TCP_NODELAY = const(1)
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
 
-MAX_PACKET = 2048  # the board never expects anything larger (an order frame is < 200 bytes)
+_MAX_PACKET = const(2048)  # the board never expects anything larger (an order frame is < 200 bytes)
 
 
 class MqttError(FirmwareError):
@@ -84,7 +94,7 @@ class MQTTClient:
             self._r, self._w = await asyncio.open_connection(self.host, self.port)
         sock = getattr(self._w, "s", None) or self._w.get_extra_info("socket")
         try:
-            sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # TLS-wrapped or a port without the option: slower, still correct
         flags = 0x02 if clean_session else 0
@@ -106,10 +116,10 @@ class MQTTClient:
                 _str(payload, self.password)
         var.append(flags)
         var.extend(struct.pack("!H", self.keepalive))
-        await self._send(_header(CONNECT, len(var) + len(payload)) + var + payload)
+        await self._send(_header(_CONNECT, len(var) + len(payload)) + var + payload)
         got = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)  # type: Any
         kind, body = got
-        if kind != CONNACK or len(body) != 2:
+        if kind != _CONNACK or len(body) != 2:
             raise MqttError("expected CONNACK")
         if body[1] != 0:
             raise MqttError("broker refused connection: code %d" % body[1])
@@ -137,8 +147,8 @@ class MQTTClient:
             shift += 7
             if shift > 21:
                 raise MqttError("malformed remaining length")
-        if n > MAX_PACKET:
-            raise MqttError("packet of %d bytes exceeds %d" % (n, MAX_PACKET))
+        if n > _MAX_PACKET:
+            raise MqttError("packet of %d bytes exceeds %d" % (n, _MAX_PACKET))
         body = await self._r.readexactly(n) if n else b""
         return hdr[0], body
 
@@ -148,7 +158,7 @@ class MQTTClient:
             pid = self._next_pid()
             waiter = [asyncio.Event(), False]  # type: list[Any]
             self._acks[pid] = waiter
-            head = _header(PUBLISH | 0x02 | (1 if retain else 0), 2 + len(t) + 2 + len(msg))
+            head = _header(_PUBLISH | 0x02 | (1 if retain else 0), 2 + len(t) + 2 + len(msg))
             head.extend(struct.pack("!H", len(t)))
             head.extend(t)
             head.extend(struct.pack("!H", pid))
@@ -162,7 +172,7 @@ class MQTTClient:
             if not waiter[1]:
                 raise MqttError("connection lost before PUBACK for %s" % topic)
         else:
-            head = _header(PUBLISH | (1 if retain else 0), 2 + len(t) + len(msg))
+            head = _header(_PUBLISH | (1 if retain else 0), 2 + len(t) + len(msg))
             head.extend(struct.pack("!H", len(t)))
             head.extend(t)
             await self._send(head + msg)
@@ -175,7 +185,7 @@ class MQTTClient:
         _str(body, topic)
         body.append(qos)
         try:
-            await self._send(_header(SUBSCRIBE, len(body)) + body)
+            await self._send(_header(_SUBSCRIBE, len(body)) + body)
             await asyncio.wait_for(waiter[0].wait(), timeout_ms / 1000)
         except asyncio.TimeoutError:
             raise MqttError("no SUBACK for %s" % topic) from None
@@ -185,7 +195,7 @@ class MQTTClient:
             raise MqttError("connection lost before SUBACK for %s" % topic)
 
     async def ping(self):
-        await self._send(bytes((PINGREQ, 0)))
+        await self._send(bytes((_PINGREQ, 0)))
 
     async def run(self):
         """Read packets until the connection fails; dispatch PUBLISH to the callback."""
@@ -193,15 +203,15 @@ class MQTTClient:
             while True:
                 kind, body = await self._read_packet()
                 t = kind & 0xF0
-                if t == PUBLISH:
+                if t == _PUBLISH:
                     await self._on_publish(kind, body)
-                elif t in (PUBACK, SUBACK):
+                elif t in (_PUBACK, _SUBACK):
                     if len(body) >= 2:
                         waiter = self._acks.get(struct.unpack_from("!H", body)[0])
                         if waiter is not None:
                             waiter[1] = True
                             waiter[0].set()
-                elif t == PINGRESP:
+                elif t == _PINGRESP:
                     pass
                 else:
                     raise MqttError("unexpected packet type 0x%02x" % kind)
@@ -225,11 +235,11 @@ class MQTTClient:
         if self.cb is not None:
             self.cb(topic, payload)  # the app validates; a bad payload never raises here
         if qos == 1:
-            await self._send(bytes((PUBACK, 2)) + struct.pack("!H", pid))
+            await self._send(bytes((_PUBACK, 2)) + struct.pack("!H", pid))
 
     async def disconnect(self):
         try:
-            await self._send(bytes((DISCONNECT, 0)))
+            await self._send(bytes((_DISCONNECT, 0)))
         except (OSError, MqttError):
             pass
         self.close()

@@ -231,7 +231,7 @@ def _blocks(ctx: ptr32, data: ptr8, off: int, nblocks: int):
         nblocks -= 1
 
 
-_CTX = array("I", (0 for _ in range(_CTX_WORDS)))
+_CTX = array("I", bytes(4 * _CTX_WORDS))  # one allocation of the final size (no growth)
 _CTX[_MASK] = 0xFFFFFFFF
 _load_be(_CTX, unhexlify(_IV_HEX), _IV, 16)
 _load_be(_CTX, unhexlify(_K_HEX), _K, 160)

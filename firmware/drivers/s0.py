@@ -121,6 +121,11 @@ class S0Counter:
             iv = since
         return (self._mj_per_pulse + iv // 2) // iv
 
+    def meter_read(self):
+        """For the meter layer: (import mWh, 0, power W, 0): an S0 output counts one direction."""
+        self.update()
+        return self.energy_mwh(), 0, self.power_w(), 0
+
     # --- results (reporting path) ---------------------------------------------------------
 
     def energy_mwh(self):
@@ -137,3 +142,9 @@ class S0Counter:
         self._wh = mwh // 1000
         self._frac = mwh % 1000
         self._rem = 0
+
+
+def open_frontend(fe, hw):
+    """The driver for a board file's front end (compact form) on ``hw``'s input pin."""
+    return S0Counter(hw.pin(fe), pulses_per_kwh=fe.get("pulses_per_kwh", 1000),
+                     debounce_ms=fe.get("debounce_ms", 20))

@@ -113,6 +113,11 @@ class FakeAtm90e32:
     def set_frequency(self, mhz):
         self.regs[0xF8] = (mhz + 5) // 10
 
+    def physics(self, p_w, import_mwh, export_mwh):
+        """Physics on phase A: net power ``p_w`` (+ import) now, energy since the last feed."""
+        self.add_energy(0, import_mwh - export_mwh)
+        self.set_phase(0, voltage_mv=230_000, power_w=p_w)
+
     def add_energy(self, ph, mwh):
         """Feed energy of phase ``ph`` (0..2): > 0 forward (import), < 0 reverse (export)."""
         if mwh == 0:
@@ -223,3 +228,7 @@ class FakeAtm90e32:
     def write_readinto(self, wbuf, rbuf):
         for i in range(len(wbuf)):
             rbuf[i] = self._xfer(wbuf[i])
+
+
+def device():
+    return FakeAtm90e32()

@@ -60,6 +60,13 @@ class FakeP1Port:
 
     # --- simulator side -------------------------------------------------------------------
 
+    def physics(self, p_w, import_mwh, export_mwh):
+        """Physics: net power ``p_w`` (+ import) now, energy since the last feed; sends a telegram."""
+        self.add_energy_mwh(import_mwh=import_mwh, export_mwh=export_mwh)
+        self.power_import_w = p_w if p_w > 0 else 0
+        self.power_export_w = -p_w if p_w < 0 else 0
+        self.emit()
+
     def add_energy_mwh(self, import_mwh=0, export_mwh=0):
         """Integrate energy into the register of the current tariff; sub-Wh parts carried."""
         f = self._imp_frac + import_mwh
@@ -194,3 +201,7 @@ class FakeP1Port:
 
     def write(self, buf):
         return len(buf)  # P1 is send-only; the request line is not modelled
+
+
+def device():
+    return FakeP1Port()

@@ -85,6 +85,12 @@ class FakePzemUart:
         if alarm is not None:
             self.alarm = bool(alarm)
 
+    def physics(self, p_w, import_mwh, export_mwh):
+        """Physics: net power ``p_w`` (+ import) now, energy since the last feed. The PZEM counts
+        imported energy only (it cannot tell the direction)."""
+        self.set_state(power_mw=p_w * 1000 if p_w > 0 else 0, voltage_mv=230_000)
+        self.add_energy_mwh(import_mwh)
+
     def add_energy_mwh(self, mwh):
         """Integrate consumed energy; sub-Wh parts are carried, not lost."""
         if mwh < 0:
@@ -227,3 +233,7 @@ class FakePzemUart:
         out[1] = (fc | 0x80) & 0xFF
         out[2] = code
         self._olen = 3
+
+
+def device():
+    return FakePzemUart()
