@@ -1,0 +1,175 @@
+"""``peergrid audit export``: everything a member needs to check a period's bill offline.
+
+The bundle is one JSON document:
+
+- ``boards``: the member's boards with every public key and its validity;
+- ``readings``: the original signed frames (``body || signature``) of every reading the period's
+  settlement ran between, rebuilt byte for byte from the ledger (the encoding is canonical);
+- ``intervals``: per settled interval, the coordinator-signed ``Result`` frame, the full clearing
+  record whose SHA-256 the Result carries, the member's other rows (ex-ante schedules, imbalance)
+  and the readings each of the member's boards settled between (``spans``);
+- ``tariff``: the prices and fixed charges the bill applies;
+- ``statement``: the bill as the coordinator computed it, for ``verify`` to compare.
+
+The clearing record lists every party of the interval (the signed digest covers all of them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator import billing
+from coordinator.audit import FORMAT, AuditError
+from coordinator.export import check_member, member_boards
+from coordinator.ledger import Ledger
+from coordinator.market import SUPPLIER, Tariff
+from protocol import frame, topics
+
+
+@dataclass(frozen=True)
+class Charges:
+    """The tariff of a bill: market prices (mc/kWh) and fixed charges (nano-cent per day)."""
+
+    tariff: Tariff
+    fixed_per_day: int = 0
+    subscription_per_day: int = 0
+
+
+def split_rows(
+    ledger: Ledger, start: int
+) -> tuple[list[list[Any]], list[list[Any]], list[tuple[str, str, int, int, int, str]]]:
+    """The stored trades of interval ``start`` as the clearing had them: (local trades, supplier
+    trades, other rows). Other rows are ex-ante schedules and imbalance, which settle outside the
+    clearing; they carry their kind ("schedule" or "imbalance") last."""
+    n_sched = ledger.conn.execute("SELECT count(*) FROM schedules WHERE interval=?", (start,)).fetchone()[0]
+    orders = {
+        (party, side): oid
+        for oid, party, side in ledger.conn.execute(
+            "SELECT order_id, party, side FROM market_orders WHERE interval=?", (start,)
+        )
+    }
+    local: list[list[Any]] = []
+    residual: list[list[Any]] = []
+    other: list[tuple[str, str, int, int, int, str]] = []
+    rows = ledger.conn.execute(
+        "SELECT buyer, seller, energy, price, fee FROM trades WHERE interval=? ORDER BY n", (start,)
+    ).fetchall()
+    for i, (buyer, seller, energy, price, fee) in enumerate(rows):
+        if i < n_sched:
+            other.append((buyer, seller, energy, price, fee, "schedule"))
+            continue
+        bid = "" if buyer == SUPPLIER else orders.get((buyer, "buy"), "")
+        sid = "" if seller == SUPPLIER else orders.get((seller, "sell"), "")
+        if (buyer != SUPPLIER and not bid) or (seller != SUPPLIER and not sid):
+            other.append((buyer, seller, energy, price, fee, "imbalance"))
+            continue
+        row = [buyer, seller, energy, price, fee, bid, sid]
+        (residual if SUPPLIER in (buyer, seller) else local).append(row)
+    return local, residual, other
+
+
+def bundle(
+    ledger: Ledger, grid: str, member: str, start: int, end: int, charges: Charges, coordinator_key: bytes
+) -> dict[str, Any]:
+    """The audit bundle of ``member`` for intervals starting in ``[start, end)``."""
+    check_member(ledger, member)
+    boards = member_boards(ledger, member)
+    if not boards:
+        raise AuditError(f"member {member!r} has no boards")
+    marks = ",".join("?" * len(boards))
+    starts = [
+        r[0]
+        for r in ledger.conn.execute(
+            f"SELECT DISTINCT interval FROM board_deliveries WHERE board_id IN ({marks}) "
+            "AND interval >= ? AND interval < ? "
+            "UNION SELECT DISTINCT interval FROM postings WHERE party=? AND interval >= ? AND interval < ? "
+            "ORDER BY 1",
+            (*boards, start, end, member, start, end),
+        )
+    ]
+    intervals = []
+    seq_range: dict[str, list[int]] = {}
+    for s in starts:
+        row = ledger.conn.execute(
+            "SELECT length, scheme, price, result_frame FROM intervals WHERE start=?", (s,)
+        ).fetchone()
+        if row is None:  # postings outside a market interval (e.g. compensation): in the statement only
+            continue
+        length, scheme, price, result = row
+        local, residual, other = split_rows(ledger, s)
+        spans = []
+        for b, seq0, seq1 in ledger.conn.execute(
+            f"SELECT board_id, seq0, seq1 FROM board_deliveries WHERE interval=? AND board_id IN ({marks}) "
+            "ORDER BY board_id",
+            (s, *boards),
+        ):
+            spans.append({"board": b, "seq0": seq0, "seq1": seq1})
+            lo_hi = seq_range.setdefault(b, [seq0, seq1])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], seq0), max(lo_hi[1], seq1)
+        intervals.append(
+            {
+                "start": s,
+                "length": length,
+                "result_frame": result.hex() if result else None,
+                "clearing": {"scheme": scheme, "price": price, "trades": local, "residual": residual},
+                "other_rows": [list(r) for r in other if member in (r[0], r[1])],
+                "spans": spans,
+            }
+        )
+    readings = []
+    for b, (lo, hi) in sorted(seq_range.items()):
+        topic = topics.board_topic(grid, b, "reading")
+        for r, sig in ledger.readings_by_seq(b, lo, hi):
+            fr = r.encode() + sig
+            frame.split(fr)  # size check: a stored reading always fits a frame
+            readings.append({"board": b, "topic": topic, "frame": fr.hex()})
+    types = dict(ledger.conn.execute(f"SELECT id, board_type FROM boards WHERE id IN ({marks})", boards))
+    board_list = [
+        {
+            "board": b,
+            "board_type": types[b],
+            "keys": [
+                {"pubkey": k.hex(), "valid_from": lo, "valid_to": hi} for k, lo, hi in ledger.keys_of(b)
+            ],
+        }
+        for b in boards
+    ]
+    st = billing.statement(
+        ledger,
+        member,
+        start,
+        end,
+        fixed_per_day=charges.fixed_per_day,
+        subscription_per_day=charges.subscription_per_day,
+    )
+    t = charges.tariff
+    return {
+        "format": FORMAT,
+        "grid": grid,
+        "member": member,
+        "period": [start, end],
+        "created": int(time.time()),
+        "coordinator_key": coordinator_key.hex(),
+        "tariff": {
+            "feed_in": t.feed_in,
+            "retail": t.retail,
+            "grid_fee": t.grid_fee,
+            "grid_fee_local": t.grid_fee_local,
+            "fixed_per_day": charges.fixed_per_day,
+            "subscription_per_day": charges.subscription_per_day,
+        },
+        "boards": board_list,
+        "readings": readings,
+        "intervals": intervals,
+        "statement": {
+            "lines": [{"account": x.account, "energy": x.energy, "amount": x.amount} for x in st.lines],
+            "total": st.total,
+        },
+    }
+
+
+def dumps(b: dict[str, Any]) -> str:
+    return json.dumps(b, indent=1, sort_keys=True) + "\n"

@@ -1,0 +1,134 @@
+"""CSV exports of readings, trades and bills (``peergrid export`` and the dashboard's API).
+
+Energy in mWh, power in W, voltage in mV, prices in milli-cent/kWh and money in nano-cent: the
+ledger's exact integers, so a spreadsheet total matches the bill to the nano-cent.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import time
+from collections.abc import Iterable
+
+from coordinator import billing
+from coordinator.errors import CoordinatorError
+from coordinator.ledger import Ledger
+
+KINDS = ("readings", "trades", "bills")
+
+
+class ExportError(CoordinatorError):
+    """An export was asked for something that does not exist or a malformed period."""
+
+
+def _day(text: str) -> int:
+    try:
+        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        raise ExportError(f"date {text!r} is not YYYY-MM-DD") from None
+
+
+def parse_period(text: str) -> tuple[int, int]:
+    """``YYYY-MM`` (a month), ``YYYY-MM-DD`` (a day) or ``YYYY-MM-DD..YYYY-MM-DD`` (end exclusive),
+    UTC, as ``(start, end)`` Unix seconds."""
+    if ".." in text:
+        a, _, b = text.partition("..")
+        start, end = _day(a), _day(b)
+    elif len(text) == 7:
+        try:
+            t = time.strptime(text, "%Y-%m")
+        except ValueError:
+            raise ExportError(f"period {text!r} is not YYYY-MM, YYYY-MM-DD or FROM..TO") from None
+        start = calendar.timegm(t)
+        y, m = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        end = calendar.timegm((y, m, 1, 0, 0, 0, 0, 0, 0))
+    else:
+        start = _day(text)
+        end = start + 86_400
+    if end <= start:
+        raise ExportError(f"period {text!r} ends before it starts")
+    return start, end
+
+
+def member_boards(ledger: Ledger, member: str) -> list[str]:
+    return [
+        r[0] for r in ledger.conn.execute("SELECT id FROM boards WHERE member_id=? ORDER BY id", (member,))
+    ]
+
+
+def check_member(ledger: Ledger, member: str) -> None:
+    if not ledger.conn.execute("SELECT 1 FROM members WHERE id=?", (member,)).fetchone():
+        raise ExportError(f"no member {member!r}")
+
+
+READING_HEADER = ["member", "board", "seq", "ts", "e_imp_mwh", "e_exp_mwh", "p_w", "u_mv", "bat_soc", "flags"]
+
+
+def readings_csv(ledger: Ledger, start: int, end: int, member: str | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(READING_HEADER)
+    if member is not None:
+        check_member(ledger, member)
+    q = "SELECT id, member_id FROM boards"
+    boards = ledger.conn.execute(
+        q + (" WHERE member_id=?" if member else "") + " ORDER BY id", (member,) if member else ()
+    )
+    for b, m in boards.fetchall():
+        for r, _ in ledger.readings(b, start, end):
+            opt = "" if r.bat_soc is None else r.bat_soc
+            w.writerow([m or "", b, r.seq, r.ts, r.e_imp, r.e_exp, r.p, r.u, opt, r.flags])
+    return buf.getvalue()
+
+
+TRADE_HEADER = ["interval", "n", "buyer", "seller", "energy_mwh", "price_mc_per_kwh", "fee_mc_per_kwh"]
+
+
+def trades_csv(ledger: Ledger, start: int, end: int, member: str | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TRADE_HEADER)
+    q = "SELECT interval, n, buyer, seller, energy, price, fee FROM trades "
+    q += "WHERE interval >= ? AND interval < ?"
+    args: tuple[object, ...] = (start, end)
+    if member is not None:
+        check_member(ledger, member)
+        q += " AND (buyer = ? OR seller = ?)"
+        args += (member, member)
+    for row in ledger.conn.execute(q + " ORDER BY interval, n", args):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def statements(
+    ledger: Ledger, start: int, end: int, members: Iterable[str], fixed_per_day: int = 0
+) -> list[billing.Statement]:
+    known = {m["id"]: m for m in ledger.members()}
+    out = []
+    for m in members:
+        if m not in known:
+            raise ExportError(f"no member {m!r}")
+        sub = int(known[m]["prefs"].get("subscription_per_day", 0))
+        out.append(
+            billing.statement(ledger, m, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
+        )
+    return out
+
+
+def bills_csv(ledger: Ledger, start: int, end: int, member: str | None = None, fixed_per_day: int = 0) -> str:
+    members = [member] if member is not None else [m["id"] for m in ledger.members()]
+    return billing.to_csv(statements(ledger, start, end, members, fixed_per_day))
+
+
+def export_csv(
+    ledger: Ledger, kind: str, start: int, end: int, member: str | None = None, fixed_per_day: int = 0
+) -> str:
+    if kind == "readings":
+        return readings_csv(ledger, start, end, member)
+    if kind == "trades":
+        return trades_csv(ledger, start, end, member)
+    if kind == "bills":
+        return bills_csv(ledger, start, end, member, fixed_per_day)
+    raise ExportError(f"no export {kind!r} (one of {', '.join(KINDS)})")

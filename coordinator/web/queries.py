@@ -1,0 +1,216 @@
+"""What the dashboard shows, read from the ledger. ``members`` limits a query to those members'
+data (a member's token); None means all (an operator's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator import billing
+from coordinator.ledger import Ledger
+from coordinator.market import SUPPLIER
+
+ONLINE_S = 300  # a board whose last reading is older than this is shown offline
+MAX_POINTS = 240
+
+
+def newest_ts(ledger: Ledger) -> int | None:
+    last = ledger.last_readings()
+    return max((r.ts for r in last.values()), default=None)
+
+
+def _boards_of(ledger: Ledger, member: str | None) -> list[tuple[str, str | None]]:
+    q = "SELECT id, member_id FROM boards"
+    if member is not None:
+        return list(ledger.conn.execute(q + " WHERE member_id=? ORDER BY id", (member,)))
+    return list(ledger.conn.execute(q + " ORDER BY id"))
+
+
+def power(ledger: Ledger, as_of: int, hours: int, member: str | None) -> dict[str, Any]:
+    """Mean power (W, + import) per time bucket over the last ``hours``: per member (or for the
+    one member) and for the whole microgrid."""
+    span = hours * 3600
+    step = max(60, span // MAX_POINTS)
+    # one mean per board and bucket (the ledger's per-board time index), then summed per member
+    per: dict[str, dict[int, int]] = {}
+    for b, m in _boards_of(ledger, member):
+        if m is None:
+            continue
+        sums: dict[int, list[int]] = {}
+        for r, _ in ledger.readings(b, as_of - span + 1, as_of + 1):
+            a = sums.setdefault(r.ts - r.ts % step, [0, 0])
+            a[0] += r.p
+            a[1] += 1
+        d = per.setdefault(m, {})
+        for t, (watts, n) in sums.items():
+            d[t] = d.get(t, 0) + watts // n
+    times = sorted({t for d in per.values() for t in d})
+    series = {m: [d.get(t) for t in times] for m, d in sorted(per.items())}
+    total = [sum(v for v in (d.get(t) for d in per.values()) if v is not None) for t in times]
+    return {"as_of": as_of, "step": step, "t": times, "members": series, "microgrid": total}
+
+
+def microgrid_power(ledger: Ledger, as_of: int, hours: int) -> dict[str, Any]:
+    """The community's total only (no member's share): import, export and net per bucket."""
+    p = power(ledger, as_of, hours, None)
+    imp = [0] * len(p["t"])
+    exp = [0] * len(p["t"])
+    for vals in p["members"].values():
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if v >= 0:
+                imp[i] += v
+            else:
+                exp[i] -= v
+    return {
+        "as_of": as_of,
+        "step": p["step"],
+        "t": p["t"],
+        "net": p["microgrid"],
+        "import": imp,
+        "export": exp,
+    }
+
+
+def intervals(ledger: Ledger, limit: int) -> list[dict[str, Any]]:
+    """The latest settled intervals, newest last: price and volumes (what the broadcast Result says)."""
+    rows = ledger.conn.execute(
+        "SELECT start, length, scheme, state, price FROM intervals ORDER BY start DESC LIMIT ?", (limit,)
+    ).fetchall()
+    out = []
+    for start, length, scheme, state, price in reversed(rows):
+        vol = ledger.conn.execute(
+            "SELECT coalesce(sum(CASE WHEN buyer != ?1 AND seller != ?1 THEN energy END), 0), "
+            "coalesce(sum(CASE WHEN seller = ?1 THEN energy END), 0), "
+            "coalesce(sum(CASE WHEN buyer = ?1 THEN energy END), 0), "
+            "count(CASE WHEN buyer != ?1 AND seller != ?1 THEN 1 END) FROM trades WHERE interval = ?2",
+            (SUPPLIER, start),
+        ).fetchone()
+        out.append(
+            {
+                "start": start,
+                "length": length,
+                "scheme": scheme,
+                "state": state,
+                "price": price,
+                "traded": vol[0],
+                "grid_imp": vol[1],
+                "grid_exp": vol[2],
+                "n_trades": vol[3],
+            }
+        )
+    return out
+
+
+def bids(ledger: Ledger, interval: int, member: str | None) -> list[dict[str, Any]]:
+    q = "SELECT order_id, party, side, energy, limit_price FROM market_orders WHERE interval=?"
+    args: tuple[Any, ...] = (interval,)
+    if member is not None:
+        q += " AND party=?"
+        args += (member,)
+    return [
+        {"order_id": o, "party": p, "side": s, "energy": e, "limit": lim}
+        for o, p, s, e, lim in ledger.conn.execute(q + " ORDER BY side, limit_price DESC", args)
+    ]
+
+
+def trades(ledger: Ledger, limit: int, member: str | None) -> list[dict[str, Any]]:
+    q = "SELECT interval, n, buyer, seller, energy, price, fee FROM trades"
+    args: tuple[Any, ...] = ()
+    if member is not None:
+        q += " WHERE buyer=? OR seller=?"
+        args = (member, member)
+    rows = ledger.conn.execute(q + " ORDER BY interval DESC, n DESC LIMIT ?", (*args, limit)).fetchall()
+    return [
+        {"interval": i, "n": n, "buyer": b, "seller": s, "energy": e, "price": p, "fee": f}
+        for i, n, b, s, e, p, f in rows
+    ]
+
+
+def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]:
+    """Each board's latest voltage and power, and the PV export limits the delivery guard set."""
+    boards = []
+    for b, m in _boards_of(ledger, member):
+        r = ledger.latest_reading(b)
+        boards.append({"board": b, "member": m, "u": r.u if r else None, "p": r.p if r else None})
+    q = (
+        "SELECT c.interval, c.board_id, b.member_id, c.pv_limit_w, c.delta_w, c.reason, c.compensation "
+        "FROM curtailments c LEFT JOIN boards b ON b.id = c.board_id"
+    )
+    args: tuple[Any, ...] = ()
+    if member is not None:
+        q += " WHERE b.member_id = ?"
+        args = (member,)
+    curt = [
+        {
+            "interval": i,
+            "board": bd,
+            "member": m,
+            "pv_limit_w": lim,
+            "delta_w": d,
+            "reason": reason,
+            "compensation": comp,
+        }
+        for i, bd, m, lim, d, reason, comp in ledger.conn.execute(
+            q + " ORDER BY c.interval DESC LIMIT ?", (*args, limit)
+        )
+    ]
+    return {"boards": boards, "curtailments": curt}
+
+
+def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
+    last = ledger.last_readings()
+    types = {b.board_id: b for b in ledger.boards()}
+    boards = []
+    for b, m in _boards_of(ledger, member):
+        lr = last.get(b)
+        rec = types.get(b)
+        boards.append(
+            {
+                "board": b,
+                "member": m,
+                "status": rec.status if rec else None,
+                "board_type": rec.board_type if rec else None,
+                "last_ts": lr.ts if lr else None,
+                "last_seq": lr.seq if lr else None,
+                "online": bool(lr and lr.ts >= as_of - ONLINE_S),
+            }
+        )
+    out: dict[str, Any] = {"as_of": as_of, "boards": boards}
+    if member is None:  # rejections are counted per reason, for the whole grid: an operator's view
+        out["rejections"] = ledger.rejections()
+    return out
+
+
+def bill(ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int) -> dict[str, Any]:
+    known = {m["id"]: m for m in ledger.members()}
+    sub = int(known[member]["prefs"].get("subscription_per_day", 0)) if member in known else 0
+    st = billing.statement(ledger, member, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
+    running = []
+    acc = 0
+    for t, amount in ledger.conn.execute(
+        "SELECT interval, sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
+        "GROUP BY interval ORDER BY interval",
+        (member, start, end),
+    ):
+        acc += int(amount)
+        running.append([t, acc, billing.cents(acc)])
+    return {
+        "member": member,
+        "start": start,
+        "end": end,
+        "intervals": st.intervals,
+        "lines": [
+            {
+                "account": x.account,
+                "label": billing.ACCOUNTS.get(x.account, x.account),
+                "energy": x.energy,
+                "amount": x.amount,
+                "cents": billing.cents(x.amount),
+            }
+            for x in st.lines
+        ],
+        "total": st.total,
+        "total_cents": billing.cents(st.total),
+        "running": running,
+    }

@@ -1,0 +1,165 @@
+"""The dashboard in headless Chromium (Debian's package, driven by Playwright) against a served
+ledger: pages load, every chart draws data, a member sees only its own data and cannot read
+another member's, an operator sees all, a dispute filed from the page records its evidence."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.broker import free_port
+from coordinator.ledger import Ledger
+from coordinator.web import auth
+from tests.audit.community import Community, build
+
+CHARTS = ("chart-power", "chart-microgrid", "chart-price", "chart-traded", "chart-bill", "chart-voltage")
+
+
+def chromium() -> str:
+    for cand in (os.environ.get("CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if cand and Path(cand).exists():
+            return cand
+    raise RuntimeError("chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Community]]:
+    c = build(tmp_path_factory.mktemp("browser"))
+    with Ledger.open(c.ledger) as led:
+        tokens = {m: auth.issue(led, m, now=c.start) for m in ("alice", "bob")}
+        tokens["operator"] = auth.issue(led, None, now=c.start)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coordinator.cli",
+            "dashboard",
+            "serve",
+            "--config",
+            str(c.config),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("peergrid dashboard: http://127.0.0.1:"), line + proc.stdout.read()
+        yield f"http://127.0.0.1:{port}", tokens, c
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _open(browser: Any, url: str, token: str) -> Any:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{url}/#token={token}")
+    page.wait_for_selector("body[data-loaded]", timeout=15_000)
+    page.errors = errors
+    return page
+
+
+def _points(page: Any, chart: str) -> int:
+    return int(page.get_attribute(f"#{chart}", "data-points") or 0)
+
+
+def test_member_dashboard_shows_charts_and_only_its_own_data(served: Any, browser: Any) -> None:
+    url, tokens, c = served
+    page = _open(browser, url, tokens["alice"])
+    assert page.url == f"{url}/"  # the token left the address bar (kept in local storage)
+    assert page.text_content("#who") == "member alice"
+    for chart in CHARTS:
+        assert _points(page, chart) > 0, chart
+    # power: one line, alice's, with a point per bucket; the microgrid chart has import/export/net
+    names = page.eval_on_selector_all("#chart-power path.series", "ps => ps.map(p => p.dataset.name)")
+    assert names == ["alice"] and _points(page, "chart-power") >= 60  # 2 h in 90 s buckets
+    assert page.eval_on_selector_all("#chart-microgrid path.series", "ps => ps.length") == 3
+    assert _points(page, "chart-price") == 8 and _points(page, "chart-bill") == 8
+    body = page.inner_text("main")
+    for other in ("bob", "carol", "dave"):
+        assert other not in page.inner_text("#boards") and other not in page.inner_text("#bids")
+    assert "b-alice" in page.inner_text("#boards") and "online" in page.inner_text("#boards")
+    assert "Total" in page.inner_text("#bill") and "Rejected" not in body
+    assert page.is_hidden("#pick")  # no member picker for a member
+    assert page.errors == []  # no script error, no failed request
+    # the page's own token cannot read another member, whatever the page asks for
+    status = page.evaluate(
+        """async () => {
+            const t = localStorage.getItem('peergrid-token');
+            const r = await fetch('/api/members/bob/bill', {headers: {Authorization: 'Bearer ' + t}});
+            const s = await fetch('/api/trades?member=bob', {headers: {Authorization: 'Bearer ' + t}});
+            return [r.status, s.status];
+        }"""
+    )
+    assert status == [403, 403]
+    # flag an interval from the page: recorded with its evidence
+    page.fill("#dispute-reason", "export looks low")
+    page.click("#dispute-form button")
+    page.wait_for_selector("#disputes td:has-text('export looks low')", timeout=10_000)
+    assert "recorded with its evidence" in page.inner_text("#dispute-msg")
+    page.close()
+    with Ledger.open(c.ledger) as led:
+        from coordinator.audit.dispute import disputes
+
+        (d,) = disputes(led, "alice")
+        assert d.reason == "export looks low" and d.evidence["spans"][0]["board"] == "b-alice"
+
+
+def test_operator_sees_everyone(served: Any, browser: Any) -> None:
+    url, tokens, _ = served
+    page = _open(browser, url, tokens["operator"])
+    assert page.text_content("#who").startswith("operator")
+    names = page.eval_on_selector_all("#chart-power path.series", "ps => ps.map(p => p.dataset.name)")
+    assert names == ["alice", "bob", "carol", "dave"]
+    boards = page.inner_text("#boards")
+    assert all(f"b-{m}" in boards for m in ("alice", "bob", "carol", "dave"))
+    assert "Rejected messages: bad_signature 2, replay 1" in page.inner_text("#rejections")
+    assert "b-alice" in page.inner_text("#curtailments")
+    # pick one member: the charts follow
+    page.select_option("#member", "carol")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#chart-power path.series')]"
+        ".map(p => p.dataset.name).join() === 'carol'"
+    )
+    page.wait_for_function("() => document.getElementById('bill-period').textContent.startsWith('carol')")
+    assert page.errors == []
+    page.close()
+
+
+def test_a_bad_token_gets_the_sign_in_form(served: Any, browser: Any) -> None:
+    url, tokens, _ = served
+    page = browser.new_page()
+    page.goto(f"{url}/#token=pg_wrong")
+    page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+    assert "not valid" in page.inner_text("#login-error")
+    page.fill("#token", tokens["bob"])
+    page.click("#login-form button")
+    page.wait_for_selector("body[data-loaded]", timeout=15_000)
+    assert page.text_content("#who") == "member bob"
+    page.close()
