@@ -13,7 +13,7 @@ give the same result for both word sizes:
 * the carry out of a 32-bit addition ``s = a + b`` is bit 31 of
   ``(a & b) | ((a | b) & ~s)``, which only depends on the low 32 bits of a, b and s.
 
-All state lives in one preallocated ``array('I')`` (state, IV, round constants, message
+All state lives in one preallocated ``bytearray`` of 32-bit words (state, IV, round constants, message
 schedule) and one 128-byte block buffer: nothing is allocated per block. Because that state
 is module level, ``sha512`` is not re-entrant (fine for the single-threaded firmware).
 Little-endian and big-endian hosts give the same digests: bytes are assembled explicitly.
@@ -21,7 +21,6 @@ Little-endian and big-endian hosts give the same digests: bytes are assembled ex
 Use ``protocol.sha512.sha512`` rather than this module: it picks ``hashlib`` when it can.
 """
 
-from array import array
 from binascii import unhexlify
 
 import micropython
@@ -231,8 +230,8 @@ def _blocks(ctx: ptr32, data: ptr8, off: int, nblocks: int):
         nblocks -= 1
 
 
-_CTX = array("I", bytes(4 * _CTX_WORDS))  # one allocation of the final size (no growth)
-_CTX[_MASK] = 0xFFFFFFFF
+_CTX = bytearray(4 * _CTX_WORDS)  # 32-bit words through ptr32; one allocation, no copy
+_CTX[4 * _MASK : 4 * _MASK + 4] = b"\xff\xff\xff\xff"
 _load_be(_CTX, unhexlify(_IV_HEX), _IV, 16)
 _load_be(_CTX, unhexlify(_K_HEX), _K, 160)
 _BUF = bytearray(128)
