@@ -1,0 +1,193 @@
+"""Broker security for a site: per-board credentials, ACLs, TLS and the Mosquitto configuration.
+
+A site's broker directory (e.g. ``/etc/peergrid/broker``) holds::
+
+    site.json            grid, host names, ports, limits (written by ``peergrid broker init``)
+    ca.crt ca.key        the local CA (pki.py); ca.key never leaves this directory
+    server.crt server.key  Mosquitto's certificate
+    secrets/<user>.password  each client's password (0600): the coordinator's, one per board
+    passwd acl mosquitto.conf  generated from the above by ``render``
+
+Each board's MQTT user name is its board id. The ACL lets a board publish only on its own
+``reading``, ``ack``, ``status`` and ``enrol`` topics and read only its own ``order`` topic; the
+coordinator reads every board's upward topics of its grid and writes orders and results. The
+board listener forces the MQTT client id to the user name, so no board can take over another
+board's session. The password file uses Mosquitto's own PBKDF2-SHA512 format (``$7$``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from coordinator.provision.errors import ProvisionError
+from coordinator.provision.pki import Pki, create, write_secret
+from protocol.messages import id_ok
+
+COORDINATOR = "coordinator"
+ITERATIONS = 101  # what mosquitto_passwd uses
+BOARD_WRITES = ("reading", "ack", "status", "enrol")
+
+
+def hash_password(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """A Mosquitto 2 password-file hash: ``$7$<iterations>$<salt b64>$<sha512 pbkdf2 b64>``."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    dk = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(dk).decode()}"
+
+
+def check_password(password: str, line_hash: str) -> bool:
+    try:
+        _, kind, it, salt, dk = line_hash.split("$")
+        if kind != "7":
+            return False
+        want = hash_password(password, salt=base64.b64decode(salt), iterations=int(it))
+    except ValueError:
+        return False
+    return secrets.compare_digest(want.split("$")[4], dk)
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    grid: str
+    hosts: tuple[str, ...]  # names/addresses in the server certificate; hosts[0] is what boards use
+    port: int = 8883  # TLS listener for boards
+    local_port: int = 1883  # the coordinator, on the broker's own host
+    local_bind: str = "127.0.0.1"
+    max_inflight: int = 1000  # >= the coordinator's ingest.batch: it acks after each commit
+    max_queued: int = 100_000
+
+
+class Site:
+    """A broker directory: ``Site.init(...)`` once, then ``Site(dir)`` to add boards and render."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.pki = Pki(directory)
+        try:
+            raw = json.loads((directory / "site.json").read_text())
+            raw["hosts"] = tuple(raw["hosts"])
+            self.settings = SiteSettings(**raw)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ProvisionError(
+                f"{directory}: not a broker directory (run `peergrid broker init`): {e}"
+            ) from None
+
+    @classmethod
+    def init(cls, directory: Path, settings: SiteSettings) -> Site:
+        if not id_ok(settings.grid):
+            raise ProvisionError(f"grid {settings.grid!r} is not an identifier ([a-z0-9_-], 1-32)")
+        for p in (settings.port, settings.local_port):
+            if not 1 <= p <= 65535:
+                raise ProvisionError(f"port {p} is not 1..65535")
+        if settings.max_inflight < 1 or settings.max_queued < 1:
+            raise ProvisionError("max_inflight and max_queued must be positive")
+        directory.mkdir(parents=True, exist_ok=True)
+        create(directory, settings.grid, list(settings.hosts))
+        (directory / "site.json").write_text(json.dumps(asdict(settings), indent=1, sort_keys=True) + "\n")
+        site = cls(directory)
+        site.password(COORDINATOR)
+        site.render()
+        return site
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def _secret(self, user: str) -> Path:
+        return self.directory / "secrets" / f"{user}.password"
+
+    def password(self, user: str) -> str:
+        """The user's password, created on first use and kept (bundles stay reproducible)."""
+        if not id_ok(user):
+            raise ProvisionError(f"user {user!r} is not an identifier ([a-z0-9_-], 1-32)")
+        p = self._secret(user)
+        if not p.exists():
+            p.parent.mkdir(mode=0o700, exist_ok=True)
+            write_secret(p, secrets.token_urlsafe(24).encode())
+        return p.read_text().strip()
+
+    def add_board(self, board: str) -> str:
+        if board == COORDINATOR:
+            raise ProvisionError(f"{board!r} is reserved for the coordinator")
+        pw = self.password(board)
+        self.render()
+        return pw
+
+    def revoke(self, board: str) -> bool:
+        """Remove a board's credentials (a replaced or stolen board); True if it had any."""
+        p = self._secret(board)
+        if board == COORDINATOR or not p.exists():
+            return False
+        p.unlink()
+        self.render()
+        return True
+
+    def users(self) -> list[str]:
+        d = self.directory / "secrets"
+        return sorted(p.name.removesuffix(".password") for p in d.glob("*.password")) if d.exists() else []
+
+    # -- generated files ------------------------------------------------------------------
+
+    def acl(self) -> str:
+        g = self.settings.grid
+        lines = [
+            "# generated by `peergrid broker config`: re-run it instead of editing",
+            "# every board (its MQTT user name is its board id): its own topics only",
+            *(f"pattern write peergrid/{g}/b/%u/{leaf}" for leaf in BOARD_WRITES),
+            f"pattern read peergrid/{g}/b/%u/order",
+            "",
+            f"user {COORDINATOR}",
+            *(f"topic read peergrid/{g}/b/+/{leaf}" for leaf in BOARD_WRITES),
+            *(f"topic read $share/+/peergrid/{g}/b/+/{leaf}" for leaf in BOARD_WRITES),
+            f"topic write peergrid/{g}/b/+/order",
+            f"topic readwrite peergrid/{g}/market/#",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def passwd(self) -> str:
+        return "".join(f"{u}:{hash_password(self.password(u))}\n" for u in self.users())
+
+    def mosquitto_conf(self) -> str:
+        s, d, pki = self.settings, self.directory, self.pki
+        return f"""# peergrid broker security for grid {s.grid!r}
+# generated by `peergrid broker config`: re-run it instead of editing
+# (include it from /etc/mosquitto/conf.d/; reload with `systemctl reload mosquitto`)
+per_listener_settings false
+allow_anonymous false
+password_file {d / "passwd"}
+acl_file {d / "acl"}
+# the coordinator acknowledges readings only after committing a batch of up to ingest.batch
+# (default 500): the broker's window of unacknowledged messages per client must be larger
+max_inflight_messages {s.max_inflight}
+# kept per client while it is offline or behind: {s.max_queued} readings are about
+# {s.max_queued / 36_000:.1f} h of 100 boards at one reading per 10 s
+max_queued_messages {s.max_queued}
+persistent_client_expiration 30d
+
+# the coordinator, on this host
+listener {s.local_port} {s.local_bind}
+
+# boards: TLS with the site's CA; a board's client id is its user name (no session takeover)
+listener {s.port}
+cafile {pki.ca_cert}
+certfile {pki.server_cert}
+keyfile {pki.server_key}
+tls_version tlsv1.2
+use_username_as_clientid true
+"""
+
+    def render(self) -> list[Path]:
+        """Write passwd, acl and mosquitto.conf; return their paths."""
+        out = []
+        for name, text in (
+            ("passwd", self.passwd()),
+            ("acl", self.acl()),
+            ("mosquitto.conf", self.mosquitto_conf()),
+        ):
+            p = self.directory / name
+            write_secret(p, text.encode())
+            out.append(p)
+        return out

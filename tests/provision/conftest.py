@@ -1,0 +1,102 @@
+"""A site set up as an operator would (``peergrid broker init``) and a real Mosquitto running the
+generated configuration: TLS listener for boards, loopback listener for the coordinator,
+passwords and ACLs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coordinator.broker import free_port
+from coordinator.cli import main
+from coordinator.mqtt import BrokerAddress
+from coordinator.provision.brokerconf import Site
+from tests.broker import mosquitto_exe
+
+GRID = "g1"
+
+
+@dataclass
+class SecureBroker:
+    site: Site
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def coordinator(self) -> BrokerAddress:
+        s = self.site.settings
+        return BrokerAddress("127.0.0.1", s.local_port, "coordinator", self.site.password("coordinator"))
+
+    def board(self, board: str, password: str | None = None, ca: Path | None = None) -> BrokerAddress:
+        """What a board uses: the TLS listener, checked against the site's CA."""
+        ctx = ssl.create_default_context(cafile=str(ca or self.site.pki.ca_cert))
+        pw = password if password is not None else self.site.password(board)
+        return BrokerAddress("127.0.0.1", self.site.settings.port, board, pw, ctx)
+
+    def reload(self) -> None:
+        """What ``systemctl reload mosquitto`` does: re-read passwords and ACLs."""
+        self.proc.send_signal(1)  # SIGHUP
+        time.sleep(0.3)
+
+
+def init_site(tmp: Path, boards: tuple[str, ...] = ()) -> Site:
+    d = tmp / "broker"
+    argv = ["broker", "init", "--dir", str(d), "--grid", GRID, "--host", "127.0.0.1", "--host", "localhost"]
+    argv += ["--port", str(free_port()), "--local-port", str(free_port())]
+    assert main(argv) == 0
+    for b in boards:
+        assert main(["broker", "add-board", "--dir", str(d), "--board", b]) == 0
+    return Site(d)
+
+
+def start(site: Site, workdir: Path) -> SecureBroker:
+    log = workdir / "mosquitto.log"
+    conf = workdir / "mosquitto-full.conf"
+    conf.write_text(
+        f"include_dir {workdir / 'conf.d'}\n"
+        "persistence true\n"
+        f"persistence_location {workdir}/\n"
+        f"log_dest file {log}\n"
+        "log_type all\n" + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    (workdir / "conf.d").mkdir(exist_ok=True)
+    (workdir / "conf.d" / "peergrid.conf").write_text((site.directory / "mosquitto.conf").read_text())
+    proc = subprocess.Popen(
+        [mosquitto_exe(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 10
+    for port in (site.settings.local_port, site.settings.port):
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited: {err} {log.read_text() if log.exists() else ''}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mosquitto did not listen within 10 s") from None
+                time.sleep(0.05)
+    return SecureBroker(site, proc, log)
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    b = start(init_site(tmp_path, ("m01", "m02")), tmp_path)
+    try:
+        yield b
+    finally:
+        b.proc.terminate()
+        try:
+            b.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            b.proc.kill()
+            b.proc.wait()
