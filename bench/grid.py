@@ -34,6 +34,7 @@ def run(ci: bool) -> list[Row]:
             )
         )
     rows.extend(sunny_day(96, 8 if ci else 1))
+    rows.extend(community_day(3600 if ci else 900))
     return rows
 
 
@@ -68,6 +69,53 @@ def sunny_day(steps_per_day: int = 96, stride: int = 1) -> list[Row]:
         Row(
             f"sunny day rural1: {bad_before}/{len(steps)} intervals violate, {bad_after} after redispatch",
             per,
+            "ms/interval",
+            runpp,
+            "one runpp",
+        ),
+    ]
+
+
+def community_day(length: int = 900) -> list[Row]:
+    """24 hours of the community day (coordinator.delivery.day) on SimBench rural1 (2034) with
+    homes' PV, home and community batteries, 20 EVs and heat pumps: intervals that break a limit
+    in AC without the guard and with it, the changes made, the EVs' energy, and the time per
+    interval (screen, redispatch, AC where flagged, plus one AC of the result) beside one runpp."""
+    import time
+
+    from coordinator.delivery.day import simulate
+    from coordinator.delivery.screen import Screen
+
+    g = load_simbench("1-LV-rural1--2-sw")
+    scr = Screen(g)
+    without = simulate(g, length=length, screen=scr, guarded=False)
+    with_ = simulate(g, length=length, screen=scr, guarded=True)
+    n = len(with_.intervals)
+    bad0 = sum(bool(iv.violations) for iv in without.intervals)
+    bad1 = sum(bool(iv.violations) for iv in with_.intervals)
+    changes = [c for iv in with_.intervals for c in iv.changes]
+    kinds = ", ".join(
+        f"{k} {sum(c.kind == k for c in changes)}" for k in ("pv_limit", "battery", "ev", "load")
+    )
+    met = sum(with_.ev_got[b] >= with_.ev_need[b] for b in with_.ev_need)
+    t = time.perf_counter()
+    sched = {b: 0 for b in g.connection_buses}
+    for _ in range(10):
+        scr.ac(sched)
+    runpp = (time.perf_counter() - t) / 10 * 1e3
+    euro = with_.compensation / 1e11  # nano-cent -> EUR
+    return [
+        Row(
+            f"community day ({length // 60}-min, {n} intervals): {bad0} violate in AC without guard, "
+            f"{bad1} with; changes: {kinds}; EVs full {met}/{len(with_.ev_need)}; paid {euro:.2f} EUR",
+            with_.seconds / n * 1e3,
+            "ms/interval",
+            runpp,
+            "one runpp",
+        ),
+        Row(
+            f"community day without guard (AC every interval, {without.ac_runs} runs)",
+            without.seconds / n * 1e3,
             "ms/interval",
             runpp,
             "one runpp",

@@ -11,14 +11,35 @@ next departure (UTC) at least cost, never discharges, and its board gets a charg
 (``ev_ma``, per phase at 230 V) instead of a battery setpoint; its board reports the vehicle's
 state of charge in ``bat_soc`` (ISO 15118 or the car's API). The forecast of every other member
 is its measured net energy in the last settled interval (persistence forecast).
+
+:meth:`Dispatch.run` is the whole step for one interval: the market's storage setpoints, the
+integrator homes' plans (:func:`coordinator.integrator.first_step`), the setpoints of active flexibility
+orders, then the delivery check (``check``, in a worker thread: it runs pandapower) with every
+board's devices (:mod:`coordinator.delivery.devices`), whose changes are recorded with their
+reason in ``redispatches``, compensated, and merged into one signed order per board.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from coordinator.delivery.assets import Assets, Costs
+from coordinator.delivery.devices import Devices, hhmm, next_time
+from coordinator.delivery.errors import AssetError
+from coordinator.errors import CoordinatorError
+from coordinator.flexmarket import (
+    Capability,
+    FlexOffer,
+    FlexRequest,
+    auto_offers,
+    injection_change,
+    orders_at,
+)
+from coordinator.integrator import PlanError, first_step
 from coordinator.ledger import Ledger
 from coordinator.market import (
     BUY,
@@ -35,8 +56,9 @@ from coordinator.market import (
 from protocol import crypto, frame, messages, topics
 
 if TYPE_CHECKING:  # the grid check needs numpy/pandapower (the sim extra); dispatch does not
-    from coordinator.delivery.guard import Curtailment
+    from coordinator.delivery.guard import Change, Curtailment
 
+log = logging.getLogger("peergrid.dispatch")
 EX_ANTE_SCHEME = "pairwise"
 N0 = 50_000_000  # postings numbers of redispatch compensation
 
@@ -56,6 +78,36 @@ class Plan:
 
 
 @dataclass
+class Target:
+    """What a board is to do in an interval, while the step assembles it."""
+
+    party: str
+    bat_w: int | None = None  # + charge
+    ev_w: int | None = None
+    phases: int = 1
+    pv_limit_w: int | None = None
+    relay_mask: int = 0
+    relay_state: int = 0
+    ev_need: int = 0  # integrator EV: mWh still to charge by ``ev_deadline``
+    ev_deadline: int | None = None
+    integrated: bool = False  # set by an integrator plan, which weighs flexibility orders itself
+
+    def power_w(self) -> int:
+        """The storage power of the setpoint (W, + charge), as ``Setpoint.bat_w`` reports it."""
+        return self.bat_w if self.bat_w is not None else self.ev_w or 0
+
+    def setpoints(self) -> dict[str, int | None]:
+        ev_ma = None if self.ev_w is None else max(0, self.ev_w) * 1000 // (230 * self.phases)
+        return {
+            "bat_w": self.bat_w,
+            "ev_ma": ev_ma,
+            "pv_limit_w": self.pv_limit_w,
+            "relay_mask": self.relay_mask,
+            "relay_state": self.relay_state,
+        }
+
+
+@dataclass
 class Dispatch:
     ledger: Ledger
     grid: str
@@ -66,6 +118,8 @@ class Dispatch:
     _ev: dict[str, int] = field(default_factory=dict)  # EV members -> phases, from the last plan
     # the delivery guard: (expected W per board, + export) -> curtailments; None: no grid check
     guard: Callable[[dict[str, int]], list[Curtailment]] | None = None
+    # the delivery check with every device: (expected W per board, assets per board) -> changes
+    check: Callable[[dict[str, int], dict[str, Assets]], list[Change]] | None = None
 
     def expected(self, start: int) -> dict[str, int]:
         """Expected injection per board (W, + export) for ``start``: the last settled interval's."""
@@ -81,7 +135,7 @@ class Dispatch:
         """Run the guard on the expected schedule; send the PV limits; record and compensate."""
         if self.guard is None:
             return []
-        curt = self.guard(self.expected(start))
+        curt = await asyncio.to_thread(self.guard, self.expected(start))  # runpp off the event loop
         members = {b.board_id: b.member_id for b in self.ledger.boards("active")}
         with self.ledger.transaction() as tx:
             last = tx.execute(
@@ -114,15 +168,14 @@ class Dispatch:
     def _order(self, board: str, start: int, **setpoints: int | None) -> tuple[int, bytes]:
         """The board's next signed order for the interval ``start``: (oseq, frame)."""
         oseq = self.ledger.next_oseq(board)
+        fields: dict[str, Any] = {"relay_mask": 0, "relay_state": 0, **setpoints}
         msg = messages.Order(
             board=board,
             oseq=oseq,
             interval=start,
             valid_from=start,
             valid_until=start + self.length,
-            relay_mask=0,
-            relay_state=0,
-            **setpoints,
+            **fields,
         )
         return oseq, frame.seal(msg, topics.board_topic(self.grid, board, "order"), self.key)
 
@@ -133,46 +186,49 @@ class Dispatch:
         out = {}
         for m in self.ledger.members():
             st = m["prefs"].get("storage")
-            if not st or m["id"] not in boards:
-                continue
+            if not st or m["id"] not in boards or "integrator" in m["prefs"]:
+                continue  # an integrator home's storage follows its own plan
             board = boards[m["id"]]
             last = self.ledger.latest_reading(board)
             if last is None or last.bat_soc is None:
                 continue  # no state of charge known yet: the board keeps its safe default
-            cap = int(st["capacity_mwh"])
-            ev = st.get("kind") == "ev"
-            deadline = None
-            target = 0
-            if ev and "departure" in st:
-                hh, mm = (int(x) for x in str(st["departure"]).split(":"))
-                day = start - start % 86_400 + hh * 3600 + mm * 60
-                deadline = day if day > start else day + 86_400
-                target = cap * int(st.get("target_soc", 1000)) // 1000
-            out[m["id"]] = (
-                Storage(
-                    m["id"],
-                    board,
-                    cap,
-                    cap * last.bat_soc // 1000,
-                    int(st["max_charge_w"]),
-                    0 if ev else int(st.get("max_discharge_w", 0)),
-                    target_soc=target,
-                    deadline=deadline,
-                    min_soc=cap * int(st.get("min_soc", 0)) // 1000,
-                    feeder=m["feeder"],
-                ),
-                board,
-            )
-            if ev:
+            try:
+                out[m["id"]] = (self._storage(m, st, board, last.bat_soc, start), board)
+            except (CoordinatorError, KeyError, TypeError, ValueError) as e:  # one member's bad prefs
+                log.warning("storage of %s left out of dispatch: %s", m["id"], e)
+                self.ledger.count_rejections({"bad_storage_prefs": 1})
+                continue
+            if st.get("kind") == "ev":
                 self._ev[m["id"]] = int(st.get("phases", 1))
         return out
 
-    def plan(self, start: int) -> Plan:
-        """Clear the ex-ante market of interval ``start``; the storage boards' orders and the
+    def _storage(self, m: dict[str, Any], st: dict[str, Any], board: str, soc: int, start: int) -> Storage:
+        cap = int(st["capacity_mwh"])
+        ev = st.get("kind") == "ev"
+        deadline = None
+        target = 0
+        if ev and "departure" in st:
+            deadline = next_time(start + 1, hhmm(st["departure"], f"member {m['id']!r} storage.departure"))
+            target = cap * int(st.get("target_soc", 1000)) // 1000
+        return Storage(
+            m["id"],
+            board,
+            cap,
+            cap * soc // 1000,
+            int(st["max_charge_w"]),
+            0 if ev else int(st.get("max_discharge_w", 0)),
+            target_soc=target,
+            deadline=deadline,
+            min_soc=cap * int(st.get("min_soc", 0)) // 1000,
+            feeder=m["feeder"],
+        )
+
+    def market(self, start: int) -> tuple[dict[str, Target], list[tuple[str, str, int, int, int]]]:
+        """Clear the ex-ante market of interval ``start``: each storage board's target and the
         storage's trades, which settlement honours at their cleared prices."""
         storages = self._storages(start)
         if not storages:
-            return Plan([], [])
+            return {}, []
         orders: list[Order] = []
         prev = start - self.length
         for m in self.ledger.members():
@@ -194,7 +250,7 @@ class Dispatch:
             for r in list(c.trades.rows) + list(c.residual.rows)
             if r[0] in storages or r[1] in storages
         ]
-        out = []
+        out: dict[str, Target] = {}
         for party, (_, board) in sorted(storages.items()):
             net = 0
             for o in orders:
@@ -203,13 +259,20 @@ class Dispatch:
                     net += got if o.side == BUY else -got
             bat_w = net * 36 // (10 * self.length)  # mWh over the interval -> W (1 mWh = 3.6 J)
             phases = self._ev.get(party, 0)
-            oseq, fr = self._order(
-                board,
-                start,
-                bat_w=None if phases else bat_w,
-                ev_ma=max(0, bat_w) * 1000 // (230 * phases) if phases else None,
-            )
-            out.append(Setpoint(board, oseq, bat_w, fr))
+            if phases:
+                out[board] = Target(party, ev_w=max(0, bat_w), phases=phases)
+            else:
+                out[board] = Target(party, bat_w=bat_w)
+        return out, schedule
+
+    def plan(self, start: int) -> Plan:
+        """Clear the ex-ante market of interval ``start``; the storage boards' orders and the
+        storage's trades, which settlement honours at their cleared prices."""
+        targets, schedule = self.market(start)
+        out = []
+        for board, t in sorted(targets.items()):
+            oseq, fr = self._order(board, start, **t.setpoints())
+            out.append(Setpoint(board, oseq, t.power_w(), fr))
         return Plan(out, schedule)
 
     async def send(self, start: int) -> list[Setpoint]:
@@ -225,3 +288,339 @@ class Dispatch:
         for sp in plan.setpoints:
             await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
         return plan.setpoints
+
+    # --- the whole step: market, integrator homes, flexibility orders, delivery check -----------
+
+    def _devices(self) -> dict[str, tuple[str, Devices, dict[str, Any]]]:
+        """Board -> (member, its devices, its prefs) for every active board of a member."""
+
+        boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
+        out = {}
+        for m in self.ledger.members():
+            if m["id"] in boards:
+                try:
+                    dev = Devices.from_prefs(m["id"], m["prefs"], feed_in=self.tariff.feed_in)
+                except AssetError as e:  # one member's bad preferences must not stop the others
+                    log.warning("devices of %s left out of dispatch: %s", m["id"], e)
+                    self.ledger.count_rejections({"bad_device_prefs": 1})
+                    continue
+                out[boards[m["id"]]] = (m["id"], dev, m["prefs"])
+        return out
+
+    def _homes(
+        self, start: int, devices: dict[str, tuple[str, Devices, dict[str, Any]]]
+    ) -> dict[str, Target]:
+        """Integrator homes: the first step of each home's plan over its horizon. A home whose
+        preferences cannot make a plan is left out (logged and counted), never the others."""
+
+        price = self.ledger.conn.execute(
+            "SELECT price FROM intervals WHERE price IS NOT NULL ORDER BY start DESC LIMIT 1"
+        ).fetchone()
+        local = None if price is None else int(price[0])
+        fee = self.tariff.grid_fee_local
+        buy = self.tariff.retail if local is None else min(self.tariff.retail, local + fee)
+        sell = self.tariff.feed_in if local is None else max(self.tariff.feed_in, local)
+        expected = self.expected(start)
+        flex = {
+            o.board_id: (o.power_w, o.price)
+            for o in orders_at(self.ledger, start, self.length)
+            if o.direction == "reduce"
+        }
+        out = {}
+        for board, (member, dev, prefs) in sorted(devices.items()):
+            if "integrator" not in prefs:
+                continue
+            try:
+                out[board] = self._home(
+                    start,
+                    board,
+                    member,
+                    dev,
+                    prefs,
+                    expected.get(board, 0),
+                    buy,
+                    sell,
+                    flex.get(board, (0, 0)),
+                )
+            except (AssetError, PlanError, TypeError, ValueError) as e:
+                log.warning("integrator home %s left out of dispatch: %s", member, e)
+                self.ledger.count_rejections({"bad_integrator_plan": 1})
+        return out
+
+    def _home(
+        self,
+        start: int,
+        board: str,
+        member: str,
+        dev: Devices,
+        prefs: dict[str, Any],
+        export_w: int,
+        buy: int,
+        sell: int,
+        flex: tuple[int, int],
+    ) -> Target:
+
+        horizon = int((prefs["integrator"] or {}).get("horizon", 16))
+        last = self.ledger.latest_reading(board)
+        soc = None
+        if dev.battery is not None and last is not None and last.bat_soc is not None:
+            soc = dev.battery[0] * last.bat_soc // 1000
+        ev = prefs.get("ev") or {}
+        need = until = 0
+        deadline = None
+        if ev and dev.ev is not None:
+            arrive = next_time(start, hhmm(ev.get("arrive", "00:00"), f"member {member!r} ev.arrive"))
+            leave = next_time(start, hhmm(ev.get("departure", "07:00"), f"member {member!r} ev.departure"))
+            if leave < arrive:  # plugged in now: charge what is still missing by departure
+                sent = self._ev_sent(board, arrive - 86_400, start, dev.ev[1])
+                need = max(0, int(ev.get("need_mwh", 0)) - sent)
+                until = (leave - start) // self.length
+                deadline = leave
+        bat_w, ev_w = first_step(
+            export_w,
+            dev,
+            soc,
+            need,
+            until,
+            horizon=horizon,
+            length=self.length,
+            buy=buy,
+            sell=sell,
+            flex=flex,
+        )
+        return Target(
+            member,
+            bat_w=bat_w if dev.battery is not None else None,
+            ev_w=ev_w if need else None,
+            phases=dev.ev[1] if dev.ev else 1,
+            ev_need=need,
+            ev_deadline=deadline,
+            integrated=True,
+        )
+
+    def _ev_sent(self, board: str, since: int, until: int, phases: int) -> int:
+        """mWh of EV charging the board was ordered in intervals ``since`` <= start < ``until``."""
+        total = 0
+        for (fr,) in self.ledger.conn.execute(
+            "SELECT frame FROM board_orders WHERE board_id=? AND interval>=? AND interval<?",
+            (board, since, until),
+        ):
+            o = messages.decode(bytes(frame.split(fr)[0]))
+            if isinstance(o, messages.Order) and o.ev_ma:
+                total += o.ev_ma * 230 * phases // 1000 * self.length * 10 // 36
+        return total
+
+    def _flex(
+        self,
+        start: int,
+        targets: dict[str, Target],
+        devices: dict[str, tuple[str, Devices, dict[str, Any]]],
+        expected: dict[str, int],
+    ) -> None:
+        """Apply every flexibility order active in ``start`` to its board's target."""
+        for o in orders_at(self.ledger, start, self.length):
+            member = devices.get(o.board_id, (o.party, None, {}))[0]
+            t = targets.setdefault(o.board_id, Target(member))
+            if t.integrated and o.asset in ("battery", "ev") and o.direction == "reduce":
+                continue  # the home's plan already delivers it (first_step's flex)
+            d = injection_change(o.direction, o.power_w)  # + : less import / more export
+            dev = devices.get(o.board_id, (o.party, None, {}))[1]
+            if o.asset == "battery":
+                t.bat_w = (t.bat_w or 0) - d
+            elif o.asset == "ev":
+                t.ev_w = max(0, (t.ev_w or 0) - d)
+                t.phases = dev.ev[1] if dev is not None and dev.ev else t.phases
+            elif o.asset == "load" and dev is not None and dev.deferrable is not None:
+                bit = 1 << dev.deferrable[1]
+                t.relay_mask |= bit
+                t.relay_state &= ~bit
+            elif o.asset == "pv_limit":
+                t.pv_limit_w = max(0, expected.get(o.board_id, 0) + d)
+
+    def _grid_view(
+        self, start: int, targets: dict[str, Target], devices: dict[str, tuple[str, Devices, dict[str, Any]]]
+    ) -> tuple[dict[str, int], dict[str, Assets]]:
+        """The expected schedule (W per board, + export) with the targets in it (clipped to what each
+        device allows), and each board's assets."""
+        base = self.expected(start)
+        sched: dict[str, int] = {}
+        assets: dict[str, Assets] = {}
+        for board, measured in base.items():
+            last = self.ledger.latest_reading(board)
+            t = targets.get(board)
+            # the devices' last power leaves the forecast; their new setpoints enter it
+            e = measured + ((last.bat_p or 0) + (last.ev_p or 0) if last is not None else 0)
+            if t is not None:
+                e -= (t.bat_w or 0) + (t.ev_w or 0)
+            entry = devices.get(board)
+            if entry is None:
+                sched[board] = e
+                if e > 0:
+                    assets[board] = Assets(board, pv_w=e, costs=Costs(pv=self.tariff.feed_in))
+                continue
+            _, dev, _ = entry
+            soc = None
+            if dev.battery is not None and last is not None and last.bat_soc is not None:
+                soc = dev.battery[0] * last.bat_soc // 1000
+            ev_need = 0
+            deadline = None
+            st = entry[2].get("storage") or {}
+            if (
+                dev.ev is not None
+                and st.get("kind") == "ev"
+                and last is not None
+                and last.bat_soc is not None
+            ):
+                cap = int(st["capacity_mwh"])
+                ev_need = max(0, cap * dev.ev[2] // 1000 - cap * last.bat_soc // 1000)
+                try:
+                    deadline = next_time(start + 1, hhmm(st["departure"], f"member {entry[0]!r} departure"))
+                except (AssetError, KeyError):  # no (valid) departure: no deadline to keep
+                    deadline = None
+            elif dev.ev is not None and t is not None and t.ev_need:
+                ev_need, deadline = t.ev_need, t.ev_deadline
+            off = t is not None and dev.deferrable is not None and t.relay_mask >> dev.deferrable[1] & 1
+            a = dev.assets(
+                board,
+                start,
+                self.length,
+                export_w=e,
+                soc=soc,
+                bat_w=t.bat_w or 0 if t is not None else 0,
+                ev_w=t.ev_w or 0 if t is not None else 0,
+                ev_need=ev_need,
+                ev_deadline=deadline,
+                load_w=0 if off else None,
+            )
+            if t is not None:  # what the state of charge and the EV's need allow
+                planned = (t.bat_w or 0) + (t.ev_w or 0)
+                t.bat_w = None if t.bat_w is None else a.bat_w
+                t.ev_w = None if t.ev_w is None else a.ev_w
+                e += planned - (t.bat_w or 0) - (t.ev_w or 0)
+            sched[board] = e
+            assets[board] = a
+        return sched, assets
+
+    async def run(self, start: int) -> list[Setpoint]:
+        """The interval's whole dispatch: market, integrator homes and flexibility orders; then,
+        with ``check``, the delivery check with every device, its changes recorded and paid; one
+        signed order per board. With the PV-only ``guard`` instead, :meth:`protect` runs first.
+        An interval is dispatched once: after a restart its orders and payments stand."""
+        if self.ledger.conn.execute(
+            "SELECT 1 FROM board_orders WHERE interval=? LIMIT 1", (start,)
+        ).fetchone():
+            log.info("interval %d already dispatched (a restart): orders and payments stand", start)
+            return []
+        if self.check is None and self.guard is not None:
+            await self.protect(start)  # PV export limits only, in their own orders
+        devices = self._devices()
+        targets, schedule = self.market(start)
+        targets.update(self._homes(start, devices))
+        self._flex(start, targets, devices, self.expected(start))
+        changes: list[Change] = []
+        assets: dict[str, Assets] = {}
+        if self.check is not None:
+            sched, assets = self._grid_view(start, targets, devices)
+            if sched:  # pandapower runs off the event loop
+                changes = await asyncio.to_thread(self.check, sched, assets)
+        for c in changes:
+            t = targets.setdefault(c.board, Target(devices.get(c.board, ("", None, {}))[0]))
+            a = assets[c.board]
+            if c.kind == "pv_limit":
+                t.pv_limit_w = max(0, c.setpoint)
+            elif c.kind == "battery":
+                t.bat_w = c.setpoint
+            elif c.kind == "ev":
+                t.ev_w = a.ev_w - c.delta_w
+                t.phases = a.ev_phases
+            elif c.kind == "load":
+                bit = 1 << a.load_relay
+                t.relay_mask |= bit
+                t.relay_state &= ~bit
+        members = {b.board_id: b.member_id for b in self.ledger.boards("active")}
+        out = []
+        with self.ledger.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO schedules VALUES (?,?,?,?,?,?,?)",
+                [(start, n, *row) for n, row in enumerate(schedule)],
+            )
+            self._record(tx, start, changes, members)
+            for board, t in sorted(targets.items()):
+                oseq, fr = self._order(board, start, **t.setpoints())
+                self.ledger.add_board_order(board, oseq, start, fr)
+                out.append(Setpoint(board, oseq, t.power_w(), fr))
+        for sp in out:
+            await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
+        return out
+
+    def _record(self, tx: Any, start: int, changes: list[Change], members: dict[str, str | None]) -> None:
+        """Each change with its reason; its compensation from the grid operator to the member."""
+        last = tx.execute("SELECT max(n) FROM postings WHERE interval=? AND n>=?", (start, N0)).fetchone()[0]
+        n = N0 if last is None else last + 1
+        for c in changes:
+            tx.execute(
+                "INSERT INTO redispatches VALUES (?,?,?,?,?,?,?)",
+                (start, c.board, c.kind, c.delta_w, c.setpoint, c.reason, c.compensation),
+            )
+            member = members.get(c.board)
+            if member and c.compensation:
+                memo = f"{c.kind} set to {c.setpoint}: {c.reason}"[:200]
+                for k, (party, amount) in enumerate(((member, c.compensation), (DSO, -c.compensation))):
+                    tx.execute(
+                        "INSERT INTO postings VALUES (?,?,?,?,?,?,?)",
+                        (start, n + k, party, "redispatch_compensation", amount, 0, memo),
+                    )
+                n += 2
+
+    def flex_offers(self, request: FlexRequest) -> list[FlexOffer]:
+        """Offers for a posted request from the devices of the members at its congestion point
+        (their feeder or bus): what each can hold over the whole request, at the price it asks. A
+        member whose preferences cannot be read offers nothing (see :meth:`_devices`)."""
+        devices = self._devices()
+        members = {m["id"]: m for m in self.ledger.members()}
+        expected = self.expected(request.start)
+        end = request.start + request.intervals * self.length
+        per = request.intervals * self.length * 10 // 36  # mWh per W held over the request
+        caps = []
+        for board, (member, dev, prefs) in sorted(devices.items()):
+            m = members[member]
+            if request.congestion_point not in (m["feeder"], m["bus"]):
+                continue
+            last = self.ledger.latest_reading(board)
+            soc = None if last is None else last.bat_soc
+            if dev.battery is not None and soc is not None:
+                cap, cw, dw, lo = dev.battery
+                e = cap * soc // 1000
+                price = dev.ask("battery")
+                caps.append(
+                    Capability(member, board, "battery", "reduce", min(dw, max(0, e - lo) // per), price)
+                )
+                caps.append(
+                    Capability(member, board, "battery", "increase", min(cw, max(0, cap - e) // per), price)
+                )
+            st = prefs.get("storage") or {}
+            if dev.ev is not None and st.get("kind") == "ev" and soc is not None and "departure" in st:
+                cw, _, target = dev.ev
+                cap = int(st["capacity_mwh"])
+                need = max(0, cap * (target - soc) // 1000)
+                try:
+                    leave = next_time(
+                        request.start + 1, hhmm(st["departure"], f"member {member!r} departure")
+                    )
+                except AssetError as e:
+                    log.warning("EV of %s offers no flexibility: %s", member, e)
+                    continue
+                # charging later: only if what it needs still fits between the request's end and departure
+                if need and cw * (leave - end) * 10 // 36 >= need:
+                    caps.append(Capability(member, board, "ev", "reduce", cw, dev.ask("ev")))
+                if need and leave >= end:  # charging more: as far as it still needs energy
+                    caps.append(
+                        Capability(member, board, "ev", "increase", min(cw, need // per), dev.ask("ev"))
+                    )
+            if dev.deferrable is not None:
+                on = min(dev.load_on(request.start + k * self.length) for k in range(request.intervals))
+                caps.append(Capability(member, board, "load", "reduce", on, dev.ask("load")))
+            export = expected.get(board, 0) if prefs.get("pv") else 0
+            if export > 0:
+                caps.append(Capability(member, board, "pv_limit", "increase", export, dev.ask("pv")))
+        return auto_offers(request, caps)

@@ -12,6 +12,13 @@ Shapes, in order of the exchange:
   delivered flexibility (capped at the order) and the payment from the operator to the member.
 
 Clearing and settlement are pure; ``settle_orders`` writes the payments as postings.
+
+From order to delivery: :func:`auto_offers` makes offers for a posted request from what the
+members' devices can hold over the whole period (``Capability``, built by the dispatcher from
+their preferences and state of charge); :func:`record_orders` stores the cleared orders, and the
+dispatcher turns every order active in an interval into the delivering board's setpoint
+(:func:`injection_change`: a battery discharges or charges more, an EV charges less, a
+deferrable load is switched off, PV export is limited), in a signed board order.
 Baseline: the mean energy of the ``BASELINE_INTERVALS`` intervals before the request starts
 ("meter before, meter after", from the board's register differences).
 """
@@ -59,6 +66,7 @@ class FlexOffer:
     power_w: int
     price: int  # mc/kWh
     min_accept_w: int = 0
+    asset: str = ""  # the device that delivers: battery | ev | load | pv_limit ("": the member decides)
 
     def __post_init__(self) -> None:
         if self.power_w <= 0 or not 0 <= self.min_accept_w <= self.power_w or self.price < 0:
@@ -159,3 +167,88 @@ def settle_orders(ledger: Ledger, request: FlexRequest, settled: Sequence[FlexSe
             "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
             rows,
         )
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What one device of a member can hold for every interval of a request."""
+
+    party: str
+    board_id: str
+    asset: str  # battery | ev | load | pv_limit
+    direction: str  # reduce | increase
+    power_w: int
+    price: int  # mc/kWh the member asks
+
+
+def auto_offers(request: FlexRequest, caps: Sequence[Capability]) -> list[FlexOffer]:
+    """One offer per device able to move in the request's direction, cheapest first.
+
+    The minimum acceptance quantity is a tenth of the offer (below that, switching is not worth it)."""
+    out = []
+    for c in sorted(caps, key=lambda c: (c.price, c.board_id, c.asset)):
+        if c.direction != request.direction or c.power_w <= 0:
+            continue
+        out.append(
+            FlexOffer(
+                f"{c.board_id}:{c.asset}",
+                request.request_id,
+                c.party,
+                c.board_id,
+                c.power_w,
+                c.price,
+                c.power_w // 10,
+                c.asset,
+            )
+        )
+    return out
+
+
+def injection_change(direction: str, power_w: int) -> int:
+    """Change of the board's injection (W, + export) an order asks for."""
+    return power_w if direction == "reduce" else -power_w
+
+
+def record_orders(ledger: Ledger, request: FlexRequest, orders: Sequence[FlexOrder]) -> None:
+    """Store cleared orders so that the dispatcher sends their setpoints in the request's intervals."""
+    with ledger.transaction() as tx:
+        tx.executemany(
+            "INSERT INTO flex_orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    o.order_id,
+                    request.request_id,
+                    request.congestion_point,
+                    o.offer.party,
+                    o.offer.board_id,
+                    o.offer.asset,
+                    request.direction,
+                    o.power_w,
+                    o.offer.price,
+                    request.start,
+                    request.intervals,
+                )
+                for o in orders
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class ActiveOrder:
+    order_id: str
+    party: str
+    board_id: str
+    asset: str
+    direction: str
+    power_w: int
+    price: int  # mc/kWh
+
+
+def orders_at(ledger: Ledger, start: int, length: int) -> list[ActiveOrder]:
+    """Flexibility orders whose request covers the interval starting at ``start``."""
+    rows = ledger.conn.execute(
+        "SELECT order_id, party, board_id, asset, direction, power_w, price FROM flex_orders "
+        "WHERE start <= ? AND ? < start + intervals * ? ORDER BY order_id",
+        (start, start, length),
+    ).fetchall()
+    return [ActiveOrder(*r) for r in rows]

@@ -12,6 +12,11 @@ flexibility request (reduce import by ``flex_w`` at ``flex_price``). The plan ch
   flexibility paid for reducing import below the baseline of the plan without the battery).
 
 Integers throughout: energy mWh, money nano-cent. Pure: no clock, no I/O.
+
+:func:`first_step` is how the dispatcher runs an integrator home every interval: it plans the
+horizon from the home's devices, state of charge, EV need and the expected prices, and sends the
+first interval's battery and EV setpoints (receding horizon: the next interval plans again from
+what was measured).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from coordinator.delivery.devices import Devices
 from coordinator.errors import CoordinatorError
+
+MAX_SLOTS = 96  # longest window planned at once
 
 
 class PlanError(CoordinatorError):
@@ -87,7 +95,9 @@ def ev_schedule(home: Home, slots: Sequence[Slot], length: int) -> list[int]:
     return out
 
 
-def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4) -> Plan:
+def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4, end_value: int = 0) -> Plan:
+    """The day's plan. ``end_value`` (mc/kWh) is what energy left in the battery at the end is worth
+    (0: nothing; the dispatcher passes the sell price, so the battery is not emptied for nothing)."""
     if not slots:
         raise PlanError("no slots to plan")
     if not 0 <= home.soc <= home.capacity or home.max_w < 0 or levels < 1:
@@ -115,7 +125,7 @@ def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4) 
                 if cc < nxt.get(st, (inf, []))[0]:
                     nxt[st] = (cc, moves + [m])
         best = nxt
-    final = min(best.items(), key=lambda kv: (kv[1][0], -kv[0]))
+    final = min(best.items(), key=lambda kv: (kv[1][0] - (home.soc + kv[0] * step_e) * end_value, -kv[0]))
     moves = final[1][1]
     soc = []
     x = home.soc
@@ -123,3 +133,51 @@ def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4) 
         x += m * step_e
         soc.append(x)
     return Plan([m * step_w for m in moves], ev, soc, int(final[1][0]))
+
+
+def first_step(
+    expected_export_w: int,
+    devices: Devices,
+    soc: int | None,
+    ev_need: int,
+    ev_slots: int,
+    *,
+    horizon: int,
+    length: int,
+    buy: int,
+    sell: int,
+    flex: tuple[int, int] = (0, 0),
+) -> tuple[int, int]:
+    """(battery W + charge, EV W) for the coming interval of an integrator home.
+
+    ``expected_export_w``: the home's net export without its battery and EV (persistence);
+    ``ev_need`` mWh by the end of slot ``ev_slots``; ``flex``: an active flexibility order on the
+    home (W of import reduction, mc/kWh), which the plan weighs against its other revenues."""
+    if horizon < 1:
+        raise PlanError("horizon must be at least one interval")
+    n = max(1, min(ev_slots, MAX_SLOTS)) if ev_need else horizon  # the EV: its whole window
+    flex_e = _mwh(flex[0], length)
+    slots = [
+        Slot(
+            max(0, -expected_export_w), max(0, expected_export_w), buy, sell, flex_e if k == 0 else 0, flex[1]
+        )
+        for k in range(n)
+    ]
+    cap = max_w = 0
+    now = 0
+    if devices.battery is not None and soc is not None:
+        cap, cw, dw, lo = devices.battery
+        max_w = min(cw, dw)
+        now = min(cap, max(0, soc))
+    ev_w = ev_max = 0
+    if devices.ev is not None and ev_need > 0:
+        ev_max = devices.ev[0]
+        per = _mwh(ev_max, length)
+        need = max(0, ev_need - per * max(0, ev_slots - n))  # what the slots after the horizon cannot take
+        need = min(need, per * n)
+        ev_w = 1
+    else:
+        need = 0
+    home = Home(cap, now, max_w, need, ev_max, 0, n if ev_w else 0)
+    p = plan(home, slots, length, end_value=sell)
+    return p.battery_w[0], p.ev_w[0]

@@ -107,8 +107,7 @@ class IntervalLoop:
             current = now - now % self.length
             if current > self.dispatched:  # the running interval's orders, once
                 self.dispatched = current
-                await self.dispatch.protect(current)  # grid limits first: PV export limits
-                await self.dispatch.send(current)
+                await self.dispatch.run(current)  # market, homes, flexibility; then the grid check
         return done
 
     async def run(self, stop: asyncio.Event) -> None:

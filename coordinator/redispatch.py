@@ -1,6 +1,9 @@
 """Redispatch: when the cleared schedule would break a grid limit, change the fewest, cheapest
 flexible setpoints that bring it back, and say why each one changed.
 
+A board may list one resource per kind and direction (a battery can both charge more and
+discharge more; which one helps depends on the constraint).
+
 Works on the linear model of the delivery screen: each constraint (a bus voltage or a line's
 loading) has a value for the schedule, a limit, and a sensitivity to a 1 W change of injection at
 each connection bus. Each flexible resource (PV export limit, battery, EV current, a deferrable
@@ -62,13 +65,16 @@ class Result:
 def redispatch(
     constraints: Sequence[Constraint], resources: Sequence[Resource], length: int = 900, rounds: int = 10
 ) -> Result:
+    keys = [(r.board, r.kind, r.direction) for r in resources]
+    if len(set(keys)) != len(keys):
+        raise RedispatchError("a resource (board, kind, direction) is listed twice")
     for r in resources:
         if r.max_w <= 0 or r.direction not in (1, -1) or r.cost < 0:
             raise RedispatchError(f"resource {r.board}/{r.kind}: max_w > 0, direction +-1, cost >= 0")
     values = {c.name: c.value for c in constraints}
-    left = {(r.board, r.kind): r.max_w for r in resources}
-    used: dict[tuple[str, str], int] = {}
-    why: dict[tuple[str, str], list[str]] = {}
+    left = {(r.board, r.kind, r.direction): r.max_w for r in resources}
+    used: dict[tuple[str, str, int], int] = {}
+    why: dict[tuple[str, str, int], list[str]] = {}
     for _ in range(rounds):
         worst = max(constraints, key=lambda c: values[c.name] - c.limit, default=None)
         if worst is None or values[worst.name] <= worst.limit:
@@ -77,12 +83,12 @@ def redispatch(
         options = []
         for r in resources:
             s = worst.sens.get(r.bus, 0.0) * r.direction  # effect of 1 W in the resource's direction
-            if s < 0 and left[(r.board, r.kind)] > 0:
+            if s < 0 and left[(r.board, r.kind, r.direction)] > 0:
                 options.append(((r.cost + 1) / -s, r, -s))
         if not options:
             break
-        for _, r, eff in sorted(options, key=lambda o: (o[0], o[1].board, o[1].kind)):
-            key = (r.board, r.kind)
+        for _, r, eff in sorted(options, key=lambda o: (o[0], o[1].board, o[1].kind, o[1].direction)):
+            key = (r.board, r.kind, r.direction)
             w = min(left[key], int(excess / eff) + 1)
             left[key] -= w
             used[key] = used.get(key, 0) + w
@@ -94,7 +100,7 @@ def redispatch(
                 break
     res = Result()
     for r in resources:
-        key = (r.board, r.kind)
+        key = (r.board, r.kind, r.direction)
         if key in used:
             w = used[key]
             res.adjustments.append(

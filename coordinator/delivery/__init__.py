@@ -4,6 +4,10 @@
   pandapower's CIGRE LV and Kerber networks and SimBench LV grids;
 - :mod:`.pilot`: a pilot's grid from a small TOML file;
 - :mod:`.screen`: the sensitivity screen (every interval) and its AC power-flow confirmation;
+- :mod:`.assets`: each board's flexible devices (PV, battery, EV, deferrable load) and their costs;
+- :mod:`.devices`: a member's devices from its preferences, and their ranges for one interval;
+- :mod:`.guard`: redispatch of those devices when a schedule breaks a limit, least cost first;
+- :mod:`.day`: a simulated day on a benchmark grid with every kind of asset, with and without guard;
 - :mod:`.schedules`: seeded random schedules and SimBench profile schedules for tests and benches;
 - :mod:`.bench`: screen against runpp timing for the bench table;
 - :mod:`.errors`: ``DeliveryError`` and its subclasses.
@@ -13,6 +17,7 @@ SimBench grids) is imported only when a grid is loaded or a screen is built.
 """
 
 from coordinator.delivery.errors import (
+    AssetError,
     DeliveryError,
     GridDefinitionError,
     GridFileError,
@@ -24,6 +29,7 @@ from coordinator.delivery.errors import (
 )
 
 __all__ = [
+    "AssetError",
     "DeliveryError",
     "GridDefinitionError",
     "GridFileError",

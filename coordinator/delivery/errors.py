@@ -9,6 +9,7 @@ DeliveryError
 │   ├── UnknownBusError    a line, transformer, connection or slack names a bus that does not exist
 │   ├── InvalidParameterError  a value out of its range (negative ampacity, zero length, inverted band)
 │   └── UnknownGridError   no benchmark grid or SimBench code of that name
+├── AssetError             a board's devices or costs are described wrongly (negative power, ...)
 ├── ScheduleError          a schedule names an unknown bus or board, or a power that is not integer W
 └── PowerFlowError         the AC power flow did not converge
 """
@@ -48,3 +49,7 @@ class ScheduleError(DeliveryError):
 
 class PowerFlowError(DeliveryError):
     """The AC power flow did not converge (the schedule may be beyond what the grid can carry)."""
+
+
+class AssetError(DeliveryError):
+    """A board's flexible devices, setpoints or costs are not valid."""

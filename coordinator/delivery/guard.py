@@ -1,19 +1,41 @@
 """The delivery guard: before orders go out, check the interval's expected schedule against the
-grid and, if it breaks a limit, set PV export limits on the boards that fix it at least cost.
+grid and, if it breaks a limit, change the boards' flexible devices that fix it at least cost to
+the members.
 
-Each curtailment carries its reason (the constraint and its predicted value) and the
-compensation owed to the member for the export it may not sell: ``feed_in`` per curtailed kWh,
-paid by the grid operator whose grid could not carry it.
+:func:`redispatch_assets` works on every device a board has (:mod:`coordinator.delivery.assets`):
+PV output limits, battery charge/discharge, EV charging current and deferrable loads. Each round
+screens the schedule, linearises the constraints near their limits at the current point and lets
+:func:`coordinator.redispatch.redispatch` pick the cheapest effect per unit of cost; up to
+``rounds`` rounds re-linearise. The schedule it returns is checked again (AC power flow where the
+screen is not sure), so a remaining violation is reported, never hidden.
+
+Each :class:`Change` carries its reason (the constraints and their predicted values) and the
+compensation owed to the member: its cost per kWh (``Costs``) times the energy moved, paid by the
+grid operator whose grid could not carry the schedule. :func:`guard` is the PV-only form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from coordinator.delivery.assets import LOAD, PV, Assets, Costs
 from coordinator.delivery.grid import GridModel
 from coordinator.delivery.screen import CheckResult, Screen
-from coordinator.redispatch import Resource, redispatch
+from coordinator.redispatch import redispatch
+
+
+@dataclass(frozen=True)
+class Change:
+    """One device's redispatch for one interval."""
+
+    board: str
+    kind: str  # pv_limit | battery | ev | load
+    delta_w: int  # change of the board's injection (+ more export / less import)
+    setpoint: int  # what the order carries: PV limit W, battery W (+ charge), EV mA, load W left on
+    reason: str
+    compensation: int  # nano-cent for the interval, to the member
 
 
 @dataclass(frozen=True)
@@ -23,6 +45,63 @@ class Curtailment:
     delta_w: int  # change of the board's expected injection (< 0)
     reason: str
     compensation: int  # nano-cent for the interval
+
+
+def energy_cost(delta_w: int, length: int, cost: int) -> int:
+    """Nano-cent for moving ``delta_w`` W for ``length`` s at ``cost`` mc/kWh (1 mWh = 3.6 J)."""
+    return abs(delta_w) * length * 10 // 36 * cost
+
+
+def redispatch_assets(
+    screen: Screen,
+    grid: GridModel,
+    schedule: Mapping[str, int],
+    assets: Mapping[str, Assets],
+    *,
+    length: int,
+    rounds: int = 3,
+) -> tuple[list[Change], CheckResult, dict[str, Assets]]:
+    """``schedule``: expected W per board (+ export), with the assets' planned setpoints in it;
+    ``assets``: the boards' devices. Returns the changes (sorted by board and kind), the check of
+    the redispatched schedule, and every board's assets after the changes."""
+    s = dict(schedule)
+    now = dict(assets)
+    total: dict[tuple[str, str], int] = {}
+    why: dict[tuple[str, str], list[str]] = {}
+    for _ in range(rounds):
+        if screen.check_boards(s).ok:
+            break
+        cons = screen.constraints(grid.bus_schedule(s))
+        res = [r for b, a in sorted(now.items()) for r in a.resources(grid.board_bus(b))]
+        out = redispatch(cons, res, length)
+        if not out.adjustments:
+            break
+        for a in out.adjustments:
+            s[a.board] = s.get(a.board, 0) + a.delta_w
+            now[a.board] = now[a.board].moved(a.kind, a.delta_w)
+            key = (a.board, a.kind)
+            total[key] = total.get(key, 0) + a.delta_w
+            why.setdefault(key, []).append(a.reason)
+    for (b, k), d in total.items():  # a relay switches a load whole: shed it all
+        if k == LOAD and 0 < d < assets[b].load_w:
+            rest = assets[b].load_w - d
+            s[b] += rest
+            now[b] = now[b].moved(LOAD, rest)
+            total[(b, k)] = assets[b].load_w
+    result = screen.check_boards(s)
+    changes = [
+        Change(
+            b,
+            k,
+            d,
+            now[b].setpoint(k),
+            "; ".join(dict.fromkeys(why[(b, k)])),
+            energy_cost(d, length, now[b].costs.of(k)),
+        )
+        for (b, k), d in sorted(total.items())
+        if d
+    ]
+    return changes, result, now
 
 
 def guard(
@@ -35,32 +114,40 @@ def guard(
     feed_in: int,
     rounds: int = 3,
 ) -> tuple[list[Curtailment], CheckResult]:
-    """``schedule``: expected W per board (+ export); ``pv_boards``: boards whose export can be
-    limited, with their inverter's maximum export. Returns the curtailments and the check of the
-    curtailed schedule (AC-confirmed where the screen is not sure)."""
-    s = dict(schedule)
-    total: dict[str, int] = {}
-    why: dict[str, list[str]] = {}
-    for _ in range(rounds):
-        result = screen.check_boards(s)
-        if result.ok:
-            break
-        cons = screen.constraints(grid.bus_schedule(s))
-        res = [
-            Resource(b, grid.board_bus(b), "pv_limit", s[b], -1, feed_in)
-            for b in pv_boards
-            if s.get(b, 0) > 0
-        ]
-        out = redispatch(cons, res, length)
-        if not out.adjustments:
-            break
-        for a in out.adjustments:
-            s[a.board] += a.delta_w
-            total[a.board] = total.get(a.board, 0) + a.delta_w
-            why.setdefault(a.board, []).append(a.reason)
-    result = screen.check_boards(s)
+    """PV export limits only. ``schedule``: expected W per board (+ export); ``pv_boards``: boards
+    whose export can be limited. Returns the curtailments and the check of the curtailed schedule
+    (AC-confirmed where the screen is not sure)."""
+    costs = Costs(pv=feed_in)
+    assets = {b: Assets(b, pv_w=schedule[b], costs=costs) for b in pv_boards if schedule.get(b, 0) > 0}
+    changes, result, _ = redispatch_assets(screen, grid, schedule, assets, length=length, rounds=rounds)
     curt = [
-        Curtailment(b, max(0, s[b]), d, "; ".join(dict.fromkeys(why[b])), -d * length * 10 // 36 * feed_in)
-        for b, d in sorted(total.items())
+        Curtailment(c.board, max(0, c.setpoint), c.delta_w, c.reason, c.compensation)
+        for c in changes
+        if c.kind == PV
     ]
     return curt, result
+
+
+def asset_check(
+    screen: Screen, grid: GridModel, *, length: int
+) -> Callable[[dict[str, int], dict[str, Assets]], list[Change]]:
+    """The dispatcher's delivery check for ``grid``: boards that the grid model does not connect are
+    left out (their power is not known to the screen). Runs pandapower: call it off the event loop."""
+    connected = {c.board for c in grid.connections}
+
+    def check(expected: dict[str, int], assets: dict[str, Assets]) -> list[Change]:
+        sched = {b: w for b, w in expected.items() if b in connected}
+        mine = {b: a for b, a in assets.items() if b in connected}
+        return redispatch_assets(screen, grid, sched, mine, length=length)[0]
+
+    return check
+
+
+def check_from_file(
+    path: str | Path, *, length: int
+) -> Callable[[dict[str, int], dict[str, Assets]], list[Change]]:
+    """:func:`asset_check` for a pilot grid TOML (``[delivery] grid`` of the coordinator's config)."""
+    from coordinator.delivery.pilot import load_toml
+
+    grid = load_toml(path)
+    return asset_check(Screen(grid), grid, length=length)

@@ -71,19 +71,20 @@ def _simbench_profiles(grid: GridModel) -> dict[Any, Any]:
     return dict(simbench.get_absolute_values(src, profiles_instead_of_study_cases=True))
 
 
-def simbench_schedules(
+def simbench_parts(
     grid: GridModel, steps: Sequence[int], *, pv_scale: float = 1.0
-) -> list[dict[str, int]]:
-    """Schedules of a SimBench grid at 15-minute steps of its year: PV x pv_scale less load, W per bus.
+) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
+    """Load and PV (x pv_scale) of a SimBench grid at 15-minute steps of its year, W per bus, both >= 0.
 
-    Storage units are left out (their dispatch is a later part of the delivery loop).
+    Storage units are left out (the delivery day places its own batteries).
     """
     prof = _simbench_profiles(grid)
     src = grid.source
     col = {b: i for i, b in enumerate(grid.connection_buses)}
     names = {i: n for n, i in grid.bus_index.items()}
-    total = np.zeros((len(steps), len(col)))
-    for table, sign in (("load", -1.0), ("sgen", pv_scale)):
+    parts = []
+    for table, scale in (("load", 1.0), ("sgen", pv_scale)):
+        total = np.zeros((len(steps), len(col)))
         values = prof[(table, "p_mw")]
         for s in steps:
             if not 0 <= s < len(values):
@@ -92,8 +93,21 @@ def simbench_schedules(
         for idx, bus, on in zip(df.index, df.bus, df.in_service, strict=True):
             c = col.get(names.get(int(bus), ""))
             if c is not None and bool(on):
-                total[:, c] += sign * values[idx].to_numpy(dtype=float)[list(steps)] * 1e6
-    return [{b: int(round(w)) for b, w in zip(grid.connection_buses, row, strict=True)} for row in total]
+                total[:, c] += scale * values[idx].to_numpy(dtype=float)[list(steps)] * 1e6
+        buses = grid.connection_buses
+        parts.append([{b: int(round(w)) for b, w in zip(buses, row, strict=True)} for row in total])
+    return parts[0], parts[1]
+
+
+def simbench_schedules(
+    grid: GridModel, steps: Sequence[int], *, pv_scale: float = 1.0
+) -> list[dict[str, int]]:
+    """Schedules of a SimBench grid at 15-minute steps of its year: PV x pv_scale less load, W per bus.
+
+    Storage units are left out (their dispatch is a later part of the delivery loop).
+    """
+    load, pv = simbench_parts(grid, steps, pv_scale=pv_scale)
+    return [{b: p[b] - ld[b] for b in grid.connection_buses} for ld, p in zip(load, pv, strict=True)]
 
 
 def simbench_peak_pv_step(grid: GridModel) -> int:

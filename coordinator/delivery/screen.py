@@ -186,6 +186,16 @@ class Screen:
             )
         self._build(net, conn_idx, lv_idx)
 
+    def with_connections(self, grid: GridModel) -> Screen:
+        """This screen for ``grid``: the same network with other boards connected or other limits.
+
+        Shares the sensitivities and the power-flow net (so the same one-at-a-time rule holds)."""
+        if grid.connection_buses != self.buses or grid.lv_buses != self.v_buses:
+            raise GridDefinitionError(f"grid {grid.name!r} is not the network this screen was built for")
+        other = copy.copy(self)
+        other.grid = grid
+        return other
+
     # --- sensitivities -------------------------------------------------------------------------
 
     def _build(self, net: Any, conn_idx: list[int], lv_idx: list[int]) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+from coordinator.delivery.assets import Costs
 from coordinator.dispatch import Dispatch
 from coordinator.ingest import Ingest
 from coordinator.ledger import Ledger
@@ -217,4 +219,347 @@ def test_guard_curtailment_is_sent_recorded_and_compensated(tmp_path: Path) -> N
         ).fetchall()
     )
     assert pay["farm"] == 10_000 * 900 * 10 // 36 * 4_000 == -pay["dso"]
+    led.close()
+
+
+STREET = Path(__file__).parents[1] / "delivery" / "street.toml"
+HOME_W = 17_000
+
+
+def hhmm(t: int) -> str:
+    return "{:02d}:{:02d}".format(*divmod(t % 86_400 // 60, 60))
+
+
+def street_ledger(path: Path) -> tuple[Ledger, list[VirtualBoard]]:
+    """The street of tests/delivery/street.toml in the evening: three homes draw 16 kW each, one EV
+    leaves in 45 minutes, one at breakfast, a heat pump runs on relay 1, and the community battery
+    is nearly empty."""
+    led = Ledger.open(path)
+    boards = []
+    for i in (1, 2, 3):
+        led.add_member(f"home{i}", f"Home {i}", "consumer", now=START, feeder="f1")
+        boards.append((f"home{i}", VirtualBoard("g1", f"house-{i}", bytes([10 + i]) * 32, lambda t: HOME_W)))
+    ev = {"kind": "ev", "capacity_mwh": 60_000_000, "max_charge_w": 11_000, "phases": 3}
+    ev |= {"target_soc": 800, "departure": hhmm(START + 2700)}  # the market's EV, leaving soon
+    led.add_member("eva", "Van", "ev", now=START, feeder="f1", prefs={"storage": ev})
+    boards.append(("eva", VirtualBoard("g1", "ev-a", bytes([21]) * 32, lambda t: 0, bat_soc=400)))
+    home_ev = {"max_charge_w": 11_000, "phases": 3, "need_mwh": 20_000_000}
+    home_ev |= {"arrive": hhmm(START - 3600), "departure": hhmm(START + 12 * 3600)}
+    prefs = {"integrator": {"horizon": 8}, "ev": home_ev}  # an integrator home: its EV by the plan
+    led.add_member("evb", "Home with EV", "consumer", now=START, feeder="f1", prefs=prefs)
+    boards.append(("evb", VirtualBoard("g1", "ev-b", bytes([22]) * 32, lambda t: 0)))
+    led.add_member(
+        "heat",
+        "Heat pump",
+        "consumer",
+        now=START,
+        feeder="f1",
+        prefs={"deferrable": {"w": 3_000, "relay": 1}},
+    )
+    boards.append(("heat", VirtualBoard("g1", "hp", bytes([30]) * 32, lambda t: 3_000)))
+    bat = {"capacity_mwh": 60_000_000, "max_charge_w": 30_000, "max_discharge_w": 30_000, "min_soc": 100}
+    led.add_member("comm", "Community battery", "storage", now=START, feeder="f1", prefs={"storage": bat})
+    boards.append(("comm", VirtualBoard("g1", "community", bytes([31]) * 32, lambda t: 0, bat_soc=117)))
+    for m, b in boards:
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+    vbs = [b for _, b in boards]
+    store(led, vbs, range(START, START + 901, 60))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+    return led, vbs
+
+
+def test_run_redispatches_every_device_and_sends_one_order_per_board(tmp_path: Path) -> None:
+    """The whole step on the street: the market's EV and battery setpoints would overload the
+    transformer; the delivery check (in a worker thread) changes devices least cost first; each
+    change is recorded with its reason and paid by the grid operator, and merged into the board's
+    one signed order; what goes out holds in the AC power flow."""
+    import threading
+
+    from coordinator.delivery.guard import asset_check
+    from coordinator.delivery.pilot import load_toml
+    from coordinator.delivery.screen import Screen
+
+    led, _ = street_ledger(tmp_path / "l.db")
+    street = load_toml(STREET)
+    scr = Screen(street)
+    inner = asset_check(scr, street, length=900)
+    seen: list[tuple[dict[str, int], int]] = []
+
+    def check(expected: dict[str, int], assets: dict[str, Any]) -> Any:
+        seen.append((dict(expected), threading.get_ident()))
+        return inner(expected, assets)
+
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, check=check)
+    sps = asyncio.run(d.run(START + 900))
+    ((expected, thread),) = seen
+    assert thread != threading.get_ident()  # pandapower ran off the event loop's thread
+    assert expected["ev-a"] == -11_000  # leaves in 45 minutes: charges flat out
+    assert not scr.check_boards(expected).ok  # the plan alone would overload T1
+    rows = led.conn.execute(
+        "SELECT board_id, kind, delta_w, setpoint, reason, compensation FROM redispatches"
+    )
+    changes = {(r[0], r[1]): r[2:] for r in rows}
+    assert changes and ("ev-a", "ev") not in changes
+    assert {kind for _, kind in changes} == {"ev", "load"}  # the home's EV waits, the heat pump pauses
+    costs = Costs(pv=TARIFF.feed_in)
+    for (_, kind), (delta, _, reason, comp) in changes.items():
+        assert "trafo:T1" in reason and comp == abs(delta) * 900 * 10 // 36 * costs.of(kind)
+    fixed = {b: w + sum(v[0] for (bb, _), v in changes.items() if bb == b) for b, w in expected.items()}
+    assert scr.check_boards(fixed).ok
+    ac = scr.ac(street.bus_schedule(fixed))
+    assert ac.trafo_loading.max() <= 100 and ac.vm_pu.min() >= 0.95
+    orders = {}
+    for topic, payload in sent:
+        o = frame.open_frame(topic, payload, lambda m: crypto.Verifier(COORD.public))
+        assert isinstance(o, messages.Order)
+        orders[o.board] = o
+    assert len(orders) == len(sent) == len(sps)  # one order per board
+    for (board, kind), (_, setpoint, _, _) in changes.items():
+        o = orders[board]
+        if kind == "battery":
+            assert o.bat_w == setpoint
+        elif kind == "ev":
+            assert o.ev_ma == setpoint
+        elif kind == "load":
+            assert o.relay_mask == 2 and o.relay_state == 0 and setpoint == 0
+    assert orders["ev-a"].ev_ma == 11_000 * 1000 // 690
+    pay = led.conn.execute(
+        "SELECT sum(amount), count(*) FROM postings WHERE account='redispatch_compensation'"
+    ).fetchone()
+    assert pay == (0, 2 * len(changes))
+    led.close()
+
+
+def test_flex_request_gets_offers_orders_setpoints_and_payment(tmp_path: Path) -> None:
+    """A grid operator's request to cut import on feeder f1: offers come from the members' devices,
+    the cheapest clear, the delivering boards get setpoints in the request's intervals, and the
+    readings prove delivery against the baseline, which is paid."""
+    from coordinator.flexmarket import FlexRequest, clear_flex, record_orders, settle_orders, verify
+
+    led = Ledger.open(tmp_path / "l.db")
+    bat = {"capacity_mwh": 20_000_000, "max_charge_w": 5_000, "max_discharge_w": 5_000, "min_soc": 100}
+    led.add_member("ann", "Ann", "prosumer", now=START, feeder="f1", prefs={"storage": bat})
+    led.add_member(
+        "bob",
+        "Bob",
+        "consumer",
+        now=START,
+        feeder="f1",
+        prefs={"deferrable": {"w": 2_000, "relay": 0}, "flex": {"price": 9_000}},
+    )
+    led.add_member("cy", "Cy", "consumer", now=START, feeder="f2", prefs={"storage": bat})  # elsewhere
+    req = FlexRequest("r1", "f1", START + 5 * 900, 2, "reduce", 6_000, 20_000)
+    order_w: dict[str, int] = {}
+
+    def profile(base: int, board: str) -> Any:
+        def p(t: int) -> int:
+            active = req.start < t <= req.start + 2 * 900
+            return base - order_w.get(board, 0) if active else base
+
+        return p
+
+    ann = VirtualBoard("g1", "m-ann", bytes([41]) * 32, profile(2_500, "m-ann"), bat_soc=700)
+    bob = VirtualBoard("g1", "m-bob", bytes([42]) * 32, profile(2_500, "m-bob"))
+    cy = VirtualBoard("g1", "m-cy", bytes([43]) * 32, lambda t: 1_000, bat_soc=700)
+    for m, b in (("ann", ann), ("bob", bob), ("cy", cy)):
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+    store(led, [ann, bob, cy], range(START, req.start + 1, 60))
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish)
+    offers = d.flex_offers(req)
+    assert [(o.board_id, o.asset, o.power_w, o.price) for o in offers] == [
+        ("m-ann", "battery", 5_000, 1_000),  # its wear cost; 12 kWh above min_soc holds 5 kW easily
+        ("m-bob", "load", 2_000, 9_000),  # the price Bob asks
+    ]
+    orders = clear_flex(req, offers)
+    assert [(o.offer.board_id, o.power_w) for o in orders] == [("m-ann", 5_000), ("m-bob", 1_000)]
+    record_orders(led, req, orders)
+    for o in orders:
+        order_w[o.offer.board_id] = o.power_w if o.offer.asset == "battery" else 2_000  # a relay: all off
+    before = d.market(req.start)[0]
+    sps = {sp.board_id: sp for sp in asyncio.run(d.run(req.start))}
+    got = {b: messages.decode(bytes(frame.split(sp.frame)[0])) for b, sp in sps.items()}
+    ann_o, bob_o = got["m-ann"], got["m-bob"]
+    assert isinstance(ann_o, messages.Order) and isinstance(bob_o, messages.Order)
+    assert ann_o.bat_w == (before["m-ann"].bat_w or 0) - 5_000  # discharge 5 kW more than planned
+    assert (bob_o.relay_mask, bob_o.relay_state) == (1, 0)  # the deferrable load off
+    assert "m-cy" not in got or isinstance(got["m-cy"], messages.Order)
+    after = asyncio.run(d.run(req.start + 2 * 900))  # the request is over: no flexibility setpoints
+    assert all(
+        (o := messages.decode(bytes(frame.split(sp.frame)[0]))) and getattr(o, "relay_mask", 0) == 0
+        for sp in after
+    )
+    store(led, [ann, bob, cy], range(req.start + 60, req.start + 2 * 900 + 1, 60))
+    settled = verify(led, req, orders, 900)
+    assert [s.delivered for s in settled] == [2 * 5_000 * 250, 2 * 1_000 * 250]  # capped at the order
+    settle_orders(led, req, settled)
+    assert led.conn.execute("SELECT sum(amount) FROM postings WHERE account='flexibility'").fetchone() == (0,)
+    led.close()
+
+
+def test_integrator_home_follows_its_plan_and_stacks_a_flex_order(tmp_path: Path) -> None:
+    """An integrator home's battery is not bid into the market: its setpoint is the first step of
+    its own plan. With a flexibility order on the home, the plan discharges into it (the order pays
+    more than the energy is worth), and the order is not applied twice."""
+    from coordinator.flexmarket import FlexOffer, FlexOrder, FlexRequest, record_orders
+
+    led = Ledger.open(tmp_path / "l.db")
+    bat = {"capacity_mwh": 10_000_000, "max_charge_w": 4_000, "max_discharge_w": 4_000}
+    led.add_member("sun", "Sun", "prosumer", now=START, feeder="f1")
+    led.add_member(
+        "home", "Home", "prosumer", now=START, feeder="f1", prefs={"storage": bat, "integrator": {}}
+    )
+    sun = VirtualBoard("g1", "m-sun", bytes([1]) * 32, lambda t: -4_000)
+    home = VirtualBoard("g1", "m-home", bytes([2]) * 32, lambda t: 1_000, bat_soc=500)
+    for b, m in ((sun, "sun"), (home, "home")):
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+    store(led, [sun, home], range(START, START + 901, 60))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish)
+    assert d.market(START + 900)[0] == {}  # not in the market's storage clearing
+    (sp,) = asyncio.run(d.run(START + 900))
+    assert sp.board_id == "m-home" and sp.bat_w == -1_000  # covers its own 1 kW import, exports nothing
+    req = FlexRequest("r9", "f1", START + 1800, 1, "reduce", 3_000, 60_000)
+    offer = FlexOffer("o", "r9", "home", "m-home", 3_000, 50_000, 0, "battery")
+    record_orders(led, req, [FlexOrder("r9:o", offer, 3_000)])
+    (sp,) = asyncio.run(d.run(START + 1800))
+    o = messages.decode(bytes(frame.split(sp.frame)[0]))
+    assert isinstance(o, messages.Order) and o.bat_w == sp.bat_w
+    assert -4_000 <= sp.bat_w <= -3_000  # discharges at least the order (once, not twice)
+    led.close()
+
+
+def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    """The check (pandapower, tens of ms; here a slow stand-in) runs in a worker thread: other
+    tasks of the service (ingest, the API) keep running while it works, for both guard forms."""
+    import time
+
+    from coordinator.delivery.guard import Curtailment
+
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
+    farm = VirtualBoard("g1", "m-farm", bytes([5]) * 32, lambda t: -30_000)
+    led.add_board(farm.board, "virtual", farm.key.public, now=START, member_id="farm", status="active")
+    store(led, [farm], range(START, START + 901, 60))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+
+    def slow_check(expected: dict[str, int], assets: dict[str, Any]) -> list[Any]:
+        time.sleep(0.3)
+        return []
+
+    def slow_guard(expected: dict[str, int]) -> list[Curtailment]:
+        time.sleep(0.3)
+        return []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    async def both(d: Dispatch, start: int) -> int:
+        ticks = 0
+        task = asyncio.create_task(d.run(start))
+        while not task.done():
+            ticks += 1
+            await asyncio.sleep(0.01)
+        await task
+        return ticks
+
+    for start, kw in ((START + 900, {"check": slow_check}), (START + 1800, {"guard": slow_guard})):
+        d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, **kw)  # type: ignore[arg-type]
+        assert asyncio.run(both(d, start)) >= 10  # the loop ticked on during the 0.3 s check
+    led.close()
+
+
+def test_bad_preferences_leave_out_one_member_not_the_interval(tmp_path: Path) -> None:
+    led = Ledger.open(tmp_path / "l.db")
+    good = {"capacity_mwh": 10_000_000, "max_charge_w": 3_000, "max_discharge_w": 3_000}
+    cases = {
+        "ok": {"storage": good},
+        "bad1": {"storage": {"capacity_mwh": "lots", "max_charge_w": 3_000}},
+        "bad2": {"storage": good, "integrator": {}, "ev": {"max_charge_w": 7_000, "departure": "7 am"}},
+        "bad3": {"deferrable": "washing machine"},
+    }
+    vbs = []
+    for i, (m, prefs) in enumerate(cases.items()):
+        led.add_member(m, m, "storage", now=START, feeder="f1", prefs=prefs)
+        vb = VirtualBoard("g1", f"m-{m}", bytes([60 + i]) * 32, lambda t: 500, bat_soc=500)
+        led.add_board(vb.board, "virtual", vb.key.public, now=START, member_id=m, status="active")
+        vbs.append(vb)
+    store(led, vbs, range(START, START + 901, 60))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    sps = asyncio.run(Dispatch(led, "g1", 900, TARIFF, COORD, publish).run(START + 900))
+    assert [sp.board_id for sp in sps] == ["m-ok"]
+    # bad1 is refused by the market's storage and by the grid check's devices, each counting it
+    assert led.rejections() == {"bad_storage_prefs": 1, "bad_integrator_plan": 1, "bad_device_prefs": 2}
+    led.close()
+
+
+def test_interval_loop_runs_the_whole_dispatch_once_per_interval(tmp_path: Path) -> None:
+    from coordinator.interval import IntervalLoop
+
+    led, _ = street_ledger(tmp_path / "l.db")
+    calls: list[int] = []
+
+    def check(expected: dict[str, int], assets: dict[str, Any]) -> list[Any]:
+        calls.append(len(expected))
+        return []
+
+    sent: list[str] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append(topic)
+
+    clock = [START + 1000]
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, check=check)
+    loop = IntervalLoop(led, "g1", "pairwise", 900, 60, TARIFF, COORD, lambda: clock[0], publish, d)
+    asyncio.run(loop.step())
+    asyncio.run(loop.step())  # same interval: not dispatched twice
+    assert calls == [7] and loop.dispatched == START + 900
+    orders = [t for t in sent if t.endswith("/order")]
+    assert len(orders) == len(set(orders)) >= 3  # the EVs and the battery, once each
+    # a restart in the same interval: the new loop finds it dispatched, nothing is sent or paid twice
+    again = IntervalLoop(led, "g1", "pairwise", 900, 60, TARIFF, COORD, lambda: clock[0], publish, d)
+    asyncio.run(again.step())
+    assert calls == [7] and len([t for t in sent if t.endswith("/order")]) == len(orders)
+    led.close()
+
+
+def test_ev_offers_flexibility_only_when_it_can_still_leave_full(tmp_path: Path) -> None:
+    from coordinator.flexmarket import FlexRequest
+
+    led = Ledger.open(tmp_path / "l.db")
+    req = FlexRequest("r1", "f1", START + 3600, 2, "reduce", 5_000, 30_000)
+    vbs = []
+    for i, leave in enumerate((START + 10 * 3600, req.start + 2 * 900 + 900)):
+        ev = {"kind": "ev", "capacity_mwh": 60_000_000, "max_charge_w": 11_000, "phases": 3}
+        ev |= {"target_soc": 800, "departure": hhmm(leave)}
+        led.add_member(f"ev{i}", f"EV {i}", "ev", now=START, feeder="f1", prefs={"storage": ev})
+        vb = VirtualBoard("g1", f"m-ev{i}", bytes([70 + i]) * 32, lambda t: 0, bat_soc=400)
+        led.add_board(vb.board, "virtual", vb.key.public, now=START, member_id=f"ev{i}", status="active")
+        vbs.append(vb)
+    store(led, vbs, range(START, START + 901, 60))
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish)
+    # ev0 leaves in 10 h: it can wait out the request; ev1 leaves 15 minutes after it: it cannot
+    assert [(o.board_id, o.asset, o.power_w) for o in d.flex_offers(req)] == [("m-ev0", "ev", 11_000)]
+    up = FlexRequest("r2", "f1", START + 3600, 2, "increase", 5_000, 30_000)
+    assert [o.board_id for o in d.flex_offers(up)] == ["m-ev0", "m-ev1"]  # both still need energy
     led.close()

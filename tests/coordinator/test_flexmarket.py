@@ -3,6 +3,7 @@ against a baseline, paid by the grid operator."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator import billing
-from coordinator.flexmarket import FlexError, FlexOffer, FlexRequest, clear_flex, settle_orders, verify
+from coordinator.flexmarket import (
+    Capability,
+    FlexError,
+    FlexOffer,
+    FlexRequest,
+    auto_offers,
+    clear_flex,
+    injection_change,
+    orders_at,
+    record_orders,
+    settle_orders,
+    verify,
+)
 from coordinator.ledger import Ledger
 from coordinator.market import DSO
 from sim.board import VirtualBoard
@@ -89,4 +102,41 @@ def test_delivery_verified_from_readings_and_paid(tmp_path: Path) -> None:
     assert pay.total == s.payment == s.delivered * 12_000
     assert billing.statement(led, DSO, START, event[1]).total == -s.payment
     assert "Flexibility delivered to the grid operator" in billing.render(pay)
+    led.close()
+
+
+def test_auto_offers_from_capabilities() -> None:
+    caps = [
+        Capability("ann", "m-ann", "battery", "reduce", 5_000, 1_000),
+        Capability("ann", "m-ann", "battery", "increase", 5_000, 1_000),
+        Capability("bob", "m-bob", "load", "reduce", 2_000, 2_500),
+        Capability("cy", "m-cy", "ev", "increase", 11_000, 800),
+        Capability("dee", "m-dee", "load", "reduce", 0, 100),  # off in the request's hours: no offer
+    ]
+    offers = auto_offers(REQ, caps)  # REQ asks to reduce import
+    assert [(o.offer_id, o.power_w, o.min_accept_w, o.asset) for o in offers] == [
+        ("m-ann:battery", 5_000, 500, "battery"),
+        ("m-bob:load", 2_000, 200, "load"),
+    ]
+    up = FlexRequest("r2", "f1", START, 1, "increase", 1_000, 5_000)
+    assert [o.asset for o in auto_offers(up, caps)] == ["ev", "battery"]  # cheapest first
+    assert injection_change("reduce", 700) == 700 and injection_change("increase", 700) == -700
+
+
+def test_recorded_orders_are_active_in_their_intervals_only(tmp_path: Path) -> None:
+    led = Ledger.open(tmp_path / "l.db")
+    orders = clear_flex(REQ, [FlexOffer("o1", "r1", "hotel", "m-hotel", 1_000, 12_000, 0, "load")])
+    record_orders(led, REQ, orders)
+    assert orders_at(led, REQ.start - 900, 900) == []
+    (a,) = orders_at(led, REQ.start, 900)
+    assert (a.board_id, a.asset, a.direction, a.power_w, a.price) == (
+        "m-hotel",
+        "load",
+        "reduce",
+        1_000,
+        12_000,
+    )
+    assert len(orders_at(led, REQ.start + 900, 900)) == 1 and orders_at(led, REQ.start + 1800, 900) == []
+    with pytest.raises(sqlite3.IntegrityError):  # an order is recorded once
+        record_orders(led, REQ, orders)
     led.close()

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.integrator import Home, PlanError, Slot, ev_schedule, plan, slot_cost
+from coordinator.delivery.devices import Devices
+from coordinator.integrator import Home, PlanError, Slot, ev_schedule, first_step, plan, slot_cost
 
 L = 900
 E = 1000 * L * 10 // 36  # mWh of 1 kW for one slot
@@ -84,3 +85,24 @@ def test_bad_input() -> None:
         plan(Home(1, 0, 1), [])
     with pytest.raises(PlanError, match="within 0..capacity"):
         plan(Home(1, 5, 1), [Slot(0, 0, 1, 1)])
+
+
+def test_first_step_for_the_dispatcher() -> None:
+    """The first interval of a home's plan: the battery covers the home's own import (energy left at
+    the end is worth the sell price, so it is not exported for nothing), discharges fully into a
+    flexibility order that pays more, and the EV charges now when all prices are equal."""
+    dev = Devices.from_prefs(
+        "h",
+        {"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000}},
+        feed_in=4_000,
+    )
+    kw = {"horizon": 4, "length": L, "buy": 20_000, "sell": 4_000}
+    assert first_step(-1_000, dev, 2 * E, 0, 0, **kw) == (-1_000, 0)  # imports 1 kW: covered
+    assert first_step(-1_000, dev, 2 * E, 0, 0, flex=(2_000, 50_000), **kw)[0] == -2_000
+    # surplus: the battery fills (energy kept is worth at least its export)
+    assert first_step(3_000, dev, 0, 0, 0, **(kw | {"horizon": 2}))[0] == 2_000
+    ev = Devices.from_prefs("h", {"ev": {"max_charge_w": 4_000, "phases": 1}}, feed_in=4_000)
+    assert first_step(0, ev, None, 2 * E, 8, **kw) == (0, 2_000)  # 2 kWh over 8 slots: now first
+    assert first_step(0, ev, None, 0, 8, **kw) == (0, 0)
+    with pytest.raises(PlanError, match="horizon"):
+        first_step(0, ev, None, 0, 8, horizon=0, length=L, buy=1, sell=1)

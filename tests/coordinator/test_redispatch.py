@@ -69,3 +69,17 @@ def test_properties(v: float, s1: float, s2: float, res_spec: list[tuple[str, in
         assert sum(-a.delta_w for a in res.adjustments) == sum(r.max_w for r in rs)
     if v <= 1.05:
         assert res.ok and not res.adjustments  # nothing to do: nothing changed
+
+
+def test_a_battery_offers_both_directions_and_the_helpful_one_is_used() -> None:
+    """Over-voltage from export: the battery charges more (direction -1), never discharges."""
+    res = redispatch(
+        [V],
+        [
+            Resource("bat-b2", "B2", "battery", 10_000, 1, cost=1_000),  # discharge more: makes it worse
+            Resource("bat-b2", "B2", "battery", 40_000, -1, cost=1_000),  # charge more
+        ],
+    )
+    assert res.ok and [(a.kind, a.delta_w < 0) for a in res.adjustments] == [("battery", True)]
+    with pytest.raises(RedispatchError, match="listed twice"):
+        redispatch([V], [Resource("b", "B1", "ev", 1, 1, 1), Resource("b", "B1", "ev", 2, 1, 1)])

@@ -5,6 +5,7 @@ every change says why."""
 
 from __future__ import annotations
 
+from coordinator.delivery.day import COSTS, HP_HOURS, PRICES, simulate
 from coordinator.delivery.grid import GridModel
 from coordinator.delivery.schedules import simbench_peak_pv_step, simbench_schedules
 from coordinator.delivery.screen import Screen
@@ -51,3 +52,41 @@ def test_high_pv_day_with_and_without_the_delivery_check(rural: GridModel) -> No
         assert reasons and all("because" in x for x in reasons)
         assert sum(fixed.values()) < sum(schedules[i].values())  # export was curtailed, nothing else
         assert all(fixed[b] <= schedules[i][b] for b in fixed)
+
+
+def test_day_with_every_asset_type(rural: GridModel) -> None:
+    """Homes with PV, home batteries and a community battery trading on the local price, EVs
+    charging in the cheapest night hours and heat pumps on relays: without the guard the midday
+    PV breaks voltage limits and the EVs, all charging at the cheapest hour, overload the
+    transformer; with it no interval breaks a limit in AC, each change says why and is paid for,
+    and every EV still gets its energy by departure."""
+    scr = Screen(rural)
+    without = simulate(rural, screen=scr, guarded=False)
+    bad = [iv for iv in without.intervals if iv.violations]
+    assert any("voltage" in v for iv in bad for v in iv.violations)  # sunny midday
+    night = [iv for iv in bad if iv.ev_w > 0]
+    assert night and all(any("Trafo" in v for v in iv.violations) for iv in night)  # EVs at midnight
+    # price response: left alone, EVs charge only in the cheapest hours of their window
+    charging = {(8 + iv.start_s // 3600) % 24 for iv in without.intervals if iv.ev_w}
+    assert charging and {PRICES[h] for h in charging} == {min(PRICES[h] for h in (*range(17, 24), *range(7)))}
+    with_ = simulate(rural, screen=scr, guarded=True)
+    assert all(not iv.violations for iv in with_.intervals), [iv.violations for iv in with_.intervals]
+    changes = [c for iv in with_.intervals for c in iv.changes]
+    kinds = {c.kind for c in changes}
+    assert kinds == {"pv_limit", "battery", "ev", "load"}
+    for c in changes:
+        assert c.reason and all(":" in part and ">" in part for part in c.reason.split("; "))
+        assert c.compensation == abs(c.delta_w) * 3600 * 10 // 36 * COSTS.of(c.kind) > 0
+    assert with_.compensation == sum(c.compensation for c in changes)
+    # the community battery serves the midday congestion by charging more than its market plan
+    assert any(c.board == "community" and c.kind == "battery" and c.delta_w < 0 for c in changes)
+    # EVs: charged less at the congested hour, the rest shifted later in the night, need met
+    assert any(c.kind == "ev" and c.delta_w > 0 for c in changes)
+    assert with_.ev_got == with_.ev_need and without.ev_got == without.ev_need
+    spread = {(8 + iv.start_s // 3600) % 24 for iv in with_.intervals if iv.ev_w}
+    assert len(spread) > len(charging)  # over more night hours than the price alone chose
+    # heat pumps paused at the congested hour (cheapest of all) catch up their runs later
+    assert any(c.kind == "load" for c in changes) and set(with_.runs.values()) == {HP_HOURS}
+    # cheapest effect first: batteries (1,000 mc/kWh) absorb before PV (4,000) is curtailed
+    first = next(iv for iv in with_.intervals if iv.changes)
+    assert any(c.kind == "battery" for c in first.changes)
