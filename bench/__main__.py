@@ -9,7 +9,8 @@ import time
 
 from bench.table import machine, render
 
-SUITES = ["crypto", "firmware", "clearing", "ingest", "grid"]
+# One module per suite, each with ``run(ci: bool) -> list[bench.table.Row]``; add a suite here.
+SUITES = ["crypto", "firmware", "clearing", "ingest", "orders", "grid", "year", "sim"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,14 +113,8 @@ def run(ci: bool) -> list[Row]:
     return [
         Row("board reading: meter poll (fake PZEM, Modbus RTU)", poll / 1000, "ms"),
         Row("board reading: build + encode + sign", seal / 1000, "ms", sign / 1000, "sign alone"),
-        Row(
-            "board QoS1 publish to Mosquitto (loopback)",
-            pub / 1000,
-            "ms",
-            seal / 1000,
-            "reading build",
-            "sign+publish < 3 ms",
-        ),
+        Row("board QoS1 publish to Mosquitto (loopback)", pub / 1000, "ms", seal / 1000, "reading build"),
+        Row("board sign + publish a reading", (sign + pub) / 1000, "ms", 3, "target", "< 3 ms"),
         Row("board heap used after boot", heap - boot_free / 1024, "KiB", 64, "target heap", "<= 64 KiB"),
         Row(
             f"board heap used after {n} readings + publishes",

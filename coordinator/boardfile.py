@@ -170,6 +170,8 @@ def load(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(p.read_text())
     except OSError as e:
         raise BoardFileError(f"{p}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise BoardFileError(f"{p}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     except tomllib.TOMLDecodeError as e:
         raise BoardFileError(f"{p}: not valid TOML: {e}") from None
     return compact(data, str(p))

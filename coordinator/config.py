@@ -67,6 +67,12 @@ class Config:
     contracts: tuple[Any, ...] | None = None  # market.Contract for bilateral
     wholesale: dict[int, int] | None = None
     grid_file: Path | None = None  # pilot grid TOML: enables the delivery guard before dispatch
+    web_listen: str | None = None  # [web] listen = "host:port": serve the dashboard
+    hass: bool = False  # [hass] discovery = true: publish Home Assistant MQTT discovery and states
+    log_format: str = "text"  # [log] format = "json": JSON lines (coordinator/logs.py)
+    log_level: str = "info"
+    health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (coordinator/health.py)
+    health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -86,8 +92,13 @@ def load(path: str | Path) -> Config:
         data = tomllib.loads(p.read_text())
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for name in ("coordinator", "broker", "ingest", "market", "delivery", "web", "hass", "log", "health"):
+        if not isinstance(data.get(name, {}), dict):
+            raise ConfigError(f"{p}: [{name}] must be a table, got {data[name]!r}")
     c = data.get("coordinator") or {}
     b = data.get("broker") or {}
     i = data.get("ingest") or {}
@@ -128,7 +139,7 @@ def load(path: str | Path) -> Config:
         grid_file = grid_file if grid_file.is_absolute() else p.parent / grid_file
         if not grid_file.exists():
             raise ConfigError(f"delivery.grid: {grid_file} does not exist")
-    key = c.get("key", "coordinator.key")
+    key = _get(c, "key", "coordinator", str, "coordinator.key")
     key_path = Path(key) if Path(key).is_absolute() else p.parent / key
     return Config(
         key=key_path,
@@ -141,14 +152,18 @@ def load(path: str | Path) -> Config:
         contracts=contracts,
         wholesale=wholesale,
         grid_file=grid_file,
+        web_listen=_get(data.get("web") or {}, "listen", "web", str, "") or None,
+        hass=bool((data.get("hass") or {}).get("discovery", False)),
         grid=grid,
         ledger=ledger,
         broker=BrokerAddress(
             host=_get(b, "host", "broker", str, "127.0.0.1"),
             port=port,
             username=b.get("username"),
-            password=b.get("password"),
+            password=_password(b, p.parent),
+            tls=_tls(b, p.parent),
         ),
+        **_ops(data),
         auto_enrol=bool(c.get("auto_enrol", False)),
         batch=batch,
         flush_ms=flush,
@@ -221,3 +236,66 @@ def _wholesale(path: Path) -> dict[int, int]:
         except ValueError:
             raise ConfigError(f"{path}:{n}: expected interval_start,price_mc_per_kwh, got {line!r}") from None
     return out
+
+
+def _password(b: dict[str, Any], base: Path) -> str | None:
+    """``broker.password``, or ``broker.password_file`` (keeps the secret out of this file)."""
+    if "password_file" not in b:
+        pw = b.get("password")
+        if pw is not None and not isinstance(pw, str):
+            raise ConfigError("broker.password must be a string")
+        return pw
+    f = base / str(b["password_file"])
+    try:
+        return f.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"broker.password_file: cannot read {f}: {e.strerror}") from None
+
+
+def _tls(b: dict[str, Any], base: Path) -> Any:
+    """``broker.tls = true`` (with ``broker.ca``, the site CA's certificate): an SSL context."""
+    import ssl
+
+    if not _get(b, "tls", "broker", bool, False):
+        if "ca" in b:
+            raise ConfigError("broker.ca is set but broker.tls is not true")
+        return None
+    ca = base / str(b["ca"]) if "ca" in b else None
+    if ca is not None and not ca.exists():
+        raise ConfigError(f"broker.ca: {ca} does not exist")
+    try:
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(f"broker.ca: {ca} is not a PEM certificate: {e}") from None
+
+
+def _listen(v: object, where: str) -> str | None:
+    if v is None:
+        return None
+    host, _, port = str(v).rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{where} must be host:port with port 1..65535, got {v!r}")
+    return str(v)
+
+
+def _ops(data: dict[str, Any]) -> dict[str, Any]:
+    """``[log]`` and ``[health]``."""
+    from coordinator.logs import FORMATS, LEVELS
+
+    lg = data.get("log") or {}
+    fmt = _get(lg, "format", "log", str, "text")
+    level = _get(lg, "level", "log", str, "info")
+    if fmt not in FORMATS:
+        raise ConfigError(f"log.format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if level not in LEVELS:
+        raise ConfigError(f"log.level {level!r} is not one of {', '.join(LEVELS)}")
+    h = data.get("health") or {}
+    age = _get(h, "max_reading_age_s", "health", int, 900)
+    if not 10 <= age <= 7 * 86_400:
+        raise ConfigError(f"health.max_reading_age_s must be 10..604800, got {age}")
+    return {
+        "log_format": fmt,
+        "log_level": level,
+        "health_listen": _listen(h.get("listen"), "health.listen"),
+        "health_max_age_s": age,
+    }

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +37,7 @@ class IngestService:
     batch: int = 500
     flush_s: float = 0.2
     auto_enrol: bool = False
+    ready: asyncio.Event | None = None  # set once subscribed (each session)
     stored: int = 0
     ingest: Ingest = field(init=False)
     _pending: list[tuple[messages.Reading, bytes, Inbound]] = field(default_factory=list)
@@ -66,7 +67,7 @@ class IngestService:
         if isinstance(msg, messages.Reading):
             if not self._pending:
                 self._first = time.monotonic()
-            self._pending.append((msg, bytes(frame.split(m.payload)[1]), m))
+            self._pending.append((msg, m.payload[-frame.SIG_LEN :], m))  # checked: body || sig
             return
         if isinstance(msg, messages.Ack):
             if not self.ledger.record_ack(msg.board, msg.oseq, msg.status, m.payload):
@@ -120,28 +121,46 @@ class IngestService:
         async with Connection(self.broker, self.client_id, clean_session=False, manual_ack=True) as conn:
             for leaf in ("reading", "enrol", "ack", "status"):
                 await conn.subscribe(topics.board_filter(self.grid, leaf, share=self.group))
-            queue: asyncio.Queue[Inbound] = asyncio.Queue()
+            if self.ready is not None:
+                self.ready.set()
+            # The pump appends to a plain deque and wakes the loop once; the loop then handles
+            # everything that has arrived in one go (no timer or task per message).
+            inbox: deque[Inbound] = deque()
+            arrived = asyncio.Event()
 
             async def pump() -> None:
                 async for m in conn.messages():
-                    queue.put_nowait(m)
+                    inbox.append(m)
+                    arrived.set()
 
             pumping = asyncio.create_task(pump())
+            loop = asyncio.get_running_loop()
+            handle = self._handle
             try:
                 while not stop.is_set():
                     if pumping.done():
                         pumping.result()  # raises MqttError: the session is gone
                         raise MqttError("message stream ended")
-                    timeout = self.flush_s
-                    if self._pending:
-                        timeout = max(0.0, self._first + self.flush_s - time.monotonic())
-                    try:
-                        m = await asyncio.wait_for(queue.get(), timeout=timeout)
-                    except TimeoutError:
-                        self.flush(conn)
-                        continue
-                    self._handle(m)
-                    if len(self._pending) >= self.batch:
+                    if not inbox:
+                        # wait for a message or the flush deadline (a timer, not a task per wait)
+                        wait = self.flush_s
+                        if self._pending:
+                            wait = self._first + self.flush_s - time.monotonic()
+                            if wait <= 0:
+                                self.flush(conn)
+                                continue
+                        arrived.clear()
+                        timer = loop.call_later(wait, arrived.set)
+                        await arrived.wait()
+                        timer.cancel()
+                        if not inbox:
+                            self.flush(conn)
+                            continue
+                    while inbox:
+                        handle(inbox.popleft())
+                        if len(self._pending) >= self.batch:
+                            self.flush(conn)
+                    if self._pending and time.monotonic() - self._first >= self.flush_s:
                         self.flush(conn)
                 self.flush(conn)
             finally:

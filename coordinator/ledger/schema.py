@@ -179,4 +179,129 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (interval, board_id)
     ) STRICT;
     """,
+    # 7: dashboard access tokens (stored as SHA-256; member_id NULL = operator) and members' disputes
+    """
+    CREATE TABLE access_tokens (
+        token_hash TEXT PRIMARY KEY,
+        member_id TEXT REFERENCES members(id),
+        label TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    ) STRICT;
+    CREATE TABLE disputes (
+        id INTEGER PRIMARY KEY,
+        member_id TEXT NOT NULL REFERENCES members(id),
+        interval INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved', 'rejected')),
+        created INTEGER NOT NULL
+    ) STRICT;
+    """,
+    # 8: compact readings (under 100 bytes a reading): boards by integer ref, the four optional
+    # battery/EV fields packed into one integer (NULL without them), and instead of a ts index a
+    # per board and hour span of sequence numbers. ``readings`` stays as a view with the same rows.
+    """
+    CREATE TABLE board_refs (
+        ref INTEGER PRIMARY KEY,
+        board_id TEXT NOT NULL UNIQUE
+    ) STRICT;
+    CREATE TABLE reading_rows (
+        ref INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        e_imp INTEGER NOT NULL,
+        e_exp INTEGER NOT NULL,
+        p INTEGER NOT NULL,
+        u INTEGER NOT NULL,
+        ext INTEGER,
+        flags INTEGER NOT NULL,
+        sig BLOB NOT NULL,
+        PRIMARY KEY (ref, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE reading_spans (
+        ref INTEGER NOT NULL,
+        hour INTEGER NOT NULL,
+        seq_min INTEGER NOT NULL,
+        seq_max INTEGER NOT NULL,
+        PRIMARY KEY (ref, hour)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TRIGGER reading_spans_add AFTER INSERT ON reading_rows BEGIN
+        INSERT INTO reading_spans VALUES (NEW.ref, NEW.ts / 3600, NEW.seq, NEW.seq)
+        ON CONFLICT (ref, hour) DO UPDATE SET
+            seq_min = min(seq_min, excluded.seq_min), seq_max = max(seq_max, excluded.seq_max);
+    END;
+    INSERT INTO board_refs (board_id) SELECT DISTINCT board_id FROM readings ORDER BY board_id;
+    INSERT INTO reading_rows
+        SELECT b.ref, r.seq, r.ts, r.e_imp, r.e_exp, r.p, r.u,
+            CASE WHEN coalesce(r.bat_soc, r.bat_p, r.ev_state, r.ev_p) IS NULL THEN NULL ELSE
+                coalesce(r.bat_soc + 1, 0) | (coalesce(r.bat_p + 10000001, 0) << 10)
+                | (coalesce(r.ev_state + 1, 0) << 35) | (coalesce(r.ev_p + 1, 0) << 38) END,
+            r.flags, r.sig
+        FROM readings r JOIN board_refs b ON b.board_id = r.board_id ORDER BY b.ref, r.seq;
+    DROP TRIGGER readings_append_only_u;
+    DROP TRIGGER readings_append_only_d;
+    DROP TABLE readings;
+    CREATE TRIGGER readings_append_only_u BEFORE UPDATE ON reading_rows
+        BEGIN SELECT RAISE(ABORT, 'readings are append-only'); END;
+    CREATE TRIGGER readings_append_only_d BEFORE DELETE ON reading_rows
+        BEGIN SELECT RAISE(ABORT, 'readings are append-only'); END;
+    CREATE VIEW readings AS
+        SELECT b.board_id AS board_id, r.seq AS seq, r.ts AS ts, r.e_imp AS e_imp, r.e_exp AS e_exp,
+            r.p AS p, r.u AS u,
+            nullif(r.ext & 1023, 0) - 1 AS bat_soc,
+            nullif((r.ext >> 10) & 33554431, 0) - 10000001 AS bat_p,
+            nullif((r.ext >> 35) & 7, 0) - 1 AS ev_state,
+            nullif((r.ext >> 38) & 16777215, 0) - 1 AS ev_p,
+            r.flags AS flags, r.sig AS sig
+        FROM reading_rows r JOIN board_refs b ON b.ref = r.ref;
+    CREATE TRIGGER readings_view_i INSTEAD OF INSERT ON readings BEGIN
+        INSERT OR IGNORE INTO board_refs (board_id) VALUES (NEW.board_id);
+        INSERT INTO reading_rows VALUES (
+            (SELECT ref FROM board_refs WHERE board_id = NEW.board_id), NEW.seq, NEW.ts, NEW.e_imp,
+            NEW.e_exp, NEW.p, NEW.u,
+            CASE WHEN coalesce(NEW.bat_soc, NEW.bat_p, NEW.ev_state, NEW.ev_p) IS NULL THEN NULL ELSE
+                coalesce(NEW.bat_soc + 1, 0) | (coalesce(NEW.bat_p + 10000001, 0) << 10)
+                | (coalesce(NEW.ev_state + 1, 0) << 35) | (coalesce(NEW.ev_p + 1, 0) << 38) END,
+            NEW.flags, NEW.sig);
+    END;
+    CREATE TRIGGER readings_view_u INSTEAD OF UPDATE ON readings BEGIN
+        UPDATE reading_rows SET ts = NEW.ts, e_imp = NEW.e_imp, e_exp = NEW.e_exp, p = NEW.p, u = NEW.u,
+            flags = NEW.flags, sig = NEW.sig
+        WHERE ref = (SELECT ref FROM board_refs WHERE board_id = OLD.board_id) AND seq = OLD.seq;
+    END;
+    CREATE TRIGGER readings_view_d INSTEAD OF DELETE ON readings BEGIN
+        DELETE FROM reading_rows
+        WHERE ref = (SELECT ref FROM board_refs WHERE board_id = OLD.board_id) AND seq = OLD.seq;
+    END;
+    """,
+    # 9: every redispatch of a board's device by the delivery guard (PV export limit, battery, EV
+    # current, deferrable load): why, the new setpoint and what the member is owed; and the cleared
+    # flexibility orders that the dispatcher turns into board setpoints
+    """
+    CREATE TABLE redispatches (
+        interval INTEGER NOT NULL,
+        board_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('pv_limit', 'battery', 'ev', 'load')),
+        delta_w INTEGER NOT NULL,
+        setpoint INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        compensation INTEGER NOT NULL,
+        PRIMARY KEY (interval, board_id, kind)
+    ) STRICT;
+    CREATE TABLE flex_orders (
+        order_id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        congestion_point TEXT NOT NULL,
+        party TEXT NOT NULL,
+        board_id TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('reduce', 'increase')),
+        power_w INTEGER NOT NULL CHECK (power_w > 0),
+        price INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        intervals INTEGER NOT NULL CHECK (intervals > 0)
+    ) STRICT;
+    CREATE INDEX flex_orders_start ON flex_orders(start);
+    """,
 ]

@@ -64,6 +64,7 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
         self.path = path
+        self._board_refs: dict[str, int] = {}  # committed board -> reading_rows.ref
 
     @classmethod
     def open(cls, path: str | Path) -> Ledger:
@@ -208,63 +209,95 @@ class Ledger:
 
         Returns how many rows were new. Idempotent: storing the same reading twice counts once.
         """
-        rows = [
-            (
-                r.board,
-                r.seq,
-                r.ts,
-                r.e_imp,
-                r.e_exp,
-                r.p,
-                r.u,
-                r.bat_soc,
-                r.bat_p,
-                r.ev_state,
-                r.ev_p,
-                r.flags,
-                bytes(sig),
-            )
-            for r, sig in batch
-        ]
-        if not rows:
+        items = list(batch)
+        if not items:
             return 0
         with self.transaction():
-            before = self.conn.total_changes
-            self.conn.executemany(
-                f"INSERT OR IGNORE INTO readings VALUES ({','.join('?' * len(READING_COLS))})", rows
-            )
-            return self.conn.total_changes - before
+            refs = self._refs_for({r.board for r, _ in items})
+            rows = [
+                (refs[r.board], r.seq, r.ts, r.e_imp, r.e_exp, r.p, r.u, _pack_ext(r), r.flags, bytes(sig))
+                for r, sig in items
+            ]
+            # rowcount: rows this statement inserted (the span trigger's writes are not counted)
+            n: int = self.conn.executemany(_INSERT_READING, rows).rowcount
+        if not self.conn.in_transaction:  # committed: the refs are there for good
+            self._board_refs.update(refs)
+        return n
+
+    def _refs_for(self, boards: set[str]) -> dict[str, int]:
+        """Integer refs of these boards, adding the missing ones (inside the caller's transaction)."""
+        known = self._board_refs
+        out = {b: known[b] for b in boards if b in known}
+        missing = sorted(boards - out.keys())
+        if missing:
+            add = "INSERT OR IGNORE INTO board_refs (board_id) VALUES (?)"
+            self.conn.executemany(add, [(b,) for b in missing])
+            for b in missing:
+                out[b] = self.conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (b,)).fetchone()[0]
+        return out
+
+    def _ref_of(self, board_id: str) -> int | None:
+        ref = self._board_refs.get(board_id)
+        if ref is None:
+            row = self.conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (board_id,)).fetchone()
+            if row is None:
+                return None
+            ref = row[0]
+            if not self.conn.in_transaction:
+                self._board_refs[board_id] = ref
+        return ref
 
     def last_readings(self) -> dict[str, LastReading]:
         """The newest stored reading of every board (ingest's state after a restart)."""
         q = (
-            "SELECT r.board_id, r.seq, r.ts, r.e_imp, r.e_exp FROM readings r JOIN "
-            "(SELECT board_id, max(seq) AS s FROM readings GROUP BY board_id) m "
-            "ON r.board_id = m.board_id AND r.seq = m.s"
+            "SELECT b.board_id, r.seq, r.ts, r.e_imp, r.e_exp FROM board_refs b JOIN reading_rows r "
+            "ON r.ref = b.ref AND r.seq = (SELECT max(seq) FROM reading_rows WHERE ref = b.ref)"
         )
         return {b: LastReading(s, t, i, e) for b, s, t, i, e in self.conn.execute(q)}
 
     def readings(
         self, board_id: str, since: int = 0, until: int = 2**62
     ) -> Iterator[tuple[messages.Reading, bytes]]:
+        ref = self._ref_of(board_id)
+        if ref is None:
+            return
+        # the sequence numbers of the readings stamped in the hours that [since, until) touches
+        lo, hi = self.conn.execute(
+            "SELECT min(seq_min), max(seq_max) FROM reading_spans WHERE ref=? AND hour BETWEEN ? AND ?",
+            (ref, since // _SPAN_S, (until - 1) // _SPAN_S),
+        ).fetchone()
+        if lo is None:
+            return
         cur = self.conn.execute(
-            f"SELECT {','.join(READING_COLS)} FROM readings WHERE board_id=? AND ts>=? AND ts<? ORDER BY seq",
-            (board_id, since, until),
+            f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? AND seq BETWEEN ? AND ? AND ts>=? AND ts<? "
+            "ORDER BY seq",
+            (ref, lo, hi, since, until),
         )
         for row in cur:
-            yield _reading(row)
+            yield _reading(board_id, row)
 
     def register_at(self, board_id: str, ts: int) -> LastReading | None:
         """The last reading of a board at or before ``ts`` (registers at an interval boundary)."""
-        row = self.conn.execute(
-            "SELECT seq, ts, e_imp, e_exp FROM readings WHERE board_id=? AND ts<=? "
-            "ORDER BY ts DESC, seq DESC LIMIT 1",
-            (board_id, ts),
-        ).fetchone()
-        return LastReading(*row) if row else None
+        ref = self._ref_of(board_id)
+        if ref is None:
+            return None
+        spans = self.conn.execute(
+            "SELECT hour, seq_min, seq_max FROM reading_spans WHERE ref=? AND hour<=? ORDER BY hour DESC",
+            (ref, ts // _SPAN_S),
+        )
+        # the newest hour holding a reading at or before ts holds the answer: earlier hours' are older
+        for hour, lo, hi in spans:
+            row = self.conn.execute(
+                "SELECT seq, ts, e_imp, e_exp FROM reading_rows WHERE ref=? AND seq BETWEEN ? AND ? "
+                "AND ts>=? AND ts<=? ORDER BY ts DESC, seq DESC LIMIT 1",
+                (ref, lo, hi, hour * _SPAN_S, ts),
+            ).fetchone()
+            if row is not None:
+                return LastReading(*row)
+        return None
 
     def count_readings(self) -> int:
-        n: int = self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        n: int = self.conn.execute("SELECT count(*) FROM reading_rows").fetchone()[0]
         return n
 
     # -- orders to boards ---------------------------------------------------------------------
@@ -295,12 +328,14 @@ class Ledger:
         return None
 
     def readings_desc(self, board_id: str, limit: int) -> Iterator[tuple[messages.Reading, bytes]]:
+        ref = self._ref_of(board_id)
+        if ref is None:
+            return
         cur = self.conn.execute(
-            f"SELECT {','.join(READING_COLS)} FROM readings WHERE board_id=? ORDER BY seq DESC LIMIT ?",
-            (board_id, limit),
+            f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? ORDER BY seq DESC LIMIT ?", (ref, limit)
         )
         for row in cur:
-            yield _reading(row)
+            yield _reading(board_id, row)
 
     # -- rejections ---------------------------------------------------------------------------
 
@@ -317,11 +352,65 @@ class Ledger:
     def rejections(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT code, count FROM rejections ORDER BY code"))
 
+    def readings_by_seq(self, board_id: str, lo: int, hi: int) -> Iterator[tuple[messages.Reading, bytes]]:
+        """A board's readings with ``lo <= seq <= hi`` (an audit's span), in sequence order."""
+        ref = self._ref_of(board_id)
+        if ref is None:
+            return
+        cur = self.conn.execute(
+            f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? AND seq>=? AND seq<=? ORDER BY seq",
+            (ref, lo, hi),
+        )
+        for row in cur:
+            yield _reading(board_id, row)
 
-def _reading(row: tuple[Any, ...]) -> tuple[messages.Reading, bytes]:
-    kw = dict(zip(READING_COLS[:-1], row[:-1], strict=True))
-    kw["board"] = kw.pop("board_id")
-    return messages.Reading(**kw), row[-1]
+
+_SPAN_S = 3600  # reading_spans: one row per board and hour (schema migration 8)
+_ROW_COLS = "seq, ts, e_imp, e_exp, p, u, ext, flags, sig"
+_INSERT_READING = "INSERT OR IGNORE INTO reading_rows VALUES (?,?,?,?,?,?,?,?,?,?)"
+_NO_EXT = (None, None, None, None)
+_W = messages.MAX_W + 1
+
+
+def _pack_ext(r: messages.Reading) -> int | None:
+    """The optional battery/EV fields as one integer (10 + 25 + 3 + 24 bits, 0 = absent); None
+    when all four are absent. The ``readings`` view unpacks it the same way in SQL."""
+    s, bp, es, ep = r.bat_soc, r.bat_p, r.ev_state, r.ev_p
+    if s is None and bp is None and es is None and ep is None:
+        return None
+    return (
+        (0 if s is None else s + 1)
+        | ((0 if bp is None else bp + _W) << 10)
+        | ((0 if es is None else es + 1) << 35)
+        | ((0 if ep is None else ep + 1) << 38)
+    )
+
+
+def _unpack_ext(x: int | None) -> tuple[int | None, int | None, int | None, int | None]:
+    if x is None:
+        return _NO_EXT
+    s, bp, es, ep = x & 1023, (x >> 10) & 33554431, (x >> 35) & 7, (x >> 38) & 16777215
+    return (s - 1 if s else None, bp - _W if bp else None, es - 1 if es else None, ep - 1 if ep else None)
+
+
+def _reading(board_id: str, row: tuple[Any, ...]) -> tuple[messages.Reading, bytes]:
+    seq, ts, e_imp, e_exp, p, u, ext, flags, sig = row
+    bat_soc, bat_p, ev_state, ev_p = _unpack_ext(ext)
+    r = messages.Reading(
+        board=board_id,
+        seq=seq,
+        ts=ts,
+        e_imp=e_imp,
+        e_exp=e_exp,
+        p=p,
+        u=u,
+        bat_soc=bat_soc,
+        bat_p=bat_p,
+        ev_state=ev_state,
+        ev_p=ev_p,
+        flags=flags,
+    )
+    return r, sig
 
 
 class _Tx:

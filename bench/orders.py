@@ -1,0 +1,137 @@
+"""Interval close to every order acknowledged, for many storage boards, over Mosquitto.
+
+When an interval begins (the previous one closes) the coordinator's dispatch step runs as its
+interval loop runs it (``Dispatch.run``: the ex-ante market of the batteries, one signed Order per
+board, stored, published at QoS 1); a separate process
+(``bench.order_boards``) runs the firmware's order handler for every board, which verifies the
+order and answers with a signed Ack; the coordinator's ingest service verifies each Ack and
+records it in the ledger. The latency of a board is from the close to its Ack being recorded;
+p50 and p99 over the boards, beside the target of 1 s on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.order_boards import board_id, board_key
+from bench.reliability.faults import BROKER_CONF
+from bench.table import Row
+from coordinator.dispatch import Dispatch
+from coordinator.ingest_service import IngestService
+from coordinator.ledger import Ledger
+from coordinator.market import Tariff
+from coordinator.mqtt import Connection
+from protocol import crypto, messages
+from tests.broker import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = "orders"
+LENGTH = 900
+TARIFF = Tariff(feed_in=4_000, retail=20_750, grid_fee=6_000, grid_fee_local=3_000)
+STORAGE = {"capacity_mwh": 10_000_000, "max_charge_w": 3_300, "max_discharge_w": 3_300, "min_soc": 100}
+
+
+def _setup(led: Ledger, n: int, now: int) -> None:
+    readings = []
+    for i in range(n):
+        b = board_id(i)
+        led.add_member(b, b, "storage", now=now, feeder=f"f{i % 8}", prefs={"storage": STORAGE})
+        led.add_board(b, "virtual", board_key(i).public, now=now, member_id=b, status="active")
+        soc = 200 + (i * 37) % 700
+        r = messages.Reading(board=b, seq=1, ts=now - 30, e_imp=1_000, e_exp=0, p=0, u=230_000,
+                             bat_soc=soc, bat_p=0, ev_state=None, ev_p=None, flags=0)  # fmt: skip
+        readings.append((r, bytes(64)))
+    led.add_readings(readings)
+
+
+def measure(n: int) -> tuple[list[float], float, int]:
+    """Per-board latencies (s, close to Ack recorded), the dispatch step's own time, orders sent."""
+    key = crypto.SigningKey(b"\x42" * 32)
+    now = int(time.time())
+    start = now - now % LENGTH  # the interval that just began: the loop dispatches it at once
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        broker = Mosquitto(d, BROKER_CONF)
+        broker.start()
+        boards = None
+        try:
+            with Ledger.open(d / "l.db") as led:
+                _setup(led, n, now)
+                boards = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.order_boards",
+                        str(broker.port),
+                        GRID,
+                        str(n),
+                        key.public.hex(),
+                    ],
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert boards.stdout is not None
+                if boards.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the boards did not start")
+                acked: dict[str, float] = {}
+                record = led.record_ack
+
+                def timed(board_id: str, oseq: int, status: int, frame: bytes) -> bool:
+                    ok = record(board_id, oseq, status, frame)
+                    if ok:
+                        acked.setdefault(board_id, time.perf_counter())
+                    return ok
+
+                led.record_ack = timed  # type: ignore[method-assign]
+
+                async def main() -> tuple[float, float, int]:
+                    stop = asyncio.Event()
+                    ready = asyncio.Event()
+                    svc = IngestService(led, GRID, broker.address, client_id="bench-orders-ingest",
+                                        batch=500, flush_s=0.05, ready=ready)  # fmt: skip
+                    task = asyncio.create_task(svc.run(stop))
+                    await ready.wait()
+                    async with Connection(broker.address, "bench-orders-market") as conn:
+                        dispatch = Dispatch(led, GRID, LENGTH, TARIFF, key, conn.publish)
+                        close = time.perf_counter()
+                        sent = await dispatch.run(start)
+                        step = time.perf_counter() - close
+                        deadline = time.perf_counter() + 60
+                        while len(acked) < len(sent) and time.perf_counter() < deadline:
+                            await asyncio.sleep(0.01)
+                    stop.set()
+                    await task
+                    return close, step, len(sent)
+
+                close, step, sent = asyncio.run(main())
+                return sorted(t - close for t in acked.values()), step, sent
+        finally:
+            if boards is not None:
+                boards.send_signal(signal.SIGTERM)
+                boards.communicate(timeout=20)
+            broker.stop()
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def run(ci: bool) -> list[Row]:
+    n = 100 if ci else 1_000
+    lat, step, sent = measure(n)
+    got = f"{len(lat)}/{sent} acked"
+    p50, p99 = _pct(lat, 0.5) * 1000, _pct(lat, 0.99) * 1000
+    return [
+        Row(f"orders: close to ack recorded, p50 ({n:,} boards, {got})", p50, "ms", 1000, "target"),
+        Row(f"orders: close to ack recorded, p99 ({n:,} boards)", p99, "ms", 1000, "target", "p99 < 1 s"),
+        Row(f"orders: dispatch step (market, sign, store, publish {sent:,})", step * 1000, "ms", p99, "p99"),
+    ]
