@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # the grid check needs numpy/pandapower (the sim extra); disp
 
 log = logging.getLogger("peergrid.dispatch")
 EX_ANTE_SCHEME = "pairwise"
+PUBLISH_WINDOW = 200  # orders in flight at once; the broker config allows 1,000 (max_inflight_messages)
 N0 = 50_000_000  # postings numbers of redispatch compensation
 
 
@@ -245,6 +246,10 @@ class Dispatch:
             orders.extend(storage_orders(start, self.length, st, self.tariff))
         c = clear(EX_ANTE_SCHEME, start, orders, self.tariff)
         filled = energy_by_order(c)
+        net_of: dict[str, int] = {}  # party -> mWh bought (+) / sold (-) in this clearing
+        for o in orders:
+            got = filled.get(o.order_id, 0)
+            net_of[o.party] = net_of.get(o.party, 0) + (got if o.side == BUY else -got)
         schedule = [
             (r[0], r[1], r[2], r[3], r[4])
             for r in list(c.trades.rows) + list(c.residual.rows)
@@ -252,11 +257,7 @@ class Dispatch:
         ]
         out: dict[str, Target] = {}
         for party, (_, board) in sorted(storages.items()):
-            net = 0
-            for o in orders:
-                if o.party == party:
-                    got = filled.get(o.order_id, 0)
-                    net += got if o.side == BUY else -got
+            net = net_of.get(party, 0)
             bat_w = net * 36 // (10 * self.length)  # mWh over the interval -> W (1 mWh = 3.6 J)
             phases = self._ev.get(party, 0)
             if phases:
@@ -285,8 +286,7 @@ class Dispatch:
             )
             for sp in plan.setpoints:
                 self.ledger.add_board_order(sp.board_id, sp.oseq, start, sp.frame)
-        for sp in plan.setpoints:
-            await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
+        await self._publish_orders(plan.setpoints)
         return plan.setpoints
 
     # --- the whole step: market, integrator homes, flexibility orders, delivery check -----------
@@ -549,9 +549,19 @@ class Dispatch:
                 oseq, fr = self._order(board, start, **t.setpoints())
                 self.ledger.add_board_order(board, oseq, start, fr)
                 out.append(Setpoint(board, oseq, t.power_w(), fr))
-        for sp in out:
-            await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
+        await self._publish_orders(out)
         return out
+
+    async def _publish_orders(self, setpoints: list[Setpoint]) -> None:
+        """Publish the orders concurrently (QoS 1 waits for each PUBACK: one at a time, 1,000
+        boards cost 1,000 round trips), at most ``PUBLISH_WINDOW`` in flight."""
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+
+        async def one(sp: Setpoint) -> None:
+            async with window:
+                await self.publish(topics.board_topic(self.grid, sp.board_id, "order"), sp.frame)
+
+        await asyncio.gather(*(one(sp) for sp in setpoints))
 
     def _record(self, tx: Any, start: int, changes: list[Change], members: dict[str, str | None]) -> None:
         """Each change with its reason; its compensation from the grid operator to the member."""

@@ -79,6 +79,9 @@ class Connection:
             keepalive=keepalive,
             max_queued_incoming_messages=max_queued_incoming or None,
         )
+        # concurrent QoS 1 publishes (a dispatch sends up to PUBLISH_WINDOW orders at once) are
+        # normal here: aiomqtt's default warns from 10 pending calls on
+        self._client.pending_calls_threshold = 1000
         self.manual_ack = manual_ack
         # aiomqtt 2.x does not expose paho's manual acknowledgement; its paho client does
         self._paho = self._client._client
