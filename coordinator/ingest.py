@@ -63,9 +63,12 @@ class Ingest:
     def check(self, topic: str, payload: bytes) -> messages.Message:
         """Authenticate and check one frame; raise RejectedMessage with the reason."""
         try:
-            grid = topics.parse(topic)[0]
-            if grid != self.grid:
-                raise RejectedMessage("wrong_grid", f"topic of grid {grid!r}, not {self.grid!r}")
+            # ids hold no "/": a topic under this grid's root is this grid's (open_frame then
+            # checks the whole topic against the message); anything else is parsed for the reason
+            if not topic.startswith(f"{topics.ROOT}/{self.grid}/"):
+                grid = topics.parse(topic)[0]
+                if grid != self.grid:
+                    raise RejectedMessage("wrong_grid", f"topic of grid {grid!r}, not {self.grid!r}")
             msg = frame.open_frame(topic, payload, self._verifier_for)
         except ProtocolError as e:
             raise RejectedMessage(getattr(e, "code", "protocol"), str(e)) from None

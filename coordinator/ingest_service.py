@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from coordinator.errors import MqttError
 from coordinator.ingest import BoardState, Ingest
 from coordinator.ledger import Ledger
-from coordinator.mqtt import BrokerAddress, Connection, Inbound
+from coordinator.mqtt import BrokerAddress, Inbound
+from coordinator.subscriber import Subscriber
 from protocol import crypto, frame, messages, topics
 
 log = logging.getLogger("peergrid.ingest")
@@ -85,7 +86,7 @@ class IngestService:
             log.info("board %s asks to enrol (%s, key %s)", msg.board, msg.board_type, msg.pubkey.hex())
         self._acks.append(m)
 
-    def flush(self, conn: Connection) -> int:
+    def flush(self, conn: Subscriber) -> int:
         """Commit the pending readings, then acknowledge their MQTT messages."""
         n = 0
         if self._pending:
@@ -116,21 +117,21 @@ class IngestService:
                 await asyncio.sleep(0.5)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        # An unbounded client queue: aiomqtt drops messages from a full queue, and with manual
-        # acks the broker's in-flight window (unacknowledged messages) is what bounds it.
-        async with Connection(self.broker, self.client_id, clean_session=False, manual_ack=True) as conn:
+        # The lean subscriber (coordinator/subscriber.py): batches per socket read, PUBACKs after
+        # the commit; the broker's in-flight window (unacknowledged messages) bounds the inbox.
+        async with Subscriber(self.broker, self.client_id, clean_session=False) as conn:
             for leaf in ("reading", "enrol", "ack", "status"):
                 await conn.subscribe(topics.board_filter(self.grid, leaf, share=self.group))
             if self.ready is not None:
                 self.ready.set()
-            # The pump appends to a plain deque and wakes the loop once; the loop then handles
-            # everything that has arrived in one go (no timer or task per message).
+            # The pump appends each socket read's messages to a plain deque and wakes the loop
+            # once; the loop then handles everything that has arrived (no timer or task per message).
             inbox: deque[Inbound] = deque()
             arrived = asyncio.Event()
 
             async def pump() -> None:
-                async for m in conn.messages():
-                    inbox.append(m)
+                async for batch in conn.batches():
+                    inbox.extend(batch)
                     arrived.set()
 
             pumping = asyncio.create_task(pump())

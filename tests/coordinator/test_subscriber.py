@@ -1,0 +1,92 @@
+"""The ingest's lean MQTT subscriber: packet framing, and sessions against a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coordinator.errors import MqttError
+from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.subscriber import Subscriber, _packet, parse
+from tests.broker import Mosquitto
+
+
+@given(st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=300)), max_size=20), st.data())
+def test_parse_splits_any_stream_into_its_packets(
+    packets: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    stream = b"".join(_packet(k, body) for k, body in packets)
+    # the stream arrives cut at arbitrary points; each read parses what is complete
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    buf = bytearray()
+    got: list[tuple[int, bytes]] = []
+    prev = 0
+    for cut in [*cuts, len(stream)]:
+        buf += stream[prev:cut]
+        prev = cut
+        used = parse(buf, got)
+        del buf[:used]
+    assert got == packets
+    assert not buf
+
+
+def test_parse_refuses_malformed_and_oversized_lengths() -> None:
+    with pytest.raises(MqttError, match="malformed remaining length"):
+        parse(bytearray(b"\x30\xff\xff\xff\xff\x01"), [])
+    with pytest.raises(MqttError, match="exceeds"):
+        parse(bytearray(b"\x30\xff\xff\xff\x7f"), [])
+    out: list[tuple[int, bytes]] = []
+    assert parse(bytearray(b"\x30\x05abc"), out) == 0 and not out  # incomplete: wait for more
+
+
+def test_receives_in_order_and_redelivers_what_was_not_acknowledged(mosquitto: Mosquitto) -> None:
+    async def main() -> None:
+        addr = mosquitto.address
+        async with Subscriber(addr, "sub-1", clean_session=True) as s:
+            pass  # a clean start for the persistent session below
+        async with Subscriber(addr, "sub-1", clean_session=False) as s:
+            await s.subscribe("t/#")
+            async with Connection(addr, "pub") as pub:
+                for i in range(300):
+                    await pub.publish(f"t/{i % 3}", i.to_bytes(2, "big"))
+            got = []
+            async for batch in s.batches():
+                for m in batch:
+                    got.append(m)
+                    if int.from_bytes(m.payload, "big") < 100:
+                        s.ack(m)  # committed; the rest are not when the session drops
+                # the broker sends at most its in-flight window (20) beyond what is acknowledged
+                if len(got) >= 110:
+                    break
+            n = len(got)
+            assert [int.from_bytes(m.payload, "big") for m in got] == list(range(n))  # in order
+            assert [m.topic for m in got[:3]] == ["t/0", "t/1", "t/2"]
+            await asyncio.sleep(0.2)
+        async with Subscriber(addr, "sub-1", clean_session=False) as s:
+            await s.subscribe("t/#")
+            again = []
+            async for batch in s.batches():
+                again.extend(batch)
+                if len(again) >= 200:
+                    break
+            assert sorted(int.from_bytes(m.payload, "big") for m in again) == list(range(100, 300))
+            for m in again:
+                s.ack(m)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_refusals_are_clear_errors(mosquitto: Mosquitto) -> None:
+    async def main() -> None:
+        with pytest.raises(MqttError, match="cannot connect"):
+            async with Subscriber(BrokerAddress("127.0.0.1", 1), "x"):
+                pass
+        async with Subscriber(mosquitto.address, "sub-2") as s:
+            # "#" must end a filter: Mosquitto drops the client (a 3.1.1 protocol error)
+            with pytest.raises(MqttError, match="refused the subscription|closed the connection"):
+                await s.subscribe("t/#/x")
+
+    asyncio.run(asyncio.wait_for(main(), 30))
