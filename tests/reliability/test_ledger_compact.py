@@ -43,6 +43,11 @@ EXTRAS = [
 ]
 
 
+def _columns(r: messages.Reading) -> tuple[object, ...]:
+    """A reading's columns in the old readings table (and the view that replaced it)."""
+    return (r.board, r.seq, r.ts, r.e_imp, r.e_exp, r.p, r.u, r.bat_soc, r.bat_p, r.ev_state, r.ev_p, r.flags)
+
+
 def test_existing_ledger_migrates_without_losing_a_reading(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db, isolation_level=None)
@@ -54,21 +59,7 @@ def test_existing_ledger_migrates_without_losing_a_reading(tmp_path: Path) -> No
         rows.append((r, bytes([k]) * 64))
         conn.execute(
             "INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                r.board,
-                r.seq,
-                r.ts,
-                r.e_imp,
-                r.e_exp,
-                r.p,
-                r.u,
-                r.bat_soc,
-                r.bat_p,
-                r.ev_state,
-                r.ev_p,
-                r.flags,
-            )
-            + (bytes([k]) * 64,),
+            _columns(r) + (bytes([k]) * 64,),
         )
     conn.close()
     with Ledger.open(db) as led:
@@ -78,32 +69,15 @@ def test_existing_ledger_migrates_without_losing_a_reading(tmp_path: Path) -> No
             assert list(led.readings(b)) == [(r, s) for r, s in rows if r.board == b]
         # the view shows the same rows as the old table did, optional fields included
         got = led.conn.execute("SELECT * FROM readings ORDER BY seq").fetchall()
-        assert [g[:12] for g in got] == [
-            (
-                r.board,
-                r.seq,
-                r.ts,
-                r.e_imp,
-                r.e_exp,
-                r.p,
-                r.u,
-                r.bat_soc,
-                r.bat_p,
-                r.ev_state,
-                r.ev_p,
-                r.flags,
-            )
-            for r, _ in rows
-        ]
+        assert [g[:12] for g in got] == [_columns(r) for r, _ in rows]
         assert led.conn.execute("SELECT min(ts) FROM readings").fetchone()[0] == T0
         # rows written through the view land in the compact table like add_readings' rows
         extra = reading("m9", 3, T0 + 99, bat_soc=7, ev_p=11_000)
         for _ in range(2):
             led.conn.execute(
                 "INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (extra.board, extra.seq, extra.ts, extra.e_imp, extra.e_exp, extra.p, extra.u, extra.bat_soc,
-                 extra.bat_p, extra.ev_state, extra.ev_p, extra.flags, b"\x09" * 64),
-            )  # fmt: skip
+                _columns(extra) + (b"\x09" * 64,),
+            )
         assert list(led.readings("m9")) == [(extra, b"\x09" * 64)] and led.register_at("m9", T0 + 99)
         led.conn.execute("DELETE FROM readings WHERE 0")  # the view takes statements that touch no row
         # still append-only, through the view and underneath it
