@@ -8,16 +8,31 @@ import logging
 import sys
 from typing import Any
 
-from coordinator import __version__
+from coordinator import __version__, cli_board, cli_web
 from coordinator.errors import CoordinatorError
 from coordinator.mqtt import BrokerAddress
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from coordinator import demo
 
     broker = BrokerAddress.parse(args.broker) if args.broker else None
-    result = asyncio.run(demo.run(broker=broker, hours=args.hours, step_s=args.step))
+    result = asyncio.run(
+        demo.run(
+            broker=broker,
+            scenario=args.scenario,
+            hours=args.hours,
+            homes=args.homes,
+            step_s=args.step,
+            speedup=args.speedup,
+            out_dir=Path(args.out),
+            mosquitto=args.mosquitto,
+            boards=args.boards,
+            faults=args.faults,
+        )
+    )
     return 0 if result.ok else 1
 
 
@@ -62,7 +77,8 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                 f"broker {cfg.broker.host}:{cfg.broker.port}, key {key.public.hex()}",
                 flush=True,
             )
-            tasks = [asyncio.create_task(svc.run(stop))]
+            tasks = [asyncio.create_task(svc.run(stop)), *cli_web.services(cfg, stop)]
+            tasks += cli_board.services(cfg, svc, ledger, stop, client_id)
             if not args.ingest_only:
                 async with Connection(cfg.broker, client_id + "-market") as pub:
 
@@ -74,7 +90,7 @@ def _coordinator_run(args: argparse.Namespace) -> int:
 
                     tariff = Tariff(*cfg.tariff)
                     dispatch = Dispatch(
-                        ledger, cfg.grid, cfg.interval_s, tariff, key, publish, guard=_grid_guard(cfg, tariff)
+                        ledger, cfg.grid, cfg.interval_s, tariff, key, publish, check=_grid_check(cfg)
                     )
                     intervals = IntervalLoop(
                         ledger,
@@ -95,6 +111,16 @@ def _coordinator_run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _grid_check(cfg: Any) -> Any:
+    """The delivery check with every device (PV, batteries, EVs, deferrable loads) for ``coordinator
+    run`` when the config names a grid model."""
+    if cfg.grid_file is None:
+        return None
+    from coordinator.delivery.guard import check_from_file
+
+    return check_from_file(cfg.grid_file, length=cfg.interval_s)
 
 
 def _grid_guard(cfg: Any, tariff: Any) -> Any:
@@ -248,10 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="run an end-to-end round on the embedded broker")
+    d = sub.add_parser("demo", help="simulate a community for a day on the embedded broker, with a report")
+    d.add_argument("--scenario", default="quartierstrom", metavar="NAME|FILE", help="name or TOML file")
+    d.add_argument("--out", default="peergrid-demo", help="directory for the plots and the HTML report")
     d.add_argument("--broker", metavar="HOST[:PORT]", help="use this MQTT broker (e.g. Mosquitto)")
-    d.add_argument("--hours", type=int, default=2, help="simulated hours of readings")
-    d.add_argument("--step", type=int, default=60, help="simulated seconds between readings")
+    d.add_argument("--mosquitto", action="store_true", help="start a local Mosquitto")
+    d.add_argument("--hours", type=float, help="simulated hours (default: the scenario's)")
+    d.add_argument("--homes", type=int, help="simulate only N of the scenario's homes")
+    d.add_argument("--step", type=int, help="simulated seconds between readings (divides the interval)")
+    d.add_argument("--speedup", type=float, help="simulated/real time (default: max)")
+    d.add_argument("--boards", choices=["virtual", "firmware", "micropython"], help="board kind")
+    d.add_argument("--faults", action="store_true", help="inject every fault (needs --mosquitto or --broker)")
     d.set_defaults(func=_demo)
 
     c = sub.add_parser("coordinator", help="the coordinator service")
@@ -304,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--config", required=True)
     rc.add_argument("--file", required=True, help="CSV: period_start,period_end,import_wh,export_wh")
     rc.set_defaults(func=_reconcile)
+    cli_web.register(sub)
+    cli_board.register(sub)
     return p
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from protocol import crypto, frame, messages, topics
 
 MWS_PER_MWH = 3600  # milliwatt-seconds in a milliwatt-hour
+SEQ_BLOCK = 64  # the firmware persists its sequence ceiling in blocks of this many (registers.py)
 
 
 @dataclass
@@ -23,13 +24,16 @@ class VirtualBoard:
     acc_imp: int = 0  # import energy, mW*s (exact; the register is its whole mWh)
     acc_exp: int = 0  # export energy, mW*s
     last_ts: int | None = None
+    skew: int = 0  # the board's clock runs this many seconds ahead of true time (- behind)
     key: crypto.SigningKey = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = crypto.SigningKey(self.seed)
 
-    def _integrate(self, ts: int) -> int:
-        p = self.power_w(ts)
+    def _integrate(self, ts: int, p: int | None = None) -> int:
+        """Advance the meter to ``ts``; ``p`` (default ``power_w(ts)``) held since the last call."""
+        if p is None:
+            p = self.power_w(ts)
         if self.last_ts is not None and ts > self.last_ts:
             mws = abs(p) * 1000 * (ts - self.last_ts)
             if p >= 0:
@@ -49,13 +53,22 @@ class VirtualBoard:
         """Cumulative export register, mWh."""
         return self.acc_exp // MWS_PER_MWH
 
-    def reading(self, ts: int) -> tuple[str, bytes]:
+    def advance(self, ts: int, p: int) -> None:
+        """Meter ``p`` W (+ import) from the last call to ``ts`` without sending a reading."""
+        self._integrate(ts, p)
+
+    def reboot(self) -> None:
+        """A restart: registers and the persisted sequence ceiling survive (as on a board, whose
+        first reading after boot is numbered above every number it may have used)."""
+        self.seq += SEQ_BLOCK - self.seq % SEQ_BLOCK
+
+    def reading(self, ts: int, p: int | None = None) -> tuple[str, bytes]:
         """Advance the meter to ``ts`` and return (topic, signed frame) of the reading."""
-        p = self._integrate(ts)
+        p = self._integrate(ts, p)
         msg = messages.Reading(
             board=self.board,
             seq=self.seq,
-            ts=ts,
+            ts=ts + self.skew,
             e_imp=self.e_imp,
             e_exp=self.e_exp,
             p=p,

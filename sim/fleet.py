@@ -1,0 +1,310 @@
+"""A community of virtual meter boards under CPython, on one MQTT connection.
+
+Each home's board (``sim.board.VirtualBoard``: the protocol code a real board runs to build, encode
+and sign a reading) meters its home's net power every physics step and signs a cumulative reading
+every ``reading_s``. Frames go into the board's store-and-forward spool and are published through
+the faulty ``Link``; what the link does not acknowledge stays queued, in order, as on a board.
+Boards with a battery take the coordinator's signed orders (verified against its key) as their
+setpoints and report their state of charge in each reading.
+
+``sent`` records every reading each board signed (sequence -> ts, registers): what the invariant
+report compares with the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+
+from coordinator.errors import MqttError
+from coordinator.flexmarket import BASELINE_INTERVALS
+from coordinator.mqtt import BrokerAddress, Connection
+from protocol import crypto, frame, messages, topics
+from protocol.errors import ProtocolError
+from sim.board import VirtualBoard
+from sim.faults import Link
+from sim.profiles import STEP_S, Battery, HomePhysics
+from sim.scenario import Home, Scenario
+
+log = logging.getLogger("peergrid.sim")
+WINDOW = 200  # publishes in flight at once
+
+
+@dataclass
+class SentReading:
+    ts: int
+    e_imp: int
+    e_exp: int
+
+
+@dataclass
+class FlexDuty:
+    """An accepted flexibility order the home's battery delivers (discharge) in a window."""
+
+    start: int
+    end: int
+    power_w: int
+
+
+@dataclass
+class VirtualFleet:
+    sc: Scenario
+    grid: str
+    physics: dict[str, HomePhysics]
+    coordinator_key: bytes
+    link: Link
+    boards: dict[str, VirtualBoard] = field(default_factory=dict)  # member -> board
+    batteries: dict[str, Battery] = field(default_factory=dict)
+    spool: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)  # board -> seq -> reading
+    offline_until: dict[str, int] = field(default_factory=dict)
+    flex: dict[str, list[FlexDuty]] = field(default_factory=dict)
+    delivered: int = 0  # reading frames handed to the broker (copies and attacks included)
+    attacks: int = 0
+    orders_applied: int = 0
+    orders_refused: int = 0
+    queued: dict[str, set[int]] = field(default_factory=dict)  # none after ``drain``
+    power: dict[str, list[int]] = field(default_factory=dict)  # metered net W per step, per member
+    battery_w: dict[str, list[int]] = field(default_factory=dict)
+    _conn: Connection | None = None
+    _addr: BrokerAddress | None = None
+    _orders_task: asyncio.Task[None] | None = None
+    _k: int = 0
+    _history: list[tuple[str, bytes]] = field(default_factory=list)
+    _seq_of: dict[bytes, int] = field(default_factory=dict)  # queued frame -> its sequence number
+    newest: dict[str, int] = field(default_factory=dict)  # board -> newest sequence delivered
+
+    def __post_init__(self) -> None:
+        for h in self.sc.homes:
+            b = VirtualBoard(self.grid, h.board, _seed(self.sc.seed, h), lambda ts: 0, board_type="virtual")
+            self.boards[h.member] = b
+            self.spool[h.member] = []
+            self.sent[b.board] = {}
+            self.power[h.member] = []
+            if h.battery_mwh:
+                self.batteries[h.member] = Battery(h.battery_mwh, h.battery_w)
+                b.bat_soc = self.batteries[h.member].soc_permille
+                self.battery_w[h.member] = []
+        for s in self.sc.faults.skew:
+            if s.member in self.boards:
+                self.boards[s.member].skew = s.seconds
+
+    @property
+    def homes(self) -> dict[str, Home]:
+        return {h.member: h for h in self.sc.homes}
+
+    # -- MQTT -------------------------------------------------------------------------------
+
+    async def start(self, addr: BrokerAddress) -> None:
+        self._addr = addr
+        logging.getLogger("mqtt").setLevel(logging.ERROR)  # many publishes in flight: intended
+        await self._connect()
+        self._orders_task = asyncio.create_task(self._orders())
+        enrols = [b.enrolment(self.sc.start) for b in self.boards.values()]
+        await self._publish(enrols)
+        for b in self.boards.values():  # the first reading: registers at the start
+            self._queue(b, self.sc.start)
+
+    async def _connect(self) -> None:
+        assert self._addr is not None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.__aexit__(None, None, None)
+            self._conn = None
+        for _ in range(100):
+            try:
+                conn = Connection(self._addr, "sim-boards")
+                await conn.__aenter__()
+                self._conn = conn
+                return
+            except MqttError:
+                await asyncio.sleep(0.1)
+        raise MqttError("the virtual boards cannot reach the broker")
+
+    async def _publish(self, frames: list[tuple[str, bytes]]) -> None:
+        """Publish at QoS 1 (at least once): after a broker restart, reconnect and send again."""
+        for _ in range(50):
+            try:
+                if self._conn is None:
+                    await self._connect()
+                assert self._conn is not None
+                conn = self._conn
+                for i in range(0, len(frames), WINDOW):
+                    batch = asyncio.gather(*(conn.publish(t, f) for t, f in frames[i : i + WINDOW]))
+                    await asyncio.wait_for(batch, 10)
+                return
+            except (MqttError, TimeoutError):
+                self._conn = None
+                await asyncio.sleep(0.1)
+        raise MqttError("the virtual boards could not publish for 5 s")
+
+    async def _orders(self) -> None:
+        """Take the coordinator's signed orders: battery setpoints for an interval."""
+        assert self._addr is not None
+        verifier = crypto.Verifier(self.coordinator_key)
+        by_board = {b.board: m for m, b in self.boards.items()}
+        while True:
+            try:
+                async with Connection(self._addr, "sim-orders", clean_session=False) as conn:
+                    await conn.subscribe(topics.board_filter(self.grid, "order"))
+                    async for m in conn.messages():
+                        self._order(m.topic, m.payload, verifier, by_board)
+            except MqttError:
+                await asyncio.sleep(0.2)
+
+    def _order(self, topic: str, payload: bytes, verifier: crypto.Verifier, by_board: dict[str, str]) -> None:
+        try:
+            msg = frame.open_frame(topic, payload, lambda _m: verifier)
+        except ProtocolError as e:
+            self.orders_refused += 1
+            log.warning("order refused on %s: %s", topic, e)
+            return
+        if not isinstance(msg, messages.Order) or msg.board not in by_board:
+            self.orders_refused += 1
+            return
+        bat = self.batteries.get(by_board[msg.board])
+        if bat is not None and msg.bat_w is not None:
+            bat.setpoint_w = msg.bat_w
+            bat.until = msg.valid_until
+            self.orders_applied += 1
+
+    async def stop(self) -> None:
+        if self._orders_task is not None:
+            self._orders_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, MqttError):
+                await self._orders_task
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.__aexit__(None, None, None)
+            self._conn = None
+
+    # -- physics and readings -----------------------------------------------------------------
+
+    async def step(self, ts: int) -> None:
+        """Meter the step that ends at ``ts``; queue a reading where one is due."""
+        k = (ts - self.sc.start) // STEP_S  # physics index of the step's end
+        for m, b in self.boards.items():
+            ph = self.physics[m]
+            p = ph.net(min(k, len(ph.load_w) - 1))
+            bat = self.batteries.get(m)
+            if bat is not None:
+                for d in self.flex.get(m, ()):
+                    _flex_duty(bat, d, ts - STEP_S, self.sc.market.interval_s)
+                w = bat.power(ts - STEP_S, STEP_S)
+                p += w
+                b.bat_soc = bat.soc_permille
+                self.battery_w[m].append(w)
+            self.power[m].append(p)
+            if ts % self.sc.reading_s == 0:
+                self._queue(b, ts, p)
+            else:
+                b.advance(ts, p)
+        self._k = k
+
+    def _queue(self, b: VirtualBoard, ts: int, p: int | None = None) -> None:
+        seq = b.seq
+        topic, fr = b.reading(ts, 0 if p is None else p)
+        self.sent[b.board][seq] = SentReading(ts + b.skew, b.e_imp, b.e_exp)
+        self._seq_of[fr] = seq
+        member = b.board[2:]
+        self.spool[member].append((topic, fr))
+
+    async def flush(self, now: int) -> None:
+        """Publish every online board's queue through the link."""
+        out: list[tuple[str, bytes]] = []
+        for m, q in self.spool.items():
+            if self.offline_until.get(m, 0) > now or not q:
+                continue
+            deliver, acked = self.link.plan(self.boards[m].board, q)
+            del q[:acked]
+            out.extend(deliver)
+        if out:
+            await self._publish(out)
+            self._delivered(out)
+            self._history.extend(out[-50:])
+            del self._history[:-200]
+
+    def _delivered(self, frames: list[tuple[str, bytes]]) -> None:
+        self.delivered += len(frames)
+        for topic, fr in frames:
+            seq = self._seq_of.pop(fr, None)
+            if seq is not None:
+                board = topic.split("/")[3]
+                self.newest[board] = max(seq, self.newest.get(board, -1))
+
+    async def drain(self) -> None:
+        """End of the run: everything queued or held back by the network arrives."""
+        saved = self.link.f
+        self.link.f = type(saved)()  # no more losses while draining
+        self.offline_until.clear()
+        await self.flush(2**40)
+        late = self.link.drain()
+        if late:
+            await self._publish(late)
+            self._delivered(late)
+        self.link.f = saved
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def go_offline(self, member: str, until: int) -> None:
+        self.offline_until[member] = until
+
+    async def reboot(self, member: str, ts: int) -> None:
+        b = self.boards[member]
+        b.reboot()
+        await self._publish([b.enrolment(ts, fw="sim")])
+
+    async def attack(self, forged: int, replayed: int, moved: int, ts: int, rng: random.Random) -> None:
+        """Frames a coordinator must refuse: signed with the wrong key, replays of old ones, and
+        good frames moved to another board's topic."""
+        out: list[tuple[str, bytes]] = []
+        members = sorted(self.boards)
+        for i in range(forged):
+            real = self.boards[members[rng.randrange(len(members))]]
+            forger = VirtualBoard(self.grid, real.board, bytes([0xF0, i & 0xFF]) * 16, lambda t: 0)
+            forger.seq = real.seq
+            forger.acc_imp = real.acc_imp + 3_600_000_000  # claims a kWh more than it imported
+            forger.last_ts = ts
+            out.append(forger.reading(ts, 0))
+        readings = [x for x in self._history if x[0].endswith("/reading")]
+        older = readings[: max(1, len(readings) - 2 * len(self.boards))]  # overtaken by newer ones
+        for _ in range(replayed):
+            if older:
+                out.append(older[rng.randrange(len(older))])
+        for _ in range(moved):
+            if readings and len(members) > 1:
+                topic, fr = readings[-1]
+                other = next(b.board for b in self.boards.values() if b.board != topic.split("/")[3])
+                out.append((topics.board_topic(self.grid, other, "reading"), fr))
+        if out:
+            await self._publish(out)
+            self.delivered += len(out)
+            self.attacks += len(out)
+
+    def registers(self) -> dict[str, tuple[int, int]]:
+        """Each board's registers now (mWh): what its meter counted."""
+        return {b.board: (b.e_imp, b.e_exp) for b in self.boards.values()}
+
+
+def _flex_duty(bat: Battery, d: FlexDuty, t: int, length: int) -> None:
+    """A battery with a flexibility order keeps the energy to deliver it: it charges in the three
+    hours before the baseline window, holds still during the baseline (no gaming of the reference
+    the delivery is measured against), never discharges below the reserve before the order, and
+    discharges at the ordered power during it."""
+    base = d.start - BASELINE_INTERVALS * length
+    reserve = min(d.power_w * (d.end - d.start) * 1000, bat.capacity_mwh * 3600 * 95 // 100)  # mW*s
+    if d.start <= t < d.end:
+        bat.setpoint_w, bat.until = -d.power_w, d.end
+    elif base <= t < d.start:
+        bat.setpoint_w, bat.until = 0, d.start
+    elif base - 3 * 3600 <= t < base and bat.soc_mws < reserve:
+        bat.setpoint_w, bat.until = bat.max_w, base
+    elif t < base and bat.soc_mws <= reserve and bat.setpoint_w < 0:
+        bat.setpoint_w = 0
+
+
+def _seed(seed: int, h: Home) -> bytes:
+    return random.Random(f"{seed}/{h.member}").randbytes(32)

@@ -1,0 +1,348 @@
+"""One simulated run: broker, coordinator and a community of boards, in lockstep on simulated time.
+
+Simulated time advances in physics steps (60 s). At each step every board meters its home; every
+``reading_s`` the boards publish their signed readings; one settlement delay after each interval
+ends, the coordinator (once it has dealt with every reading delivered so far) settles the interval
+and sends storage boards their orders for the running one. Faults fire at their times. With
+``speedup`` > 0 simulated time is paced to run that many times faster than real time; with 0 it
+runs as fast as the machine goes.
+
+At the end the boards' queues drain, the remaining intervals settle, flexibility orders are
+verified and paid, and the run returns the clearings, the physics, the bills and the invariant
+report (sim/invariants.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator import billing, flexmarket
+from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
+from protocol import crypto
+from sim import gridflow
+from sim.brokers import Broker, Embedded
+from sim.coordinator import SimCoordinator
+from sim.errors import SimError
+from sim.faults import Link, LinkStats
+from sim.firmware_fleet import FirmwareFleet
+from sim.fleet import FlexDuty, SentReading, VirtualFleet
+from sim.gridflow import GridInterval
+from sim.invariants import Invariants, check
+from sim.mpy_fleet import MicroPythonFleet
+from sim.profiles import STEP_S, HomePhysics, home_physics
+from sim.scenario import Scenario
+
+log = logging.getLogger("peergrid.sim")
+Fleet = VirtualFleet | FirmwareFleet | MicroPythonFleet
+GRID = "sim"
+WAIT_S = 15.0  # longest wait for the coordinator to catch up before settling anyway
+
+
+@dataclass(frozen=True)
+class Bill:
+    party: str
+    local_mwh: int  # + bought, - sold, with community members
+    supplier_mwh: int  # + bought, - sold, with the supplier
+    total: int  # nano-cent, + credit, - to pay
+
+
+@dataclass(frozen=True)
+class FlexResult:
+    request: flexmarket.FlexRequest
+    ordered_w: int
+    delivered_mwh: int
+    ordered_mwh: int
+    paid: int  # nano-cent
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    clearings: list[Clearing]
+    physics: dict[str, HomePhysics]
+    power: dict[str, list[int]]  # metered net W per step
+    battery_w: dict[str, list[int]]
+    bills: list[Bill]
+    invariants: Invariants
+    link: LinkStats
+    flex: list[FlexResult]
+    wall_s: float
+    readings: int
+    orders_applied: int
+    sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)  # board -> seq -> reading
+    grid: list[GridInterval] = field(default_factory=list)  # line loading and voltages per interval
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float:
+        return self.scenario.duration_s / max(self.wall_s, 1e-9)
+
+
+def _sharing(sc: Scenario) -> Sharing | None:
+    if sc.market.scheme != "self_consumption" or not sc.market.sharing:
+        return None
+    sh = sc.market.sharing
+    return Sharing(keys=sh.get("keys"), community_price=sh.get("community_price"))
+
+
+async def run(
+    sc: Scenario,
+    broker: Broker,
+    workdir: Path,
+    *,
+    progress: Callable[[float], None] | None = None,
+    start_broker: bool = True,
+) -> RunResult:
+    if isinstance(broker, Embedded) and (sc.faults.broker_restart or sc.faults.coordinator_kill):
+        raise SimError(
+            "broker restarts and coordinator kills need Mosquitto (the embedded broker does not keep "
+            "sessions across a restart, nor redeliver a resumed session's unacknowledged messages)"
+        )
+    wall0 = time.monotonic()
+    clock = [sc.start]
+    paced = [0.0]  # with boards on their own clocks: monotonic time at the scenario's start
+
+    def now() -> float:
+        """The coordinator's clock: the run's step, or the boards' paced time if the run lags."""
+        if paced[0] and sc.speedup > 0:
+            return max(clock[0], sc.start + int((time.monotonic() - paced[0]) * sc.speedup))
+        return clock[0]
+
+    tariff = Tariff(sc.market.feed_in, sc.market.retail, sc.market.grid_fee, sc.market.grid_fee_local)
+    key = crypto.SigningKey(random.Random(f"{sc.seed}/coordinator").randbytes(32))
+    physics = {h.member: home_physics(sc, h) for h in sc.homes}
+    link = Link(sc.faults, sc.seed)
+    fleet: VirtualFleet | FirmwareFleet | MicroPythonFleet
+    if sc.boards == "firmware":
+        if sc.faults.loss or sc.faults.duplicate or sc.faults.reorder or sc.faults.offline:
+            raise SimError("firmware boards speak MQTT themselves: link faults and offline need virtual ones")
+        fleet = FirmwareFleet(sc, GRID, physics, key.public, broker.address, workdir)
+    elif sc.boards == "virtual":
+        fleet = VirtualFleet(sc, GRID, physics, key.public, link)
+    else:
+        if sc.faults.loss or sc.faults.duplicate or sc.faults.reorder:
+            raise SimError("MicroPython boards speak MQTT themselves: link faults need virtual boards")
+        fleet = MicroPythonFleet(sc, GRID, physics, key.public, broker.address, workdir)
+    coord = SimCoordinator(
+        workdir / "ledger.db", GRID, broker.address, sc.market.scheme, sc.market.interval_s,
+        sc.market.settle_delay_s, tariff, key, now, sharing=_sharing(sc),
+    )  # fmt: skip
+    _register(coord, sc, fleet)
+    events: list[str] = []
+    if start_broker:
+        await broker.start()
+    try:
+        await coord.start()
+        pace0 = time.monotonic()
+        await fleet.start(broker.address)
+        if isinstance(fleet, MicroPythonFleet):
+            pace0 = paced[0] = fleet.pace_origin  # the boards' clocks count from their common epoch
+        flex = _flex_orders(sc, fleet)
+        length, delay = sc.market.interval_s, sc.market.settle_delay_s
+        fired: set[tuple[str, int]] = set()
+        rng = random.Random(sc.seed ^ 0xA77AC)
+        attack_at = sc.start + sc.duration_s // 2
+        attack_at -= attack_at % sc.reading_s
+        total_steps = sc.duration_s // STEP_S
+        for n in range(1, total_steps + 1):
+            ts = sc.start + n * STEP_S
+            clock[0] = ts
+            await _board_faults(sc, ts, fleet, fired, events)
+            await fleet.step(ts)
+            if ts % sc.reading_s == 0:
+                await fleet.flush(ts)
+                f = sc.faults
+                if ts == attack_at and (f.forged or f.replayed or f.moved):
+                    await fleet.attack(f.forged, f.replayed, f.moved, ts, rng)
+                    events.append(
+                        f"+{(ts - sc.start) / 3600:5.2f} h  {f.forged} forged, {f.replayed} replayed and "
+                        f"{f.moved} moved frames sent"
+                    )
+            await _service_faults(sc, ts, coord, broker, fired, events)
+            if (ts - delay) % length == 0 and ts - delay > sc.start:
+                await _caught_up(coord, fleet)
+                await coord.settle()
+            if sc.speedup > 0:
+                ahead = pace0 + (ts - sc.start) / sc.speedup - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if progress is not None and n % 15 == 0:
+                progress(n / total_steps)
+        await fleet.drain()
+        await _caught_up(coord, fleet)
+        clock[0] = sc.end + delay + (-sc.end) % length
+        paced[0] = 0.0
+        await coord.settle()
+        flex_results = _settle_flex(coord, flex, length)
+        if progress is not None:
+            progress(1.0)
+    finally:
+        await fleet.stop()
+        await coord.close()
+        if start_broker:
+            await broker.stop()
+    inv = check(coord.ledger, GRID, fleet.sent, fleet.registers(), coord.refused(), fleet.queued)
+    bills = _bills(coord, sc)
+    result = RunResult(
+        scenario=sc,
+        clearings=sorted(coord.clearings, key=lambda c: c.interval),
+        physics=physics,
+        power=fleet.power,
+        battery_w=fleet.battery_w,
+        bills=bills,
+        invariants=inv,
+        link=link.stats,
+        flex=flex_results,
+        wall_s=time.monotonic() - wall0,
+        readings=coord.ledger.count_readings(),
+        orders_applied=fleet.orders_applied,
+        sent=fleet.sent,
+        grid=gridflow.flows(sc, fleet.power),
+        events=events,
+    )
+    coord.ledger.close()
+    return result
+
+
+async def _board_faults(
+    sc: Scenario, ts: int, fleet: Fleet, fired: set[tuple[str, int]], events: list[str]
+) -> None:
+    """Boards going offline or rebooting at ``ts`` (each fault once)."""
+    for o in sc.faults.offline:
+        if ("off", o.at) not in fired and ts - sc.start >= o.at and o.member in fleet.boards:
+            fired.add(("off", o.at))
+            fleet.go_offline(o.member, sc.start + o.at + o.seconds)
+            events.append(f"+{o.at / 3600:5.2f} h  board of {o.member} offline for {o.seconds // 60} min")
+    for r in sc.faults.reboot:
+        if ("reboot", r.at) not in fired and ts - sc.start >= r.at and r.member in fleet.boards:
+            fired.add(("reboot", r.at))
+            await fleet.reboot(r.member, ts)
+            events.append(f"+{r.at / 3600:5.2f} h  board of {r.member} rebooted")
+
+
+async def _service_faults(
+    sc: Scenario,
+    ts: int,
+    coord: SimCoordinator,
+    broker: Broker,
+    fired: set[tuple[str, int]],
+    events: list[str],
+) -> None:
+    """The coordinator killed (-9) and restarted, the broker restarted, at ``ts`` (each once)."""
+    for at in sc.faults.coordinator_kill:
+        if ("kill", at) not in fired and ts - sc.start >= at:
+            fired.add(("kill", at))
+            await coord.kill()
+            await coord.start()
+            events.append(f"+{at / 3600:5.2f} h  coordinator killed (-9) and restarted")
+    for at in sc.faults.broker_restart:
+        if ("broker", at) not in fired and ts - sc.start >= at:
+            fired.add(("broker", at))
+            await broker.restart(sc.faults.broker_down_s)
+            events.append(f"+{at / 3600:5.2f} h  broker restarted ({sc.faults.broker_down_s:g} s down)")
+
+
+def _register(coord: SimCoordinator, sc: Scenario, fleet: Fleet) -> None:
+    for h in sc.homes:
+        prefs: dict[str, object] = {}
+        if h.min_sell is not None:
+            prefs["min_sell"] = h.min_sell
+        if h.max_buy is not None:
+            prefs["max_buy"] = h.max_buy
+        if h.battery_mwh:
+            prefs["storage"] = {
+                "capacity_mwh": h.battery_mwh,
+                "max_charge_w": h.battery_w,
+                "max_discharge_w": h.battery_w,
+                "min_soc": 50,
+            }
+        role = "storage" if h.battery_mwh and not h.annual_kwh else ("prosumer" if h.pv_wp else "consumer")
+        coord.ledger.add_member(h.member, h.name, role, now=sc.start, feeder=h.feeder, prefs=prefs)
+        b = fleet.boards[h.member]
+        coord.ledger.add_board(
+            b.board, b.board_type, b.key.public, now=sc.start, member_id=h.member, status="active"
+        )
+
+
+async def _caught_up(coord: SimCoordinator, fleet: Fleet) -> None:
+    """Wait until the coordinator has dealt with every reading delivered so far: as many stored or
+    refused as were delivered, and each board's newest delivered reading stored."""
+    deadline = time.monotonic() + WAIT_S
+    while coord.processed < fleet.delivered and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+    while time.monotonic() < deadline:
+        last = coord.ledger.last_readings()
+        behind = [b for b, s in fleet.newest.items() if b not in last or last[b].seq < s]
+        if not behind:
+            return
+        await asyncio.sleep(0.01)
+    log.warning("coordinator behind: %d of %d readings dealt with", coord.processed, fleet.delivered)
+
+
+def _flex_orders(
+    sc: Scenario, fleet: Fleet
+) -> list[tuple[flexmarket.FlexRequest, list[flexmarket.FlexOrder]]]:
+    """Clear each flexibility request against the offers of the batteries on its congestion point;
+    the accepted batteries discharge by their ordered power during the request."""
+    out = []
+    length = sc.market.interval_s
+    for i, f in enumerate(sc.flex):
+        start = sc.start + f.start_s
+        start -= start % length
+        n = f.hours * 3600 // length
+        if start - flexmarket.BASELINE_INTERVALS * length < sc.start or start + n * length > sc.end:
+            continue  # the run does not cover the request and its baseline
+        req = flexmarket.FlexRequest(
+            f"req{i + 1}", f.congestion_point, start, n, f.direction, f.power_w, f.price_cap
+        )
+        offers = [
+            flexmarket.FlexOffer(
+                f"o-{h.member}", req.request_id, h.member, h.board, h.battery_w, 12_000 + 500 * k, 0
+            )
+            for k, h in enumerate(x for x in sc.homes if x.battery_w and x.feeder == f.congestion_point)
+        ]
+        orders = flexmarket.clear_flex(req, offers)
+        for od in orders:
+            fleet.flex.setdefault(od.offer.party, []).append(FlexDuty(start, start + n * length, od.power_w))
+        out.append((req, orders))
+    return out
+
+
+def _settle_flex(
+    coord: SimCoordinator,
+    flex: list[tuple[flexmarket.FlexRequest, list[flexmarket.FlexOrder]]],
+    length: int,
+) -> list[FlexResult]:
+    out = []
+    for req, orders in flex:
+        settled = flexmarket.verify(coord.ledger, req, orders, length)
+        flexmarket.settle_orders(coord.ledger, req, settled)
+        per = sum(o.power_w for o in orders) * length * 10 // 36 * req.intervals
+        out.append(
+            FlexResult(
+                req,
+                sum(o.power_w for o in orders),
+                sum(s.delivered for s in settled),
+                per,
+                sum(s.payment for s in settled),
+            )
+        )
+    return out
+
+
+def _bills(coord: SimCoordinator, sc: Scenario) -> list[Bill]:
+    out = []
+    end = sc.end + sc.market.interval_s
+    for p in [h.member for h in sc.homes] + [SUPPLIER, DSO]:
+        st = billing.statement(coord.ledger, p, sc.start, end)
+        e = {x.account: x.energy for x in st.lines}
+        local = e.get("energy_bought_local", 0) + e.get("energy_sold_local", 0)
+        sup = sum(v for k, v in e.items() if k.endswith(("_supplier", "_imbalance")))
+        out.append(Bill(p, local, sup, st.total))
+    return out
