@@ -71,11 +71,14 @@ class IngestService:
             self._pending.append((msg, m.payload[-frame.SIG_LEN :], m))  # checked: body || sig
             return
         if isinstance(msg, messages.Ack):
-            if not self.ledger.record_ack(msg.board, msg.oseq, msg.status, m.payload):
+            if self.ledger.record_ack(msg.board, msg.oseq, msg.status, m.payload):
+                if msg.status != messages.ST_APPLIED:
+                    log.info("board %s order %d: status %d %s", msg.board, msg.oseq, msg.status, msg.reason)
+            elif msg.status == messages.ST_FAILSAFE:  # no valid order in time: not an answer to one
+                log.info("board %s fell back to its safe defaults (%s)", msg.board, msg.reason)
+            else:
                 log.warning("ack from %s for order %d that was never sent", msg.board, msg.oseq)
-            elif msg.status != messages.ST_APPLIED:
-                log.info("board %s order %d: status %d %s", msg.board, msg.oseq, msg.status, msg.reason)
-        if isinstance(msg, messages.Enrol) and msg.board not in {b.board_id for b in self.ledger.boards()}:
+        if isinstance(msg, messages.Enrol) and not self.ledger.has_board(msg.board):
             self.ledger.add_board(
                 msg.board,
                 msg.board_type,

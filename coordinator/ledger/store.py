@@ -193,6 +193,10 @@ class Ledger:
             args = (status,)
         return [BoardRecord(*row) for row in self.conn.execute(q + " ORDER BY b.id", args)]
 
+    def has_board(self, board_id: str) -> bool:
+        """Whether the board is registered (in any status)."""
+        return self.conn.execute("SELECT 1 FROM boards WHERE id = ?", (board_id,)).fetchone() is not None
+
     def keys_of(self, board_id: str) -> list[tuple[bytes, int, int | None]]:
         """Every key the board has had: (pubkey, valid_from, valid_to)."""
         return list(

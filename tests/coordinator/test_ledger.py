@@ -69,8 +69,9 @@ def test_registry_and_key_rotation(tmp_path: Path) -> None:
             led.add_member("alice", "Again", "consumer", now=2)
         with pytest.raises(LedgerError, match="not an identifier"):
             led.add_member("Bob Smith", "Bob", "consumer", now=2)
+        assert not led.has_board("m01")
         led.add_board("m01", "esp32-pzem004t", b"\x01" * 32, now=10)
-        assert led.boards("pending")[0].board_id == "m01"
+        assert led.boards("pending")[0].board_id == "m01" and led.has_board("m01")
         led.activate_board("m01", "alice")
         led.rotate_key("m01", b"\x02" * 32, now=20)
         (b,) = led.boards("active")
