@@ -224,13 +224,14 @@ def test_clearing_is_o_n_log_n_not_quadratic() -> None:
             for k in range(n)
         ]
         best = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             t0 = time.perf_counter()
             clear("pairwise", INTERVAL, orders, QS)
             best = min(best, time.perf_counter() - t0)
         return best
 
-    assert run(20_000) < 30 * run(2_000)
+    # 20x the orders: n log n costs ~26x, quadratic 400x; the margin absorbs a busy machine
+    assert run(40_000) < 100 * run(2_000)
 
 
 @pytest.mark.parametrize("rule", DA_SCHEMES)
