@@ -48,6 +48,8 @@ async def serve(port: int, grid: str, n: int, coordinator: bytes) -> None:
         await conn.subscribe(topics.board_filter(grid, "order"))
         print("ready", flush=True)
 
+        sending: set[asyncio.Task[None]] = set()
+
         async def handle() -> None:
             nonlocal acked
             async for m in conn.messages():
@@ -57,7 +59,11 @@ async def serve(port: int, grid: str, n: int, coordinator: bytes) -> None:
                     continue
                 out = h.handle(m.topic, m.payload, int(time.time()))
                 if out is not None:
-                    await conn.publish(*out)
+                    # each board publishes on its own: one board's wait for its PUBACK does not
+                    # hold up the next board's order, as it would not with separate devices
+                    t = asyncio.create_task(conn.publish(*out))
+                    sending.add(t)
+                    t.add_done_callback(sending.discard)
                     acked += 1
 
         task = asyncio.create_task(handle())

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench.order_boards import board_id, board_key
@@ -83,15 +84,18 @@ def measure(n: int) -> tuple[list[float], float, int]:
                 if boards.stdout.readline().strip() != "ready":
                     raise RuntimeError("the boards did not start")
                 acked: dict[str, float] = {}
-                record = led.record_ack
+                record = led.record_acks
 
-                def timed(board_id: str, oseq: int, status: int, frame: bytes) -> bool:
-                    ok = record(board_id, oseq, status, frame)
-                    if ok:
-                        acked.setdefault(board_id, time.perf_counter())
-                    return ok
+                def timed(acks: Iterable[tuple[str, int, int, bytes]]) -> list[bool]:
+                    batch = list(acks)
+                    done = record(batch)
+                    t = time.perf_counter()  # committed
+                    for (board_id, *_), ok in zip(batch, done, strict=True):
+                        if ok:
+                            acked.setdefault(board_id, t)
+                    return done
 
-                led.record_ack = timed  # type: ignore[method-assign]
+                led.record_acks = timed  # type: ignore[method-assign]
 
                 async def main() -> tuple[float, float, int]:
                     stop = asyncio.Event()

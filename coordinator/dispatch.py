@@ -121,6 +121,13 @@ class Dispatch:
     guard: Callable[[dict[str, int]], list[Curtailment]] | None = None
     # the delivery check with every device: (expected W per board, assets per board) -> changes
     check: Callable[[dict[str, int], dict[str, Assets]], list[Change]] | None = None
+    _step_members: list[dict[str, Any]] | None = None  # read once per step (see _members)
+
+    def _members(self) -> list[dict[str, Any]]:
+        """The members, read once for the whole of a ``run`` step (several parts consult them)."""
+        if self._step_members is not None:
+            return self._step_members
+        return self.ledger.members()
 
     def expected(self, start: int) -> dict[str, int]:
         """Expected injection per board (W, + export) for ``start``: the last settled interval's."""
@@ -184,13 +191,14 @@ class Dispatch:
         """Member -> (its storage, the board that drives it); EVs noted in ``_ev`` (phases)."""
         self._ev.clear()
         boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
+        latest = self.ledger.latest_readings()
         out = {}
-        for m in self.ledger.members():
+        for m in self._members():
             st = m["prefs"].get("storage")
             if not st or m["id"] not in boards or "integrator" in m["prefs"]:
                 continue  # an integrator home's storage follows its own plan
             board = boards[m["id"]]
-            last = self.ledger.latest_reading(board)
+            last = latest.get(board)
             if last is None or last.bat_soc is None:
                 continue  # no state of charge known yet: the board keeps its safe default
             try:
@@ -232,7 +240,7 @@ class Dispatch:
             return {}, []
         orders: list[Order] = []
         prev = start - self.length
-        for m in self.ledger.members():
+        for m in self._members():
             if m["id"] in storages:
                 continue
             row = self.ledger.conn.execute(
@@ -296,7 +304,7 @@ class Dispatch:
 
         boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
         out = {}
-        for m in self.ledger.members():
+        for m in self._members():
             if m["id"] in boards:
                 try:
                     dev = Devices.from_prefs(m["id"], m["prefs"], feed_in=self.tariff.feed_in)
@@ -513,6 +521,13 @@ class Dispatch:
             return []
         if self.check is None and self.guard is not None:
             await self.protect(start)  # PV export limits only, in their own orders
+        self._step_members = self.ledger.members()
+        try:
+            return await self._run(start)
+        finally:
+            self._step_members = None
+
+    async def _run(self, start: int) -> list[Setpoint]:
         devices = self._devices()
         targets, schedule = self.market(start)
         targets.update(self._homes(start, devices))
@@ -587,7 +602,7 @@ class Dispatch:
         (their feeder or bus): what each can hold over the whole request, at the price it asks. A
         member whose preferences cannot be read offers nothing (see :meth:`_devices`)."""
         devices = self._devices()
-        members = {m["id"]: m for m in self.ledger.members()}
+        members = {m["id"]: m for m in self._members()}
         expected = self.expected(request.start)
         end = request.start + request.intervals * self.length
         per = request.intervals * self.length * 10 // 36  # mWh per W held over the request

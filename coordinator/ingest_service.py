@@ -43,6 +43,7 @@ class IngestService:
     ingest: Ingest = field(init=False)
     _pending: list[tuple[messages.Reading, bytes, Inbound]] = field(default_factory=list)
     _acks: list[Inbound] = field(default_factory=list)
+    _order_acks: list[tuple[messages.Ack, Inbound]] = field(default_factory=list)  # boards' Acks
     _counted: Counter[str] = field(default_factory=Counter)  # rejections already in the ledger
     _first: float = 0.0
 
@@ -66,18 +67,15 @@ class IngestService:
             self._acks.append(m)
             return
         if isinstance(msg, messages.Reading):
-            if not self._pending:
+            if not self._pending and not self._order_acks:
                 self._first = time.monotonic()
             self._pending.append((msg, m.payload[-frame.SIG_LEN :], m))  # checked: body || sig
             return
-        if isinstance(msg, messages.Ack):
-            if self.ledger.record_ack(msg.board, msg.oseq, msg.status, m.payload):
-                if msg.status != messages.ST_APPLIED:
-                    log.info("board %s order %d: status %d %s", msg.board, msg.oseq, msg.status, msg.reason)
-            elif msg.status == messages.ST_FAILSAFE:  # no valid order in time: not an answer to one
-                log.info("board %s fell back to its safe defaults (%s)", msg.board, msg.reason)
-            else:
-                log.warning("ack from %s for order %d that was never sent", msg.board, msg.oseq)
+        if isinstance(msg, messages.Ack):  # recorded with the next batch, like readings
+            if not self._pending and not self._order_acks:
+                self._first = time.monotonic()
+            self._order_acks.append((msg, m))
+            return
         if isinstance(msg, messages.Enrol) and not self.ledger.has_board(msg.board):
             self.ledger.add_board(
                 msg.board,
@@ -89,8 +87,24 @@ class IngestService:
             log.info("board %s asks to enrol (%s, key %s)", msg.board, msg.board_type, msg.pubkey.hex())
         self._acks.append(m)
 
+    def _record_order_acks(self) -> None:
+        acks = self._order_acks
+        done = self.ledger.record_acks((a.board, a.oseq, a.status, m.payload) for a, m in acks)
+        for (a, m), ok in zip(acks, done, strict=True):
+            if ok:
+                if a.status != messages.ST_APPLIED:
+                    log.info("board %s order %d: status %d %s", a.board, a.oseq, a.status, a.reason)
+            elif a.status == messages.ST_FAILSAFE:  # no valid order in time: not an answer to one
+                log.info("board %s fell back to its safe defaults (%s)", a.board, a.reason)
+            else:
+                log.warning("ack from %s for order %d that was never sent", a.board, a.oseq)
+            self._acks.append(m)
+        acks.clear()
+
     def flush(self, conn: Subscriber) -> int:
-        """Commit the pending readings, then acknowledge their MQTT messages."""
+        """Commit the pending readings and order acks, then acknowledge their MQTT messages."""
+        if self._order_acks:
+            self._record_order_acks()
         n = 0
         if self._pending:
             n = self.ledger.add_readings((r, sig) for r, sig, _ in self._pending)
@@ -115,6 +129,7 @@ class IngestService:
             except (MqttError, sqlite3.Error) as e:  # nothing unacknowledged is lost: it comes again
                 log.warning("ingest session ended (%s: %s); reconnecting", type(e).__name__, e)
                 self._pending.clear()  # not acknowledged: the broker redelivers them
+                self._order_acks.clear()
                 self._acks.clear()
                 self.reload_boards()
                 await asyncio.sleep(0.5)
@@ -148,7 +163,7 @@ class IngestService:
                     if not inbox:
                         # wait for a message or the flush deadline (a timer, not a task per wait)
                         wait = self.flush_s
-                        if self._pending:
+                        if self._pending or self._order_acks:
                             wait = self._first + self.flush_s - time.monotonic()
                             if wait <= 0:
                                 self.flush(conn)
@@ -162,9 +177,9 @@ class IngestService:
                             continue
                     while inbox:
                         handle(inbox.popleft())
-                        if len(self._pending) >= self.batch:
+                        if len(self._pending) + len(self._order_acks) >= self.batch:
                             self.flush(conn)
-                    if self._pending and time.monotonic() - self._first >= self.flush_s:
+                    if (self._pending or self._order_acks) and time.monotonic() - self._first >= self.flush_s:
                         self.flush(conn)
                 self.flush(conn)
             finally:

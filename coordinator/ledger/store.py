@@ -319,17 +319,27 @@ class Ledger:
 
     def record_ack(self, board_id: str, oseq: int, status: int, frame: bytes) -> bool:
         """Store a board's signed acknowledgement; False if no such order was sent."""
+        return self.record_acks([(board_id, oseq, status, frame)])[0]
+
+    def record_acks(self, acks: Iterable[tuple[str, int, int, bytes]]) -> list[bool]:
+        """``record_ack`` for many (board, oseq, status, frame) in one transaction."""
+        q = "UPDATE board_orders SET ack_status=?, ack_frame=? WHERE board_id=? AND oseq=?"
         with self.transaction():
-            cur = self.conn.execute(
-                "UPDATE board_orders SET ack_status=?, ack_frame=? WHERE board_id=? AND oseq=?",
-                (status, frame, board_id, oseq),
-            )
-            return cur.rowcount == 1
+            return [self.conn.execute(q, (st, fr, b, o)).rowcount == 1 for b, o, st, fr in acks]
 
     def latest_reading(self, board_id: str) -> messages.Reading | None:
         for r, _ in self.readings_desc(board_id, 1):
             return r
         return None
+
+    def latest_readings(self) -> dict[str, messages.Reading]:
+        """``latest_reading`` of every board that has one, in one query."""
+        cols = ", ".join("r." + c for c in _ROW_COLS.split(", "))
+        q = (
+            f"SELECT b.board_id, {cols} FROM board_refs b JOIN reading_rows r "
+            "ON r.ref = b.ref AND r.seq = (SELECT max(seq) FROM reading_rows WHERE ref = b.ref)"
+        )
+        return {row[0]: _reading(row[0], row[1:])[0] for row in self.conn.execute(q)}
 
     def readings_desc(self, board_id: str, limit: int) -> Iterator[tuple[messages.Reading, bytes]]:
         ref = self._ref_of(board_id)

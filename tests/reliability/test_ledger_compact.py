@@ -96,6 +96,7 @@ def test_optional_fields_and_idempotence(tmp_path: Path) -> None:
         assert list(led.readings("b1")) == batch
         assert [r for r, _ in led.readings_desc("b1", 3)] == [r for r, _ in batch[::-1][:3]]
         assert led.latest_reading("b2") == reading("b2", 0, T0)
+        assert led.latest_readings() == {"b1": batch[-1][0], "b2": reading("b2", 0, T0)}
         assert list(led.readings("nobody")) == [] and led.register_at("nobody", T0) is None
         assert list(led.readings_by_seq("b1", 2, 4)) == batch[2:5]
         last = led.last_readings()
