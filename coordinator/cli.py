@@ -123,26 +123,6 @@ def _grid_check(cfg: Any) -> Any:
     return check_from_file(cfg.grid_file, length=cfg.interval_s)
 
 
-def _grid_guard(cfg: Any, tariff: Any) -> Any:
-    """The delivery guard for ``coordinator run`` when the config names a grid model."""
-    if cfg.grid_file is None:
-        return None
-    from coordinator.delivery.guard import guard
-    from coordinator.delivery.pilot import load_toml
-    from coordinator.delivery.screen import Screen
-
-    grid = load_toml(cfg.grid_file)
-    screen = Screen(grid)
-    connected = {c.board for c in grid.connections}
-
-    def check(expected: dict[str, int]) -> Any:
-        sched = {b: w for b, w in expected.items() if b in connected}
-        pv = {b: w for b, w in sched.items() if w > 0}
-        return guard(screen, grid, sched, pv, length=cfg.interval_s, feed_in=tariff.feed_in)[0]
-
-    return check
-
-
 def _ledger_verify(args: argparse.Namespace) -> int:
     from coordinator import config
     from coordinator.ledger import Ledger
