@@ -135,7 +135,9 @@ BOARD_CFG = {
 
 
 @dataclass
-class FirmwareFleet:
+class BoardFleet:
+    """What every fleet of firmware boards (in-process or MicroPython processes) keeps."""
+
     sc: Scenario
     grid: str
     physics: dict[str, HomePhysics]
@@ -149,6 +151,10 @@ class FirmwareFleet:
     flex: dict[str, list[FlexDuty]] = field(default_factory=dict)
     newest: dict[str, int] = field(default_factory=dict)
     orders_applied: int = 0
+
+
+@dataclass
+class FirmwareFleet(BoardFleet):
     attacks: int = 0
     queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool after drain
     clock: StepClock = field(init=False)

@@ -27,10 +27,9 @@ from coordinator.mqtt import BrokerAddress, Connection
 from protocol import crypto
 from sim.board import VirtualBoard
 from sim.errors import SimError
-from sim.firmware_fleet import BOARD_CFG, FIRMWARE, _Info
-from sim.fleet import FlexDuty, SentReading
-from sim.profiles import STEP_S, HomePhysics
-from sim.scenario import Scenario
+from sim.firmware_fleet import BOARD_CFG, FIRMWARE, BoardFleet, _Info
+from sim.fleet import SentReading
+from sim.profiles import STEP_S
 
 HEAP = "1m"  # the firmware is compiled from source into the heap here (no ROMFS image)
 BOOT_S = 3.0  # wall seconds for the processes to start before simulated time begins
@@ -77,21 +76,8 @@ def micropython_exe() -> str:
 
 
 @dataclass
-class MicroPythonFleet:
-    sc: Scenario
-    grid: str
-    physics: dict[str, HomePhysics]
-    coordinator_key: bytes
-    address: BrokerAddress
-    workdir: Path
-    boards: dict[str, _Info] = field(default_factory=dict)
-    sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)
-    power: dict[str, list[int]] = field(default_factory=dict)
-    battery_w: dict[str, list[int]] = field(default_factory=dict)
-    flex: dict[str, list[FlexDuty]] = field(default_factory=dict)
-    newest: dict[str, int] = field(default_factory=dict)
+class MicroPythonFleet(BoardFleet):
     delivered: int = 0
-    orders_applied: int = 0
     queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool at shutdown
     epoch: float = 0.0  # wall time (time.time()) at which simulated time starts
     _procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
