@@ -151,12 +151,22 @@ class BoardFleet:
     flex: dict[str, list[FlexDuty]] = field(default_factory=dict)
     newest: dict[str, int] = field(default_factory=dict)
     orders_applied: int = 0
+    queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool at the end
+
+    def registers(self) -> dict[str, tuple[int, int]]:
+        """Each board's registers at its last reading that left the board."""
+        out = {}
+        for board, by_seq in self.sent.items():
+            sent = [q for q in by_seq if q not in self.queued.get(board, ())]
+            if sent:
+                s = by_seq[max(sent)]
+                out[board] = (s.e_imp, s.e_exp)
+        return out
 
 
 @dataclass
 class FirmwareFleet(BoardFleet):
     attacks: int = 0
-    queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool after drain
     clock: StepClock = field(init=False)
     _app: Any = None
     _fw: dict[str, Any] = field(default_factory=dict)  # member -> firmware Board
@@ -288,16 +298,6 @@ class FirmwareFleet(BoardFleet):
             for t, f in out:
                 await conn.publish(t, f)
         self.attacks += len(out)
-
-    def registers(self) -> dict[str, tuple[int, int]]:
-        """Each board's registers at its last reading that left the board."""
-        out = {}
-        for board, by_seq in self.sent.items():
-            sent = [q for q in by_seq if q not in self.queued.get(board, ())]
-            if sent:
-                s = by_seq[max(sent)]
-                out[board] = (s.e_imp, s.e_exp)
-        return out
 
     async def stop(self) -> None:
         for b in self._fw.values():

@@ -78,7 +78,6 @@ def micropython_exe() -> str:
 @dataclass
 class MicroPythonFleet(BoardFleet):
     delivered: int = 0
-    queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool at shutdown
     epoch: float = 0.0  # wall time (time.time()) at which simulated time starts
     _procs: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     _dirs: dict[str, Path] = field(default_factory=dict)
@@ -187,15 +186,6 @@ class MicroPythonFleet(BoardFleet):
         async with Connection(self.address, "sim-attacker") as conn:
             for t, f in out:
                 await conn.publish(t, f)
-
-    def registers(self) -> dict[str, tuple[int, int]]:
-        out = {}
-        for board, by_seq in self.sent.items():
-            sent = [q for q in by_seq if q not in self.queued.get(board, ())]
-            if sent:
-                s = by_seq[max(sent)]
-                out[board] = (s.e_imp, s.e_exp)
-        return out
 
     async def stop(self) -> None:
         for p in self._procs.values():
