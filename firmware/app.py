@@ -75,8 +75,8 @@ class Board:
                 await self.client.publish(self.t_reading, fr)
                 self.sent += 1
                 return
-            except MqttError:
-                pass
+            except (MqttError, OSError):  # the link closed under it (e.g. the link task's own
+                pass  # reconnect or shutdown): spool it, never lose the reading with this task
             except asyncio.CancelledError:  # shutdown before the PUBACK: keep it for next boot
                 self.spool.push(fr)
                 raise
