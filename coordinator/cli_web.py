@@ -128,11 +128,11 @@ def _audit_export(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from coordinator.audit.verify import load, verify_bundle
+    from coordinator.audit.verify import hexbytes, load, verify_bundle
     from coordinator.billing import ACCOUNTS, cents
 
     b = load(args.bundle)
-    pinned = bytes.fromhex(args.coordinator_key) if args.coordinator_key else None
+    pinned = hexbytes(args.coordinator_key, "--coordinator-key") if args.coordinator_key else None
     rep = verify_bundle(b, pinned)
     for w in rep.warnings:
         print(f"note     {w}")

@@ -160,7 +160,7 @@ async def run(
     verdict = "OK" if result.ok else "UNEXPECTED"
     lines.append(
         f"summary   {verdict}: {result.accepted}/{result.expected} readings stored once"
-        + (f" ({inv.stale} stale, {inv.queued} queued, 0 lost)" if faults else "")
+        + (f" ({inv.stale} stale, {inv.queued} queued, {inv.lost} lost)" if faults else "")
         + f", {result.intervals} "
         f"intervals settled, money sums to {result.money_sum} across members, supplier and grid operator; "
         f"ledger verify: {sum(p.startswith('ledger verify') for p in inv.problems)} problems"

@@ -32,7 +32,7 @@ class Board:
         self.regs = Registers("regs", cfg.get("save_s", 300), cfg.get("save_mwh", 50_000))
         self.spool = Spool("spool.bin", cfg.get("spool", 1000))
         fe = cfg["frontend"]
-        self.meter = Meter(fe["chip"], build(fe, hw), self.regs)
+        self.meter = Meter(build(fe, hw), self.regs)
         self.act = hw.actuators(cfg)
         coord = crypto.Verifier(bytes.fromhex(settings["coordinator_key"]))
         self.orders = OrderHandler(self.id, self.grid, coord, Limits(cfg), self.act, self.regs,

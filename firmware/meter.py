@@ -7,8 +7,7 @@ from errors import DriverError
 
 
 class Meter:
-    def __init__(self, chip, dev, regs, retries=3):
-        self.chip = chip
+    def __init__(self, dev, regs, retries=3):
         self.dev = dev
         self.regs = regs
         self.retries = retries

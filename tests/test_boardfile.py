@@ -73,7 +73,7 @@ cfg = json.loads(%r)
 lim = Limits(cfg)
 hw = FakeHardware(cfg, lambda now: 1000)
 regs = Registers("regs")
-m = Meter(cfg["frontend"]["chip"], build(cfg["frontend"], hw), regs)
+m = Meter(build(cfg["frontend"], hw), regs)
 ok = True
 for t in range(0, 3601, 60):  # an hour at 1 kW, polled every minute as a board would (faster)
     hw.physics(t)

@@ -58,6 +58,8 @@ def load(path: str | Path) -> dict[str, Any]:
         data = json.loads(p.read_text())
     except OSError as e:
         raise AuditError(f"{p}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise AuditError(f"{p}: not a JSON audit bundle (not UTF-8 text at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise AuditError(f"{p}: not a JSON audit bundle: {e}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -65,7 +67,7 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _hex(v: object, what: str) -> bytes:
+def hexbytes(v: object, what: str) -> bytes:
     try:
         return bytes.fromhex(str(v))
     except ValueError:
@@ -84,7 +86,7 @@ def verify_bundle(b: dict[str, Any], coordinator_key: bytes | None = None) -> Re
 def _verify(b: dict[str, Any], pinned: bytes | None) -> Report:
     rep = Report(member=str(b["member"]))
     member, grid = rep.member, str(b["grid"])
-    bundled_key = _hex(b["coordinator_key"], "coordinator_key")
+    bundled_key = hexbytes(b["coordinator_key"], "coordinator_key")
     if pinned is not None and pinned != bundled_key:
         rep.problems.append("the bundle's coordinator key is not the pinned one")
     ckey = pinned if pinned is not None else bundled_key
@@ -92,7 +94,7 @@ def _verify(b: dict[str, Any], pinned: bytes | None) -> Report:
     keys: dict[str, list[tuple[crypto.Verifier, int, int | None]]] = {}
     for board in b["boards"]:
         keys[board["board"]] = [
-            (crypto.Verifier(_hex(k["pubkey"], "pubkey")), int(k["valid_from"]), k["valid_to"])
+            (crypto.Verifier(hexbytes(k["pubkey"], "pubkey")), int(k["valid_from"]), k["valid_to"])
             for k in board["keys"]
         ]
     readings = _readings(b, grid, keys, rep)
@@ -161,7 +163,7 @@ def _readings(
     prev: dict[str, messages.Reading] = {}
     for i, item in enumerate(b["readings"]):
         board = str(item["board"])
-        fr = _hex(item["frame"], f"reading #{i}")
+        fr = hexbytes(item["frame"], f"reading #{i}")
         what = f"reading #{i} of board {board}"
         try:
             body, _ = frame.split(fr)
@@ -211,7 +213,7 @@ def _check_result(
         rep.problems.append(f"{where}: no coordinator-signed result")
         return
     try:
-        msg = frame.open_frame(topics.result_topic(grid), _hex(fr_hex, "result_frame"), lambda m: coord)
+        msg = frame.open_frame(topics.result_topic(grid), hexbytes(fr_hex, "result_frame"), lambda m: coord)
     except ProtocolError as e:
         rep.problems.append(f"{where}: coordinator result: {e}")
         return

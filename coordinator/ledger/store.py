@@ -253,10 +253,7 @@ class Ledger:
 
     def last_readings(self) -> dict[str, LastReading]:
         """The newest stored reading of every board (ingest's state after a restart)."""
-        q = (
-            "SELECT b.board_id, r.seq, r.ts, r.e_imp, r.e_exp FROM board_refs b JOIN reading_rows r "
-            "ON r.ref = b.ref AND r.seq = (SELECT max(seq) FROM reading_rows WHERE ref = b.ref)"
-        )
+        q = f"SELECT b.board_id, r.seq, r.ts, r.e_imp, r.e_exp {_NEWEST_ROWS}"
         return {b: LastReading(s, t, i, e) for b, s, t, i, e in self.conn.execute(q)}
 
     def readings(
@@ -335,10 +332,7 @@ class Ledger:
     def latest_readings(self) -> dict[str, messages.Reading]:
         """``latest_reading`` of every board that has one, in one query."""
         cols = ", ".join("r." + c for c in _ROW_COLS.split(", "))
-        q = (
-            f"SELECT b.board_id, {cols} FROM board_refs b JOIN reading_rows r "
-            "ON r.ref = b.ref AND r.seq = (SELECT max(seq) FROM reading_rows WHERE ref = b.ref)"
-        )
+        q = f"SELECT b.board_id, {cols} {_NEWEST_ROWS}"
         return {row[0]: _reading(row[0], row[1:])[0] for row in self.conn.execute(q)}
 
     def readings_desc(self, board_id: str, limit: int) -> Iterator[tuple[messages.Reading, bytes]]:
@@ -381,6 +375,11 @@ class Ledger:
 
 _SPAN_S = 3600  # reading_spans: one row per board and hour (schema migration 8)
 _ROW_COLS = "seq, ts, e_imp, e_exp, p, u, ext, flags, sig"
+# each board (b) with its newest reading row (r)
+_NEWEST_ROWS = (
+    "FROM board_refs b JOIN reading_rows r "
+    "ON r.ref = b.ref AND r.seq = (SELECT max(seq) FROM reading_rows WHERE ref = b.ref)"
+)
 _INSERT_READING = "INSERT OR IGNORE INTO reading_rows VALUES (?,?,?,?,?,?,?,?,?,?)"
 _NO_EXT = (None, None, None, None)
 _W = messages.MAX_W + 1

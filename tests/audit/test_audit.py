@@ -142,6 +142,14 @@ def test_altered_clearing_statement_key_or_missing_reading_fail(exported: tuple[
     with pytest.raises(AuditError, match="malformed"):
         verify_bundle({**load(out), "intervals": [{"start": 1}]})
 
+    # what a person may hand the command by mistake: a clear message and exit 2, no traceback
+    binary = out.parent / "bundle.bin"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(AuditError, match="not UTF-8 text"):
+        load(binary)
+    assert main(["audit", "verify", str(binary)]) == 2
+    assert main(["audit", "verify", str(out), "--coordinator-key", "not-hex"]) == 2
+
 
 def test_disputes_keep_the_evidence(exported: tuple[Any, Path], capsys: pytest.CaptureFixture[str]) -> None:
     c, _ = exported
