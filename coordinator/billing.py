@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from coordinator.ledger import Ledger, LedgerError
 
@@ -56,6 +57,12 @@ def cents(nc: int) -> int:
     if 2 * r >= NC_PER_CENT:
         q += 1
     return q if nc >= 0 else -q
+
+
+def subscription_per_day(member: dict[str, Any] | None) -> int:
+    """The subscription fee (nano-cent per day) of a member record from ``Ledger.members()``; 0
+    without one (or for no record)."""
+    return int(member["prefs"].get("subscription_per_day", 0)) if member else 0
 
 
 def statement(

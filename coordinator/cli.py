@@ -179,22 +179,13 @@ def _members(args: argparse.Namespace) -> int:
     return 0
 
 
-def _day(text: str) -> int:
-    import calendar
-    import time
-
-    try:
-        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
-    except ValueError:
-        raise CoordinatorError(f"date {text!r} is not YYYY-MM-DD") from None
-
-
 def _bill(args: argparse.Namespace) -> int:
     from coordinator import billing, config
+    from coordinator.export import parse_day
     from coordinator.ledger import Ledger
 
     cfg = config.load(args.config)
-    start, end = _day(args.start), _day(args.end)
+    start, end = parse_day(args.start), parse_day(args.end)
     with Ledger.open(cfg.ledger) as ledger:
         known = {m["id"]: m for m in ledger.members()}
         if args.member and args.member not in known:
@@ -206,7 +197,7 @@ def _bill(args: argparse.Namespace) -> int:
                 start,
                 end,
                 fixed_per_day=cfg.fixed_per_day,
-                subscription_per_day=int(known[m]["prefs"].get("subscription_per_day", 0)),
+                subscription_per_day=billing.subscription_per_day(known[m]),
             )
             for m in ([args.member] if args.member else list(known))
         ]

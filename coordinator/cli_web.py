@@ -102,6 +102,7 @@ def _dashboard_token(args: argparse.Namespace) -> int:
 
 
 def _audit_export(args: argparse.Namespace) -> int:
+    from coordinator import billing
     from coordinator.audit import AuditError
     from coordinator.audit.bundle import Charges, bundle, dumps
     from coordinator.export import parse_period
@@ -114,7 +115,7 @@ def _audit_export(args: argparse.Namespace) -> int:
     start, end = parse_period(args.period)
     with Ledger.open(src.ledger) as ledger:
         known = {m["id"]: m for m in ledger.members()}
-        sub = int(known[args.member]["prefs"].get("subscription_per_day", 0)) if args.member in known else 0
+        sub = billing.subscription_per_day(known.get(args.member))
         b = bundle(
             ledger, src.grid, args.member, start, end, Charges(src.tariff, src.fixed_per_day, sub), key
         )

@@ -23,7 +23,8 @@ class ExportError(CoordinatorError):
     """An export was asked for something that does not exist or a malformed period."""
 
 
-def _day(text: str) -> int:
+def parse_day(text: str) -> int:
+    """``YYYY-MM-DD`` (UTC) as Unix seconds."""
     try:
         return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
     except ValueError:
@@ -35,7 +36,7 @@ def parse_period(text: str) -> tuple[int, int]:
     UTC, as ``(start, end)`` Unix seconds."""
     if ".." in text:
         a, _, b = text.partition("..")
-        start, end = _day(a), _day(b)
+        start, end = parse_day(a), parse_day(b)
     elif len(text) == 7:
         try:
             t = time.strptime(text, "%Y-%m")
@@ -45,7 +46,7 @@ def parse_period(text: str) -> tuple[int, int]:
         y, m = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
         end = calendar.timegm((y, m, 1, 0, 0, 0, 0, 0, 0))
     else:
-        start = _day(text)
+        start = parse_day(text)
         end = start + 86_400
     if end <= start:
         raise ExportError(f"period {text!r} ends before it starts")
@@ -110,7 +111,7 @@ def statements(
     for m in members:
         if m not in known:
             raise ExportError(f"no member {m!r}")
-        sub = int(known[m]["prefs"].get("subscription_per_day", 0))
+        sub = billing.subscription_per_day(known[m])
         out.append(
             billing.statement(ledger, m, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
         )

@@ -122,12 +122,13 @@ class HassPublisher:
     async def step(self, conn: Connection) -> int:
         """Publish what is new; returns the number of state updates."""
         updates = 0
+        latest = self.ledger.latest_readings()
         for b in self.ledger.boards("active"):
             if b.board_id not in self.announced:
                 for topic, payload in discovery(self.grid, b.board_id, b.member_id, b.board_type):
                     await conn.publish(topic, payload, retain=True)
                 self.announced.add(b.board_id)
-            r = self.ledger.latest_reading(b.board_id)
+            r = latest.get(b.board_id)
             if r is None or self.sent.get(b.board_id) == r.seq:
                 continue
             await conn.publish(state_topic(self.grid, b.board_id), state(r), retain=True)

@@ -76,14 +76,14 @@ def check(
         stored = {r.seq: r for r, _ in ledger.readings(board)}
         inv.sent += len(by_seq)
         last_seq = -1
+        top = max(stored, default=-1)  # the newest seq the ledger holds for this board
         for seq in sorted(by_seq):
             s = by_seq[seq]
             r = stored.get(seq)
             if r is None:
-                newer = [q for q in stored if q > seq]
                 if seq in (queued or {}).get(board, ()):
                     inv.queued += 1  # still on the board's flash: it goes at the next boot
-                elif newer:
+                elif seq < top:
                     inv.stale += 1  # a later reading was stored first: refused as a replay
                 else:
                     inv.lost += 1

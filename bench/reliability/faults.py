@@ -47,7 +47,6 @@ BROKER_CONF = f"max_inflight_messages {SiteSettings.max_inflight}\n"
 ROOT = Path(__file__).resolve().parents[2]
 GRID = "rel"
 STEP_S = 60
-SEQ_BLOCK = 64  # the firmware persists its sequence ceiling in blocks of this many
 
 Frame = tuple[str, bytes]
 
@@ -108,7 +107,7 @@ def traffic(sc: Scenario, t0: int, rng: random.Random) -> tuple[list[list[Frame]
         ts = t0 + k * STEP_S
         for b in boards:
             if sc.reboot and b.board == "h1" and k == steps // 2:
-                b.seq = (b.seq // SEQ_BLOCK + 1) * SEQ_BLOCK
+                b.reboot()
             spool[b.board].append(b.reading(ts))
             signed += 1
             if b.board == "h0" and out_from <= k < out_to:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.audit import FORMAT, AuditError
+from coordinator.ledger.verify import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
 from coordinator.settlement import digest
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 
-SKEW_S = 300  # a board clock may run this far from the coordinator's around a key rotation
 RECOMPUTED = ("energy_bought_", "energy_sold_")
 FIXED = ("fixed", "subscription")
 
@@ -197,7 +197,7 @@ def _key_at(
     """The board key valid at the message's time (None: no key then, refused)."""
     ts = getattr(m, "ts", 0)
     for v, lo, hi in keys:
-        if ts >= lo - SKEW_S and (hi is None or ts <= hi + SKEW_S):
+        if key_valid_at(ts, lo, hi):
             return v
     return None
 

@@ -17,6 +17,12 @@ from protocol.errors import ProtocolError
 SKEW_S = 300  # a board clock may run this far from the coordinator's around a key rotation
 
 
+def key_valid_at(ts: int, valid_from: int, valid_to: int | None) -> bool:
+    """Whether a board key valid from ``valid_from`` to ``valid_to`` (None: still current) may have
+    signed a message stamped ``ts``, allowing ``SKEW_S`` of clock skew either side."""
+    return ts >= valid_from - SKEW_S and (valid_to is None or ts <= valid_to + SKEW_S)
+
+
 @dataclass
 class Report:
     readings: int = 0
@@ -45,7 +51,7 @@ def verify(ledger: Ledger, grid: str, limit: int = 50) -> Report:
             signed = frame.signed_bytes(r.TYPE, topic, r.encode())
             ok = False
             for v, lo, hi in verifiers:
-                if r.ts >= lo - SKEW_S and (hi is None or r.ts <= hi + SKEW_S):
+                if key_valid_at(r.ts, lo, hi):
                     try:
                         v.verify(signed, sig)
                         ok = True

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator import export
+from coordinator import billing, export
 from coordinator.audit import AuditError, bundle, dispute
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
@@ -249,7 +249,7 @@ async def member_audit(request: web.Request) -> web.Response:
     charges = bundle.Charges(
         site.charges.tariff,
         site.charges.fixed_per_day,
-        int(known[m]["prefs"].get("subscription_per_day", 0)),
+        billing.subscription_per_day(known[m]),
     )
     b = bundle.bundle(site.ledger, site.grid, m, start, end, charges, site.coordinator_key)
     return web.json_response(b)

@@ -130,8 +130,9 @@ def trades(ledger: Ledger, limit: int, member: str | None) -> list[dict[str, Any
 def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]:
     """Each board's latest voltage and power, and the PV export limits the delivery guard set."""
     boards = []
+    latest = ledger.latest_readings()
     for b, m in _boards_of(ledger, member):
-        r = ledger.latest_reading(b)
+        r = latest.get(b)
         boards.append({"board": b, "member": m, "u": r.u if r else None, "p": r.p if r else None})
     q = (
         "SELECT c.interval, c.board_id, b.member_id, c.pv_limit_w, c.delta_w, c.reason, c.compensation "
@@ -184,7 +185,7 @@ def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
 
 def bill(ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int) -> dict[str, Any]:
     known = {m["id"]: m for m in ledger.members()}
-    sub = int(known[member]["prefs"].get("subscription_per_day", 0)) if member in known else 0
+    sub = billing.subscription_per_day(known.get(member))
     st = billing.statement(ledger, member, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
     running = []
     acc = 0
