@@ -108,6 +108,16 @@ class Target:
         }
 
 
+@dataclass(frozen=True)
+class StepView:
+    """What one dispatch step reads from the ledger, read once and shared by its parts."""
+
+    members: list[dict[str, Any]]
+    board_of: dict[str, str]  # member -> its active board
+    latest: dict[str, messages.Reading]  # board -> its newest stored reading
+    expected: dict[str, int]  # board -> expected injection (W, + export)
+
+
 @dataclass
 class Dispatch:
     ledger: Ledger
@@ -121,13 +131,15 @@ class Dispatch:
     guard: Callable[[dict[str, int]], list[Curtailment]] | None = None
     # the delivery check with every device: (expected W per board, assets per board) -> changes
     check: Callable[[dict[str, int], dict[str, Assets]], list[Change]] | None = None
-    _step_members: list[dict[str, Any]] | None = None  # read once per step (see _members)
 
-    def _members(self) -> list[dict[str, Any]]:
-        """The members, read once for the whole of a ``run`` step (several parts consult them)."""
-        if self._step_members is not None:
-            return self._step_members
-        return self.ledger.members()
+    def view(self, start: int) -> StepView:
+        """The ledger as the step for interval ``start`` sees it."""
+        return StepView(
+            self.ledger.members(),
+            {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id},
+            self.ledger.latest_readings(),
+            self.expected(start),
+        )
 
     def expected(self, start: int) -> dict[str, int]:
         """Expected injection per board (W, + export) for ``start``: the last settled interval's."""
@@ -187,13 +199,13 @@ class Dispatch:
         )
         return oseq, frame.seal(msg, topics.board_topic(self.grid, board, "order"), self.key)
 
-    def _storages(self, start: int) -> dict[str, tuple[Storage, str]]:
+    def _storages(self, start: int, view: StepView) -> dict[str, tuple[Storage, str]]:
         """Member -> (its storage, the board that drives it); EVs noted in ``_ev`` (phases)."""
         self._ev.clear()
-        boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
-        latest = self.ledger.latest_readings()
+        boards = view.board_of
+        latest = view.latest
         out = {}
-        for m in self._members():
+        for m in view.members:
             st = m["prefs"].get("storage")
             if not st or m["id"] not in boards or "integrator" in m["prefs"]:
                 continue  # an integrator home's storage follows its own plan
@@ -232,15 +244,18 @@ class Dispatch:
             feeder=m["feeder"],
         )
 
-    def market(self, start: int) -> tuple[dict[str, Target], list[tuple[str, str, int, int, int]]]:
+    def market(
+        self, start: int, view: StepView | None = None
+    ) -> tuple[dict[str, Target], list[tuple[str, str, int, int, int]]]:
         """Clear the ex-ante market of interval ``start``: each storage board's target and the
         storage's trades, which settlement honours at their cleared prices."""
-        storages = self._storages(start)
+        view = view or self.view(start)
+        storages = self._storages(start, view)
         if not storages:
             return {}, []
         orders: list[Order] = []
         prev = start - self.length
-        for m in self._members():
+        for m in view.members:
             if m["id"] in storages:
                 continue
             row = self.ledger.conn.execute(
@@ -299,12 +314,12 @@ class Dispatch:
 
     # --- the whole step: market, integrator homes, flexibility orders, delivery check -----------
 
-    def _devices(self) -> dict[str, tuple[str, Devices, dict[str, Any]]]:
+    def _devices(self, view: StepView) -> dict[str, tuple[str, Devices, dict[str, Any]]]:
         """Board -> (member, its devices, its prefs) for every active board of a member."""
 
-        boards = {b.member_id: b.board_id for b in self.ledger.boards("active") if b.member_id}
+        boards = view.board_of
         out = {}
-        for m in self._members():
+        for m in view.members:
             if m["id"] in boards:
                 try:
                     dev = Devices.from_prefs(m["id"], m["prefs"], feed_in=self.tariff.feed_in)
@@ -316,7 +331,7 @@ class Dispatch:
         return out
 
     def _homes(
-        self, start: int, devices: dict[str, tuple[str, Devices, dict[str, Any]]]
+        self, start: int, devices: dict[str, tuple[str, Devices, dict[str, Any]]], view: StepView
     ) -> dict[str, Target]:
         """Integrator homes: the first step of each home's plan over its horizon. A home whose
         preferences cannot make a plan is left out (logged and counted), never the others."""
@@ -328,7 +343,7 @@ class Dispatch:
         fee = self.tariff.grid_fee_local
         buy = self.tariff.retail if local is None else min(self.tariff.retail, local + fee)
         sell = self.tariff.feed_in if local is None else max(self.tariff.feed_in, local)
-        expected = self.expected(start)
+        expected = view.expected
         flex = {
             o.board_id: (o.power_w, o.price)
             for o in orders_at(self.ledger, start, self.length)
@@ -345,6 +360,7 @@ class Dispatch:
                     member,
                     dev,
                     prefs,
+                    view.latest.get(board),
                     expected.get(board, 0),
                     buy,
                     sell,
@@ -362,6 +378,7 @@ class Dispatch:
         member: str,
         dev: Devices,
         prefs: dict[str, Any],
+        last: messages.Reading | None,
         export_w: int,
         buy: int,
         sell: int,
@@ -369,7 +386,6 @@ class Dispatch:
     ) -> Target:
 
         horizon = int((prefs["integrator"] or {}).get("horizon", 16))
-        last = self.ledger.latest_reading(board)
         soc = None
         if dev.battery is not None and last is not None and last.bat_soc is not None:
             soc = dev.battery[0] * last.bat_soc // 1000
@@ -446,15 +462,19 @@ class Dispatch:
                 t.pv_limit_w = max(0, expected.get(o.board_id, 0) + d)
 
     def _grid_view(
-        self, start: int, targets: dict[str, Target], devices: dict[str, tuple[str, Devices, dict[str, Any]]]
+        self,
+        start: int,
+        targets: dict[str, Target],
+        devices: dict[str, tuple[str, Devices, dict[str, Any]]],
+        view: StepView,
     ) -> tuple[dict[str, int], dict[str, Assets]]:
         """The expected schedule (W per board, + export) with the targets in it (clipped to what each
         device allows), and each board's assets."""
-        base = self.expected(start)
+        base = view.expected
         sched: dict[str, int] = {}
         assets: dict[str, Assets] = {}
         for board, measured in base.items():
-            last = self.ledger.latest_reading(board)
+            last = view.latest.get(board)
             t = targets.get(board)
             # the devices' last power leaves the forecast; their new setpoints enter it
             e = measured + ((last.bat_p or 0) + (last.ev_p or 0) if last is not None else 0)
@@ -521,21 +541,15 @@ class Dispatch:
             return []
         if self.check is None and self.guard is not None:
             await self.protect(start)  # PV export limits only, in their own orders
-        self._step_members = self.ledger.members()
-        try:
-            return await self._run(start)
-        finally:
-            self._step_members = None
-
-    async def _run(self, start: int) -> list[Setpoint]:
-        devices = self._devices()
-        targets, schedule = self.market(start)
-        targets.update(self._homes(start, devices))
-        self._flex(start, targets, devices, self.expected(start))
+        view = self.view(start)
+        devices = self._devices(view)
+        targets, schedule = self.market(start, view)
+        targets.update(self._homes(start, devices, view))
+        self._flex(start, targets, devices, view.expected)
         changes: list[Change] = []
         assets: dict[str, Assets] = {}
         if self.check is not None:
-            sched, assets = self._grid_view(start, targets, devices)
+            sched, assets = self._grid_view(start, targets, devices, view)
             if sched:  # pandapower runs off the event loop
                 changes = await asyncio.to_thread(self.check, sched, assets)
         for c in changes:
@@ -601,9 +615,10 @@ class Dispatch:
         """Offers for a posted request from the devices of the members at its congestion point
         (their feeder or bus): what each can hold over the whole request, at the price it asks. A
         member whose preferences cannot be read offers nothing (see :meth:`_devices`)."""
-        devices = self._devices()
-        members = {m["id"]: m for m in self._members()}
-        expected = self.expected(request.start)
+        view = self.view(request.start)
+        devices = self._devices(view)
+        members = {m["id"]: m for m in view.members}
+        expected = view.expected
         end = request.start + request.intervals * self.length
         per = request.intervals * self.length * 10 // 36  # mWh per W held over the request
         caps = []
@@ -611,7 +626,7 @@ class Dispatch:
             m = members[member]
             if request.congestion_point not in (m["feeder"], m["bus"]):
                 continue
-            last = self.ledger.latest_reading(board)
+            last = view.latest.get(board)
             soc = None if last is None else last.bat_soc
             if dev.battery is not None and soc is not None:
                 cap, cw, dw, lo = dev.battery
