@@ -26,6 +26,7 @@ class Source:
     tariff: Tariff
     fixed_per_day: int
     key_file: Path | None
+    web_listen: str | None = None  # the config's [web] listen, if any
 
 
 def _source(args: argparse.Namespace) -> Source:
@@ -33,7 +34,7 @@ def _source(args: argparse.Namespace) -> Source:
 
     if getattr(args, "config", None):
         cfg = config.load(args.config)
-        return Source(cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key)
+        return Source(cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key, cfg.web_listen)
     if getattr(args, "ledger", None):
         p = Path(args.ledger)
         if not p.exists():
@@ -61,12 +62,11 @@ def _site(src: Source, ledger: Any, live: bool) -> Any:
 def _dashboard_serve(args: argparse.Namespace) -> int:
     import signal
 
-    from coordinator import config
     from coordinator.ledger import Ledger
     from coordinator.web.server import serve
 
     src = _source(args)
-    listen = args.listen or (config.load(args.config).web_listen if args.config else None) or "127.0.0.1:8080"
+    listen = args.listen or src.web_listen or "127.0.0.1:8080"
 
     async def main() -> None:
         stop = asyncio.Event()

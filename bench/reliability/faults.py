@@ -219,7 +219,7 @@ def count(db: Path, wire: list[Frame], boards: list[VirtualBoard], rep: FaultRep
         r = _decode(fr)
         key = (r.board, r.seq)
         sent[key] = r
-        if r.seq < newest.get(r.board, -1) and key not in overtaken:
+        if r.seq < newest.get(r.board, -1):
             overtaken.add(key)
         newest[r.board] = max(newest.get(r.board, -1), r.seq)
     rep.delivered = len(wire)
