@@ -8,8 +8,9 @@ flexibility request (reduce import by ``flex_w`` at ``flex_price``). The plan ch
 - the EV's charging, which must deliver ``ev_need`` mWh between arrival and departure: the
   cheapest available intervals first (prices are per kWh, so this is optimal for the EV alone);
 - the battery's power in ``levels`` steps each way, by dynamic programming over its state of
-  charge, minimising the day's cost (imports at the buy price, exports at the sell price, minus
-  flexibility paid for reducing import below the baseline of the plan without the battery).
+  charge between the member's reserve (``min_soc``) and its capacity, minimising the day's cost
+  (imports at the buy price, exports at the sell price, minus flexibility paid for reducing
+  import below the baseline of the plan without the battery).
 
 Integers throughout: energy mWh, money nano-cent. Pure: no clock, no I/O.
 
@@ -53,6 +54,7 @@ class Home:
     ev_max_w: int = 0
     ev_from: int = 0  # first slot the EV is plugged in
     ev_until: int = 0  # slot it leaves at (exclusive)
+    floor: int = 0  # battery reserve (the member's ``min_soc``), mWh: the plan never discharges below it
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4, 
         raise PlanError("no slots to plan")
     if not 0 <= home.soc <= home.capacity or home.max_w < 0 or levels < 1:
         raise PlanError("battery state of charge must be within 0..capacity, power >= 0, levels >= 1")
+    if not 0 <= home.floor <= home.capacity:
+        raise PlanError(f"battery reserve {home.floor} mWh must be within 0..capacity ({home.capacity})")
     ev = ev_schedule(home, slots, length)
     step_w = home.max_w // levels
     step_e = _mwh(step_w, length)
@@ -109,8 +113,9 @@ def plan(home: Home, slots: Sequence[Slot], length: int = 900, levels: int = 4, 
     if step_e == 0:
         cost = sum(slot_cost(b, s, b) for b, s in zip(base, slots, strict=True))
         return Plan([0] * len(slots), ev, [home.soc] * len(slots), cost)
-    # states: state of charge on a grid of step_e from the current soc
-    lo = -(home.soc // step_e)
+    # states: state of charge on a grid of step_e from the current soc, never below the reserve
+    # (a battery already under it, after a reboot or a manual discharge, may only charge)
+    lo = -(max(0, home.soc - home.floor) // step_e)
     hi = (home.capacity - home.soc) // step_e
     inf = float("inf")
     best: dict[int, tuple[float, list[int]]] = {0: (0, [])}
@@ -163,10 +168,10 @@ def first_step(
         )
         for k in range(n)
     ]
-    cap = max_w = 0
+    cap = max_w = floor = 0
     now = 0
     if devices.battery is not None and soc is not None:
-        cap, cw, dw, lo = devices.battery
+        cap, cw, dw, floor = devices.battery
         max_w = min(cw, dw)
         now = min(cap, max(0, soc))
     ev_w = ev_max = 0
@@ -178,6 +183,6 @@ def first_step(
         ev_w = 1
     else:
         need = 0
-    home = Home(cap, now, max_w, need, ev_max, 0, n if ev_w else 0)
+    home = Home(cap, now, max_w, need, ev_max, 0, n if ev_w else 0, min(floor, cap))
     p = plan(home, slots, length, end_value=sell)
     return p.battery_w[0], p.ev_w[0]

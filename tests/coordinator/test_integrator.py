@@ -40,7 +40,7 @@ def brute(home: Home, slots: list[Slot], levels: int) -> int:
         soc, ok, cost = home.soc, True, 0
         for m, s, b in zip(moves, slots, base, strict=True):
             soc += m * step_e
-            if not 0 <= soc <= home.capacity:
+            if not min(home.floor, home.soc) <= soc <= home.capacity:
                 ok = False
                 break
             cost += slot_cost(b + m * step_e, s, b)
@@ -51,12 +51,13 @@ def brute(home: Home, slots: list[Slot], levels: int) -> int:
 
 
 @settings(max_examples=300, deadline=None)
-@given(slots_st, st.integers(0, 4))
-def test_plan_is_optimal_and_within_limits(slots: list[Slot], soc_steps: int) -> None:
-    home = Home(capacity=4 * E, soc=soc_steps * E, max_w=2000)
+@given(slots_st, st.integers(0, 4), st.integers(0, 4 * E))
+def test_plan_is_optimal_and_within_limits(slots: list[Slot], soc_steps: int, floor: int) -> None:
+    home = Home(capacity=4 * E, soc=soc_steps * E, max_w=2000, floor=floor)
     p = plan(home, slots, L, levels=2)
     assert p.cost == brute(home, slots, 2)
-    assert all(0 <= s <= home.capacity for s in p.soc)
+    # never below the reserve; a battery that starts under it only charges
+    assert all(min(floor, home.soc) <= s <= home.capacity for s in p.soc)
     assert all(abs(w) <= home.max_w for w in p.battery_w)
 
 
@@ -85,6 +86,31 @@ def test_bad_input() -> None:
         plan(Home(1, 0, 1), [])
     with pytest.raises(PlanError, match="within 0..capacity"):
         plan(Home(1, 5, 1), [Slot(0, 0, 1, 1)])
+    with pytest.raises(PlanError, match="reserve 5 mWh"):
+        plan(Home(1, 0, 1, floor=5), [Slot(0, 0, 1, 1)])
+
+
+def test_first_step_keeps_the_members_reserve() -> None:
+    """A home importing at a dear price discharges only down to its ``min_soc``: at the reserve
+    the battery stays idle, above it it covers the import only with what lies above the reserve."""
+    dev = Devices.from_prefs(
+        "h",
+        {"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000, "min_soc": 500}},
+        feed_in=4_000,
+    )
+    kw = {"horizon": 4, "length": L, "buy": 20_000, "sell": 4_000}
+    assert dev.battery is not None and dev.battery[3] == 2 * E  # 500 per mille of 4 kWh
+    assert first_step(-2_000, dev, 2 * E, 0, 0, **kw)[0] == 0  # at the reserve: no discharge
+    # the plan steps by 500 W (a quarter of the battery's power): less than a step's energy above the
+    # reserve is kept; exactly a step is used up, no more
+    assert first_step(-2_000, dev, 2 * E + E // 4, 0, 0, **kw)[0] == 0
+    assert first_step(-2_000, dev, 2 * E + E // 2, 0, 0, **kw)[0] == -500
+    for soc in (3 * E, 4 * E):
+        w = first_step(-2_000, dev, soc, 0, 0, **kw)[0]
+        assert -2_000 <= w < 0 and soc + w * L * 10 // 36 >= 2 * E
+    storage = {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000}
+    no_reserve = Devices.from_prefs("h", {"storage": storage}, feed_in=4_000)
+    assert first_step(-2_000, no_reserve, 2 * E, 0, 0, **kw)[0] == -2_000  # the same home without one
 
 
 def test_first_step_for_the_dispatcher() -> None:
