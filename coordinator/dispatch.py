@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coordinator.delivery.assets import Assets, Costs
+from coordinator.delivery.assets import Assets, Costs, ev_ma, ev_w
 from coordinator.delivery.devices import Devices, hhmm, next_time
 from coordinator.delivery.errors import AssetError
 from coordinator.errors import CoordinatorError
@@ -98,10 +98,9 @@ class Target:
         return self.bat_w if self.bat_w is not None else self.ev_w or 0
 
     def setpoints(self) -> dict[str, int | None]:
-        ev_ma = None if self.ev_w is None else max(0, self.ev_w) * 1000 // (230 * self.phases)
         return {
             "bat_w": self.bat_w,
-            "ev_ma": ev_ma,
+            "ev_ma": None if self.ev_w is None else ev_ma(self.ev_w, self.phases),
             "pv_limit_w": self.pv_limit_w,
             "relay_mask": self.relay_mask,
             "relay_state": self.relay_state,
@@ -386,9 +385,7 @@ class Dispatch:
     ) -> Target:
 
         horizon = int((prefs["integrator"] or {}).get("horizon", 16))
-        soc = None
-        if dev.battery is not None and last is not None and last.bat_soc is not None:
-            soc = dev.battery[0] * last.bat_soc // 1000
+        soc = dev.battery_mwh(None if last is None else last.bat_soc)
         ev = prefs.get("ev") or {}
         need = until = 0
         deadline = None
@@ -431,7 +428,7 @@ class Dispatch:
         ):
             o = messages.decode(bytes(frame.split(fr)[0]))
             if isinstance(o, messages.Order) and o.ev_ma:
-                total += o.ev_ma * 230 * phases // 1000 * self.length * 10 // 36
+                total += ev_w(o.ev_ma, phases) * self.length * 10 // 36
         return total
 
     def _flex(
@@ -487,9 +484,7 @@ class Dispatch:
                     assets[board] = Assets(board, pv_w=e, costs=Costs(pv=self.tariff.feed_in))
                 continue
             _, dev, _ = entry
-            soc = None
-            if dev.battery is not None and last is not None and last.bat_soc is not None:
-                soc = dev.battery[0] * last.bat_soc // 1000
+            soc = dev.battery_mwh(None if last is None else last.bat_soc)
             ev_need = 0
             deadline = None
             st = entry[2].get("storage") or {}
@@ -499,8 +494,7 @@ class Dispatch:
                 and last is not None
                 and last.bat_soc is not None
             ):
-                cap = int(st["capacity_mwh"])
-                ev_need = max(0, cap * dev.ev[2] // 1000 - cap * last.bat_soc // 1000)
+                ev_need = dev.ev_need(last.bat_soc)
                 try:
                     deadline = next_time(start + 1, hhmm(st["departure"], f"member {entry[0]!r} departure"))
                 except (AssetError, KeyError):  # no (valid) departure: no deadline to keep
@@ -640,9 +634,8 @@ class Dispatch:
                 )
             st = prefs.get("storage") or {}
             if dev.ev is not None and st.get("kind") == "ev" and soc is not None and "departure" in st:
-                cw, _, target = dev.ev
-                cap = int(st["capacity_mwh"])
-                need = max(0, cap * (target - soc) // 1000)
+                cw = dev.ev[0]
+                need = dev.ev_need(soc)
                 try:
                     leave = next_time(
                         request.start + 1, hhmm(st["departure"], f"member {member!r} departure")

@@ -138,3 +138,8 @@ class Assets:
 def ev_ma(w: int, phases: int) -> int:
     """Charging current per phase (mA, at 230 V) for a power in W."""
     return max(0, w) * 1000 // (VOLTS * phases)
+
+
+def ev_w(ma: int, phases: int) -> int:
+    """Charging power (W) of a current per phase in mA: the inverse of :func:`ev_ma`."""
+    return ma * VOLTS * phases // 1000

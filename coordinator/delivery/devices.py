@@ -60,6 +60,19 @@ class Devices:
     ev: tuple[int, int, int] | None = None  # charge W, phases, target soc per-mille (market EV)
     deferrable: tuple[int, int, int, int] | None = None  # W, relay, from hour, until hour
     flex_price: dict[str, int] | None = None
+    ev_capacity: int = 0  # a market EV's battery, mWh (its state of charge is the board's bat_soc)
+
+    def battery_mwh(self, soc: int | None) -> int | None:
+        """The battery's stored energy (mWh) at ``soc`` per-mille; None without a battery or a reading."""
+        if self.battery is None or soc is None:
+            return None
+        return self.battery[0] * soc // 1000
+
+    def ev_need(self, soc: int) -> int:
+        """mWh a market EV at ``soc`` per-mille still needs to reach its target state of charge."""
+        if self.ev is None:
+            return 0
+        return max(0, self.ev_capacity * (self.ev[2] - soc) // 1000)
 
     @classmethod
     def from_prefs(cls, member: str, prefs: Mapping[str, Any], *, feed_in: int) -> Devices:
@@ -76,12 +89,14 @@ class Devices:
             load=_int(fx, "load", f"{where}.flex", d.load),
         )
         battery = ev = deferrable = None
+        ev_capacity = 0
         st = prefs.get("storage")
         if st:
             w = f"{where}.storage"
             cap = _int(st, "capacity_mwh", w)
             if st.get("kind") == "ev":
                 ev = (_int(st, "max_charge_w", w), _int(st, "phases", w, 1), _int(st, "target_soc", w, 1000))
+                ev_capacity = cap
             else:
                 battery = (
                     cap,
@@ -105,7 +120,7 @@ class Devices:
         flex_price = None
         if price is not None:
             flex_price = {k: _int(fx, "price", f"{where}.flex") for k in ("pv", "battery", "ev", "load")}
-        return cls(member, costs, battery, ev, deferrable, flex_price)
+        return cls(member, costs, battery, ev, deferrable, flex_price, ev_capacity)
 
     def ask(self, kind: str) -> int:
         """What the member asks per kWh of flexibility from ``kind`` (mc/kWh)."""
