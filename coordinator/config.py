@@ -152,7 +152,7 @@ def load(path: str | Path) -> Config:
         contracts=contracts,
         wholesale=wholesale,
         grid_file=grid_file,
-        web_listen=_get(data.get("web") or {}, "listen", "web", str, "") or None,
+        web_listen=_listen(_get(data.get("web") or {}, "listen", "web", str, "") or None, "web.listen"),
         hass=bool((data.get("hass") or {}).get("discovery", False)),
         grid=grid,
         ledger=ledger,

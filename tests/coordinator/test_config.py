@@ -106,6 +106,9 @@ community_price = 12000
             "is not YYYY-MM-DD",
         ),
         ("[market]\nscheme = 'bilateral'\nwholesale = 'missing.csv'\n", "cannot read"),
+        ("[web]\nlisten = 'localhost'\n", "web.listen must be host:port"),
+        ("[web]\nlisten = '127.0.0.1:99999'\n", "web.listen must be host:port"),
+        ("[health]\nlisten = ':80'\n", "health.listen must be host:port"),
     ],
 )
 def test_scheme_option_errors(tmp_path: Path, text: str, message: str) -> None:
