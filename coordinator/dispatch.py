@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coordinator.delivery.assets import Assets, Costs, ev_ma, ev_w
@@ -56,7 +56,8 @@ from coordinator.market import (
 from protocol import crypto, frame, messages, topics
 
 if TYPE_CHECKING:  # the grid check needs numpy/pandapower (the sim extra); dispatch does not
-    from coordinator.delivery.guard import Change, Curtailment
+    from coordinator.delivery.guard import AssetCheck, Change, Curtailment
+    from coordinator.delivery.summary import GridSummary
 
 log = logging.getLogger("peergrid.dispatch")
 EX_ANTE_SCHEME = "pairwise"
@@ -129,7 +130,7 @@ class Dispatch:
     # the delivery guard: (expected W per board, + export) -> curtailments; None: no grid check
     guard: Callable[[dict[str, int]], list[Curtailment]] | None = None
     # the delivery check with every device: (expected W per board, assets per board) -> changes
-    check: Callable[[dict[str, int], dict[str, Assets]], list[Change]] | None = None
+    check: AssetCheck | None = None
 
     def view(self, start: int) -> StepView:
         """The ledger as the step for interval ``start`` sees it."""
@@ -542,10 +543,12 @@ class Dispatch:
         self._flex(start, targets, devices, view.expected)
         changes: list[Change] = []
         assets: dict[str, Assets] = {}
+        summary: GridSummary | None = None
         if self.check is not None:
             sched, assets = self._grid_view(start, targets, devices, view)
             if sched:  # pandapower runs off the event loop
-                changes = await asyncio.to_thread(self.check, sched, assets)
+                checked = await asyncio.to_thread(self.check, sched, assets)
+                changes, summary = checked.changes, checked.summary
         for c in changes:
             t = targets.setdefault(c.board, Target(devices.get(c.board, ("", None, {}))[0]))
             a = assets[c.board]
@@ -568,6 +571,11 @@ class Dispatch:
                 [(start, n, *row) for n, row in enumerate(schedule)],
             )
             self._record(tx, start, changes, members)
+            if summary is not None:
+                tx.execute(
+                    "INSERT INTO grid_checks VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (start, *astuple(summary), len(changes)),
+                )
             for board, t in sorted(targets.items()):
                 oseq, fr = self._order(board, start, **t.setpoints())
                 self.ledger.add_board_order(board, oseq, start, fr)

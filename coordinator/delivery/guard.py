@@ -23,6 +23,7 @@ from pathlib import Path
 from coordinator.delivery.assets import LOAD, PV, Assets, Costs
 from coordinator.delivery.grid import GridModel
 from coordinator.delivery.screen import CheckResult, Screen
+from coordinator.delivery.summary import GridSummary, summarize
 from coordinator.redispatch import redispatch
 
 
@@ -36,6 +37,15 @@ class Change:
     setpoint: int  # what the order carries: PV limit W, battery W (+ charge), EV mA, load W left on
     reason: str
     compensation: int  # nano-cent for the interval, to the member
+
+
+@dataclass(frozen=True)
+class GridCheck:
+    """The delivery check of one interval: the devices' changes and how close the grid then runs
+    to its limits."""
+
+    changes: list[Change]
+    summary: GridSummary
 
 
 @dataclass(frozen=True)
@@ -128,24 +138,27 @@ def guard(
     return curt, result
 
 
-def asset_check(
-    screen: Screen, grid: GridModel, *, length: int
-) -> Callable[[dict[str, int], dict[str, Assets]], list[Change]]:
+AssetCheck = Callable[[dict[str, int], dict[str, Assets]], GridCheck]
+
+
+def asset_check(screen: Screen, grid: GridModel, *, length: int) -> AssetCheck:
     """The dispatcher's delivery check for ``grid``: boards that the grid model does not connect are
     left out (their power is not known to the screen). Runs pandapower: call it off the event loop."""
     connected = {c.board for c in grid.connections}
 
-    def check(expected: dict[str, int], assets: dict[str, Assets]) -> list[Change]:
+    def check(expected: dict[str, int], assets: dict[str, Assets]) -> GridCheck:
         sched = {b: w for b, w in expected.items() if b in connected}
         mine = {b: a for b, a in assets.items() if b in connected}
-        return redispatch_assets(screen, grid, sched, mine, length=length)[0]
+        changes, result, _ = redispatch_assets(screen, grid, sched, mine, length=length)
+        final = dict(sched)
+        for c in changes:
+            final[c.board] = final.get(c.board, 0) + c.delta_w
+        return GridCheck(changes, summarize(screen, final, result))
 
     return check
 
 
-def check_from_file(
-    path: str | Path, *, length: int
-) -> Callable[[dict[str, int], dict[str, Assets]], list[Change]]:
+def check_from_file(path: str | Path, *, length: int) -> AssetCheck:
     """:func:`asset_check` for a pilot grid TOML (``[delivery] grid`` of the coordinator's config)."""
     from coordinator.delivery.pilot import load_toml
 

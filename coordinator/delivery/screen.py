@@ -122,6 +122,7 @@ class CheckResult:
     findings: tuple[Finding, ...]  # everything the screen flagged
     ac_checked: bool  # pandapower AC power flow ran for this schedule
     false_alarms: tuple[Finding, ...] = ()  # flagged as violations by the screen, within limits in AC
+    ac_state: GridState | None = None  # the AC power flow's voltages and loadings, when it ran
 
     @property
     def ok(self) -> bool:
@@ -403,7 +404,7 @@ class Screen:
         )
         seen = {(v.kind, v.where) for v in violations}
         false_alarms = tuple(f for f in findings if f.status == "violation" and (f.kind, f.where) not in seen)
-        return CheckResult(violations, findings, True, false_alarms)
+        return CheckResult(violations, findings, True, false_alarms, state)
 
     def check_boards(self, board_schedule: Mapping[str, int], *, confirm: bool = True) -> CheckResult:
         """Check a schedule per board: its connection limits exactly, then the grid via :meth:`check`."""
@@ -415,7 +416,7 @@ class Screen:
             if c.export_limit_w is not None and type(w) is int and w > c.export_limit_w:
                 own.append(Violation(EXPORT, c.board, float(w), float(c.export_limit_w), "W", True))
         r = self.check(self.grid.bus_schedule(board_schedule), confirm=confirm)
-        return CheckResult(tuple(own) + r.violations, r.findings, r.ac_checked, r.false_alarms)
+        return CheckResult(tuple(own) + r.violations, r.findings, r.ac_checked, r.false_alarms, r.ac_state)
 
     def _values(self, s: GridState) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}

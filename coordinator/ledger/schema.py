@@ -304,4 +304,22 @@ MIGRATIONS: list[str] = [
     ) STRICT;
     CREATE INDEX flex_orders_start ON flex_orders(start);
     """,
+    # 10: how close each checked interval ran to the grid's limits after redispatch (lowest and
+    # highest voltage, most loaded line and transformer; AC power flow's values or the screen's)
+    """
+    CREATE TABLE grid_checks (
+        interval INTEGER PRIMARY KEY,
+        v_min_pu REAL,
+        v_min_bus TEXT,
+        v_max_pu REAL,
+        v_max_bus TEXT,
+        line_max_pct REAL,
+        line_max TEXT,
+        trafo_max_pct REAL,
+        trafo_max TEXT,
+        violations INTEGER NOT NULL CHECK (violations >= 0),
+        source TEXT NOT NULL CHECK (source IN ('screen', 'ac')),
+        changes INTEGER NOT NULL CHECK (changes >= 0)
+    ) STRICT;
+    """,
 ]

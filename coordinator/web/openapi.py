@@ -87,9 +87,11 @@ def document() -> dict[str, Any]:
             _json("trades", {"type": "array", "items": {"type": "object"}}),
         ),
         "/api/grid": _get(
-            "Grid state: each board's voltage (mV) and power, and PV export limits with their reasons",
+            "Grid state: each board's voltage (mV) and power; PV export limits and device redispatches "
+            "with their reasons; per checked interval the lowest/highest voltage (pu) and the most "
+            "loaded line and transformer (%)",
             [_LIMIT, _AS_MEMBER],
-            _json("boards, curtailments"),
+            _json("boards, curtailments, redispatches, checks"),
         ),
         "/api/boards": _get(
             "Board health: online, last reading; rejected messages per reason (operators)",

@@ -128,7 +128,9 @@ def trades(ledger: Ledger, limit: int, member: str | None) -> list[dict[str, Any
 
 
 def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]:
-    """Each board's latest voltage and power, and the PV export limits the delivery guard set."""
+    """Each board's latest voltage and power; the PV export limits of the PV-only guard and the device
+    redispatches of the delivery check (the member's own boards for a member); and, grid-wide, how
+    close each checked interval ran to the voltage and loading limits."""
     boards = []
     latest = ledger.latest_readings()
     for b, m in _boards_of(ledger, member):
@@ -156,7 +158,40 @@ def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]
             q + " ORDER BY c.interval DESC LIMIT ?", (*args, limit)
         )
     ]
-    return {"boards": boards, "curtailments": curt}
+    q = (
+        "SELECT r.interval, r.board_id, b.member_id, r.kind, r.delta_w, r.setpoint, r.reason, r.compensation "
+        "FROM redispatches r LEFT JOIN boards b ON b.id = r.board_id"
+    )
+    if member is not None:
+        q += " WHERE b.member_id = ?"
+    redis = [
+        dict(zip(_REDISPATCH, row, strict=True))
+        for row in ledger.conn.execute(q + " ORDER BY r.interval DESC, r.board_id LIMIT ?", (*args, limit))
+    ]
+    checks = [  # grid-wide (no member's data): how close each interval ran to the limits
+        dict(zip(_CHECK, row, strict=True))
+        for row in ledger.conn.execute(
+            f"SELECT {', '.join(_CHECK)} FROM grid_checks ORDER BY interval DESC LIMIT ?", (limit,)
+        )
+    ]
+    return {"boards": boards, "curtailments": curt, "redispatches": redis, "checks": checks}
+
+
+_REDISPATCH = ("interval", "board", "member", "kind", "delta_w", "setpoint", "reason", "compensation")
+_CHECK = (
+    "interval",
+    "v_min_pu",
+    "v_min_bus",
+    "v_max_pu",
+    "v_max_bus",
+    "line_max_pct",
+    "line_max",
+    "trafo_max_pct",
+    "trafo_max",
+    "violations",
+    "source",
+    "changes",
+)
 
 
 def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:

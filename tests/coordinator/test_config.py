@@ -131,5 +131,5 @@ def test_delivery_grid(tmp_path: Path) -> None:
 
     check = _grid_check(c)
     noon = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
-    changes = check(noon, {b: Assets(b, pv_w=w) for b, w in noon.items()})
+    changes = check(noon, {b: Assets(b, pv_w=w) for b, w in noon.items()}).changes
     assert changes and all(x.kind == "pv_limit" and x.delta_w < 0 for x in changes)

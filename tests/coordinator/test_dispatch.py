@@ -22,6 +22,14 @@ TARIFF = Tariff(4_000, 20_750, 6_000, 3_000)
 COORD = crypto.SigningKey(bytes(range(32)))
 
 
+def no_changes() -> Any:
+    """What a stand-in grid check returns: no changes, a grid well within its limits."""
+    from coordinator.delivery.guard import GridCheck
+    from coordinator.delivery.summary import GridSummary
+
+    return GridCheck([], GridSummary(1.0, "b1", 1.01, "b2", 10.0, "L1", 20.0, "T1", 0, "screen"))
+
+
 def test_battery_gets_a_signed_setpoint_and_its_ack_is_recorded(tmp_path: Path) -> None:
     led = Ledger.open(tmp_path / "l.db")
     led.add_member("sun", "Sun", "prosumer", now=START, feeder="f1")
@@ -328,6 +336,17 @@ def test_run_redispatches_every_device_and_sends_one_order_per_board(tmp_path: P
         elif kind == "load":
             assert o.relay_mask == 2 and o.relay_state == 0 and setpoint == 0
     assert orders["ev-a"].ev_ma == 11_000 * 1000 // 690
+    # how close the interval runs to the limits is kept: T1 the most loaded, within its limit
+    row = led.conn.execute(
+        "SELECT trafo_max, trafo_max_pct, v_min_pu, violations, source, changes FROM grid_checks"
+        " WHERE interval=?",
+        (START + 900,),
+    ).fetchone()
+    assert row[0] == "T1" and 90 < row[1] <= 100 and row[2] >= 0.95
+    # the fixed schedule is clear of the screen's margins, so no AC ran: the screen's values, within
+    # its error of the AC power flow's
+    assert row[3:] == (0, "screen", len(changes))
+    assert abs(row[1] - float(ac.trafo_loading.max())) < scr.margin_loading_pp
     pay = led.conn.execute(
         "SELECT sum(amount), count(*) FROM postings WHERE account='redispatch_compensation'"
     ).fetchone()
@@ -455,9 +474,9 @@ def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
     store(led, [farm], range(START, START + 901, 60))
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
 
-    def slow_check(expected: dict[str, int], assets: dict[str, Any]) -> list[Any]:
+    def slow_check(expected: dict[str, int], assets: dict[str, Any]) -> Any:
         time.sleep(0.3)
-        return []
+        return no_changes()
 
     def slow_guard(expected: dict[str, int]) -> list[Curtailment]:
         time.sleep(0.3)
@@ -515,9 +534,9 @@ def test_interval_loop_runs_the_whole_dispatch_once_per_interval(tmp_path: Path)
     led, _ = street_ledger(tmp_path / "l.db")
     calls: list[int] = []
 
-    def check(expected: dict[str, int], assets: dict[str, Any]) -> list[Any]:
+    def check(expected: dict[str, int], assets: dict[str, Any]) -> Any:
         calls.append(len(expected))
-        return []
+        return no_changes()
 
     sent: list[str] = []
 

@@ -100,9 +100,14 @@ def test_check_from_file_leaves_out_boards_the_grid_does_not_connect() -> None:
     check = check_from_file(Path(__file__).with_name("pilot.toml"), length=900)
     noon = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
     assets = {b: Assets(b, pv_w=w) for b, w in noon.items()} | {"elsewhere": Assets("elsewhere", pv_w=9)}
-    changes = check(noon | {"elsewhere": 9}, assets)
+    checked = check(noon | {"elsewhere": 9}, assets)
+    changes = checked.changes
     assert (
         changes
         and {c.kind for c in changes} == {"pv_limit"}
         and "elsewhere" not in {c.board for c in changes}
     )
+    # the summary is of the curtailed schedule: within every limit, the worst places named
+    s = checked.summary
+    assert s.violations == 0 and s.v_max_bus and s.v_max_pu is not None and s.v_max_pu <= 1.1
+    assert s.trafo_max and s.trafo_max_pct is not None and s.line_max and s.source in ("screen", "ac")

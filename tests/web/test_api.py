@@ -110,6 +110,8 @@ def test_a_member_reads_only_its_own_data(community: Community) -> None:
         assert {b["party"] for b in market["bids"]} == {"alice"} and len(market["intervals"]) == 8
         grid = await (await client.get("/api/grid", headers=alice)).json()
         assert [b["board"] for b in grid["boards"]] == ["b-alice"] and len(grid["curtailments"]) == 1
+        # bob's battery redispatch is not alice's; the grid-wide limits summary is everyone's
+        assert grid["redispatches"] == [] and [c["trafo_max"] for c in grid["checks"]] == ["T1"]
         boards = await (await client.get("/api/boards", headers=alice)).json()
         assert [b["board"] for b in boards["boards"]] == ["b-alice"] and "rejections" not in boards
         csv_text = await (await client.get("/api/export/readings.csv?period=2025-11", headers=alice)).text()
@@ -119,7 +121,9 @@ def test_a_member_reads_only_its_own_data(community: Community) -> None:
         assert len(g["t"]) > 10 and "members" not in g
         # bob's token cannot see alice's curtailment, the operator sees everything
         bob = h(tokens["bob"])
-        assert (await (await client.get("/api/grid", headers=bob)).json())["curtailments"] == []
+        gb = await (await client.get("/api/grid", headers=bob)).json()
+        assert gb["curtailments"] == [] and [r["kind"] for r in gb["redispatches"]] == ["battery"]
+        assert gb["redispatches"][0]["reason"].startswith("trafo:T1") and gb["checks"] == grid["checks"]
         op = h(tokens["operator"])
         assert len(await (await client.get("/api/members", headers=op)).json()) == 4
         p = await (await client.get("/api/power", headers=op)).json()

@@ -19,7 +19,15 @@ from coordinator.ledger import Ledger
 from coordinator.web import auth
 from tests.audit.community import Community, build
 
-CHARTS = ("chart-power", "chart-microgrid", "chart-price", "chart-traded", "chart-bill", "chart-voltage")
+CHARTS = (
+    "chart-power",
+    "chart-microgrid",
+    "chart-price",
+    "chart-traded",
+    "chart-bill",
+    "chart-voltage",
+    "chart-limits",
+)
 
 
 def chromium() -> str:
@@ -141,6 +149,8 @@ def test_operator_sees_everyone(served: Any, browser: Any) -> None:
     assert all(f"b-{m}" in boards for m in ("alice", "bob", "carol", "dave"))
     assert "Rejected messages: bad_signature 2, replay 1" in page.inner_text("#rejections")
     assert "b-alice" in page.inner_text("#curtailments")
+    assert "b-bob" in page.inner_text("#redispatches") and "trafo:T1" in page.inner_text("#redispatches")
+    assert "97.9 (T1)" in page.inner_text("#checks")
     # pick one member: the charts follow
     page.select_option("#member", "carol")
     page.wait_for_function(

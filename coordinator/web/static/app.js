@@ -30,6 +30,8 @@
   function kwh(mwh) { return (mwh / 1e6).toFixed(3); }
   function rp(mc) { return mc === null || mc === undefined ? "-" : (mc / 1000).toFixed(2); }
   function money(cents) { return (cents / 100).toFixed(2); }
+  function pu(v, where) { return v === null ? "-" : v.toFixed(3) + " (" + where + ")"; }
+  function pct(v, where) { return v === null ? "-" : v.toFixed(1) + " (" + where + ")"; }
 
   function table(id, head, rows, nums) {
     var t = $(id);
@@ -115,6 +117,20 @@
       table("curtailments", ["interval", "board", "limit W", "reason"], g.curtailments.map(function (c) {
         return [Charts.hhmm(c.interval), c.board, c.pv_limit_w, c.reason];
       }), [0, 0, 1, 0]);
+      table("redispatches", ["interval", "board", "device", "change W", "setpoint", "reason", "paid"],
+        g.redispatches.map(function (r) {
+          return [Charts.hhmm(r.interval), r.board, r.kind, r.delta_w, r.setpoint, r.reason, money(r.compensation / 1e9)];
+        }), [0, 0, 0, 1, 1, 0, 1]);
+      var checks = g.checks.slice().reverse();
+      Charts.line($("chart-limits"), checks.map(function (c) { return c.interval; }), [
+        { name: "most loaded transformer %", values: checks.map(function (c) { return c.trafo_max_pct; }), color: "#d62728" },
+        { name: "most loaded line %", values: checks.map(function (c) { return c.line_max_pct; }), color: "#ff7f0e" }
+      ], $("legend-limits"));
+      table("checks", ["interval", "V min pu", "V max pu", "line %", "transformer %", "broken", "from"],
+        g.checks.map(function (c) {
+          return [Charts.hhmm(c.interval), pu(c.v_min_pu, c.v_min_bus), pu(c.v_max_pu, c.v_max_bus),
+            pct(c.line_max_pct, c.line_max), pct(c.trafo_max_pct, c.trafo_max), c.violations, c.source];
+        }), [0, 1, 1, 1, 1, 1, 0]);
     });
   }
 
