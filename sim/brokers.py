@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Protocol
 
-from coordinator.broker import EmbeddedBroker, free_port
+from coordinator.broker import EmbeddedBroker
 from coordinator.mqtt import BrokerAddress
+from sim import mosquitto
 from sim.errors import SimError
 
 
@@ -69,48 +65,19 @@ class External:
         raise SimError("a broker given with --broker is not ours to restart; drop broker_restart faults")
 
 
-def mosquitto_exe() -> str:
-    for cand in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if cand and Path(cand).exists():
-            return cand
-    raise SimError("mosquitto is not installed (apt-get install mosquitto)")
-
-
 class Mosquitto:
-    """A Mosquitto on a free loopback port with persistence in ``workdir``."""
+    """A Mosquitto this process starts (``sim.mosquitto``), with room queued for a whole run's
+    readings and no limit on the messages in flight."""
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.address = BrokerAddress("127.0.0.1", free_port())
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.address.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
-            "max_queued_messages 1000000\nmax_inflight_messages 0\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._m = mosquitto.Mosquitto(workdir, "max_inflight_messages 0\n", max_queued_messages=1_000_000)
+        self.address = self._m.address
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([mosquitto_exe(), "-c", str(self.conf)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SimError(
-                    f"mosquitto exited with {self.proc.returncode}; see {self.workdir}/mosquitto.log"
-                )
-            try:
-                with socket.create_connection((self.address.host, self.address.port), timeout=0.2):
-                    return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise SimError("mosquitto did not listen within 10 s")
+        await asyncio.to_thread(self._m.start)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            await asyncio.to_thread(self.proc.wait, 10)
-        self.proc = None
+        await asyncio.to_thread(self._m.stop)
 
     async def restart(self, down_s: float) -> None:
         await self.stop()

@@ -5,7 +5,6 @@ passwords and ACLs."""
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -19,7 +18,7 @@ from coordinator.broker import free_port
 from coordinator.cli import main
 from coordinator.mqtt import BrokerAddress
 from coordinator.provision.brokerconf import Site
-from tests.broker import mosquitto_exe
+from tests.broker import launch, terminate
 
 GRID = "g1"
 
@@ -69,22 +68,7 @@ def start(site: Site, workdir: Path) -> SecureBroker:
     )
     (workdir / "conf.d").mkdir(exist_ok=True)
     (workdir / "conf.d" / "peergrid.conf").write_text((site.directory / "mosquitto.conf").read_text())
-    proc = subprocess.Popen(
-        [mosquitto_exe(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 10
-    for port in (site.settings.local_port, site.settings.port):
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited: {err} {log.read_text() if log.exists() else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not listen within 10 s") from None
-                time.sleep(0.05)
+    proc = launch(conf, log, (site.settings.local_port, site.settings.port))
     return SecureBroker(site, proc, log)
 
 
@@ -94,9 +78,4 @@ def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
     try:
         yield b
     finally:
-        b.proc.terminate()
-        try:
-            b.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            b.proc.kill()
-            b.proc.wait()
+        terminate(b.proc)
