@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coordinator.mqtt import BrokerAddress, Connection
-from protocol import frame, messages, topics
-from sim.board import VirtualBoard
+from coordinator.mqtt import BrokerAddress
+from protocol import frame, messages
+from sim import attacks
 from sim.errors import SimError
 from sim.fleet import FlexDuty, SentReading
 from sim.profiles import STEP_S, HomePhysics
@@ -278,25 +278,9 @@ class FirmwareFleet(BoardFleet):
         await self._settle()
 
     async def attack(self, forged: int, replayed: int, moved: int, ts: int, rng: random.Random) -> None:
-        out: list[tuple[str, bytes]] = []
-        members = sorted(self._fw)
-        for i in range(forged):
-            real = self._fw[members[rng.randrange(len(members))]]
-            forger = VirtualBoard(self.grid, real.id, bytes([0xF0, i & 0xFF]) * 16, lambda t: 0)
-            forger.seq = real.regs.seq
-            forger.acc_imp = (real.regs.e_imp + 1_000_000) * 3600
-            forger.last_ts = ts
-            out.append(forger.reading(ts, 0))
-        older = self._frames[: max(1, len(self._frames) - 2 * len(members))]
-        for _ in range(replayed):
-            out.append(older[rng.randrange(len(older))])
-        for _ in range(moved):
-            topic, fr = self._frames[-1]
-            other = next(b.id for b in self._fw.values() if b.t_reading != topic)
-            out.append((topics.board_topic(self.grid, other, "reading"), fr))
-        async with Connection(self.address, "sim-attacker") as conn:
-            for t, f in out:
-                await conn.publish(t, f)
+        boards = {m: attacks.Target(b.id, b.regs.seq, b.regs.e_imp) for m, b in self._fw.items()}
+        out = attacks.frames(self.grid, boards, self._frames, forged, replayed, moved, ts, rng)
+        await attacks.send(self.address, out)
         self.attacks += len(out)
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from coordinator.flexmarket import BASELINE_INTERVALS
 from coordinator.mqtt import BrokerAddress, Connection
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
+from sim import attacks
 from sim.board import VirtualBoard
 from sim.faults import Link
 from sim.profiles import STEP_S, Battery, HomePhysics
@@ -258,27 +259,9 @@ class VirtualFleet:
         await self._publish([b.enrolment(ts, fw="sim")])
 
     async def attack(self, forged: int, replayed: int, moved: int, ts: int, rng: random.Random) -> None:
-        """Frames a coordinator must refuse: signed with the wrong key, replays of old ones, and
-        good frames moved to another board's topic."""
-        out: list[tuple[str, bytes]] = []
-        members = sorted(self.boards)
-        for i in range(forged):
-            real = self.boards[members[rng.randrange(len(members))]]
-            forger = VirtualBoard(self.grid, real.board, bytes([0xF0, i & 0xFF]) * 16, lambda t: 0)
-            forger.seq = real.seq
-            forger.acc_imp = real.acc_imp + 3_600_000_000  # claims a kWh more than it imported
-            forger.last_ts = ts
-            out.append(forger.reading(ts, 0))
-        readings = [x for x in self._history if x[0].endswith("/reading")]
-        older = readings[: max(1, len(readings) - 2 * len(self.boards))]  # overtaken by newer ones
-        for _ in range(replayed):
-            if older:
-                out.append(older[rng.randrange(len(older))])
-        for _ in range(moved):
-            if readings and len(members) > 1:
-                topic, fr = readings[-1]
-                other = next(b.board for b in self.boards.values() if b.board != topic.split("/")[3])
-                out.append((topics.board_topic(self.grid, other, "reading"), fr))
+        """Frames a coordinator must refuse (``sim.attacks``), published on the boards' connection."""
+        boards = {m: attacks.Target(b.board, b.seq, b.e_imp) for m, b in self.boards.items()}
+        out = attacks.frames(self.grid, boards, self._history, forged, replayed, moved, ts, rng)
         if out:
             await self._publish(out)
             self.delivered += len(out)

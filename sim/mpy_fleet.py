@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.mqtt import BrokerAddress
 from protocol import crypto
-from sim.board import VirtualBoard
+from sim import attacks
 from sim.errors import SimError
 from sim.firmware_fleet import BOARD_CFG, FIRMWARE, BoardFleet, _Info
 from sim.fleet import SentReading
@@ -175,17 +175,8 @@ class MicroPythonFleet(BoardFleet):
     async def attack(self, forged: int, replayed: int, moved: int, ts: int, rng: random.Random) -> None:
         if replayed or moved:
             raise SimError("MicroPython boards: only forged frames are modelled")
-        members = sorted(self.boards)
-        out = []
-        for i in range(forged):
-            real = self.boards[members[rng.randrange(len(members))]]
-            forger = VirtualBoard(self.grid, real.board, bytes([0xF0, i & 0xFF]) * 16, lambda t: 0)
-            forger.seq = 10**6 + i  # far ahead: refused for its signature, not its number
-            forger.last_ts = ts
-            out.append(forger.reading(ts, 0))
-        async with Connection(self.address, "sim-attacker") as conn:
-            for t, f in out:
-                await conn.publish(t, f)
+        boards = {m: attacks.Target(b.board) for m, b in self.boards.items()}  # numbers not known here
+        await attacks.send(self.address, attacks.frames(self.grid, boards, [], forged, 0, 0, ts, rng))
 
     async def stop(self) -> None:
         for p in self._procs.values():
