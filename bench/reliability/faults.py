@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.mqttpub import publish_all
 from coordinator.ledger import Ledger
 from coordinator.provision.brokerconf import SiteSettings
-from protocol import codec, frame, messages
+from protocol import frame, messages
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
 
@@ -190,14 +190,23 @@ def _wait_for(db: Path, n: int, timeout: float = 20.0) -> int:
         return got
 
 
-def storable(wire: list[Frame]) -> int:
+def readings(wire: list[Frame]) -> list[messages.Reading]:
+    """The readings on the wire, in arrival order."""
+    out = []
+    for _, fr in wire:
+        msg = messages.decode(frame.split(fr)[0].tobytes())
+        assert isinstance(msg, messages.Reading)
+        out.append(msg)
+    return out
+
+
+def storable(wire: list[messages.Reading]) -> int:
     """Readings the ledger should end up with: each one whose first copy arrives before any newer
     reading of its board (the others are refused as stale)."""
     newest: dict[str, int] = {}
     seen: set[tuple[str, int]] = set()
     n = 0
-    for fr in wire:
-        r = _decode(fr)
+    for r in wire:
         if (r.board, r.seq) not in seen:
             seen.add((r.board, r.seq))
             n += r.seq > newest.get(r.board, -1)
@@ -205,18 +214,11 @@ def storable(wire: list[Frame]) -> int:
     return n
 
 
-def _decode(fr: Frame) -> messages.Reading:
-    msg = messages.from_list(codec.unpack(frame.split(fr[1])[0].tobytes()))
-    assert isinstance(msg, messages.Reading)
-    return msg
-
-
-def count(db: Path, wire: list[Frame], boards: list[VirtualBoard], rep: FaultReport) -> None:
+def count(db: Path, wire: list[messages.Reading], boards: list[VirtualBoard], rep: FaultReport) -> None:
     sent: dict[tuple[str, int], messages.Reading] = {}
     overtaken: set[tuple[str, int]] = set()
     newest: dict[str, int] = {}
-    for fr in wire:
-        r = _decode(fr)
+    for r in wire:
         key = (r.board, r.seq)
         sent[key] = r
         if r.seq < newest.get(r.board, -1):
@@ -250,6 +252,7 @@ def run_scenario(sc: Scenario, seed: int = 7) -> FaultReport:
     start = time.perf_counter()
     t0 = int(time.time()) - int(sc.hours * 3600) - 600
     halves, boards, signed = traffic(sc, t0, random.Random(seed))
+    wire = readings(halves[0] + halves[1])  # the readings in arrival order
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         db = d / "l.db"
@@ -290,11 +293,10 @@ def run_scenario(sc: Scenario, seed: int = 7) -> FaultReport:
                         "broker restarted while holding the first half queued for a stalled ingest"
                     )
             publish_all("127.0.0.1", broker.port, halves[1], "rel-boards")
-            _settle(db, storable(halves[0] + halves[1]))
+            _settle(db, storable(wire))
         finally:
             worker.stop()
             broker.stop()
-        wire = halves[0] + halves[1]
         count(db, wire, boards, rep)
     rep.sent = signed
     if sc.loss or sc.duplicate or sc.reorder:

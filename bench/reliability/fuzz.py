@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -68,6 +69,19 @@ class TargetReport:
         self.crashes += 1
         if len(self.crash_examples) < 5:
             self.crash_examples.append(f"{type(e).__name__}: {e} on {data!r:.120}")
+
+    def check(self, data: object, call: Callable[[], object], ok: type[Exception]) -> None:
+        """One input (``data``, as a crash example shows it) that ``call`` takes in: accepted if it
+        returns, rejected by reason if it raises ``ok``, a crash if it raises anything else."""
+        self.inputs += 1
+        try:
+            call()
+        except ok as e:
+            self.rejected[_reason(e)] += 1
+        except Exception as e:  # noqa: BLE001 - a crash is what this counts
+            self.crash(data, e)
+        else:
+            self.accepted += 1
 
 
 def _reason(e: BaseException) -> str:
@@ -356,14 +370,7 @@ def fuzz_codec(n: int, seed: int) -> TargetReport:
         r = rng.random()
         seed_body = rng.choice(seeds)
         data = field_mutant(rng, seed_body) if r < 0.4 else mut(seed_body) if r < 0.9 else rng.randbytes(64)
-        rep.inputs += 1
-        try:
-            messages.from_list(codec.unpack(data))
-            rep.accepted += 1
-        except ProtocolError as e:
-            rep.rejected[_reason(e)] += 1
-        except Exception as e:  # noqa: BLE001
-            rep.crash(data, e)
+        rep.check(data, partial(messages.decode, data), ProtocolError)
     rep.seconds = time.perf_counter() - t0
     return rep
 
@@ -380,14 +387,7 @@ def _fuzz_file(
         for _ in range(n):
             data = mut(rng.choice(seeds))
             path.write_bytes(data)
-            rep.inputs += 1
-            try:
-                load(path)
-                rep.accepted += 1
-            except ok as e:
-                rep.rejected[_reason(e)] += 1
-            except Exception as e:  # noqa: BLE001
-                rep.crash(data, e)
+            rep.check(data, partial(load, path), ok)
     rep.seconds = time.perf_counter() - t0
     return rep
 
