@@ -164,18 +164,13 @@ def _readings(
     for i, item in enumerate(b["readings"]):
         board = str(item["board"])
         fr = hexbytes(item["frame"], f"reading #{i}")
-        what = f"reading #{i} of board {board}"
         try:
-            body, _ = frame.split(fr)
-            msg = messages.decode(bytes(body))
-            if isinstance(msg, messages.Reading):
-                what = f"reading of board {board} seq {msg.seq} (#{i} in the bundle)"
             topic = topics.board_topic(grid, board, "reading")
-
             r = frame.open_frame(topic, fr, partial(_key_at, keys.get(board, [])))
-        except ProtocolError as e:
-            rep.problems.append(f"{what}: {e}")
+        except ProtocolError as e:  # decoded again only to name what failed
+            rep.problems.append(f"{_name(i, board, _unverified(fr))}: {e}")
             continue
+        what = _name(i, board, r)
         if not isinstance(r, messages.Reading):
             rep.problems.append(f"{what}: not a reading")
             continue
@@ -189,6 +184,21 @@ def _readings(
         prev[board] = r
         out[(board, r.seq)] = r
     return out
+
+
+def _name(i: int, board: str, msg: messages.Message | None) -> str:
+    """The bundle's ``i``-th reading frame in a problem: its sequence number if it decodes to one."""
+    if isinstance(msg, messages.Reading):
+        return f"reading of board {board} seq {msg.seq} (#{i} in the bundle)"
+    return f"reading #{i} of board {board}"
+
+
+def _unverified(fr: bytes) -> messages.Message | None:
+    """The frame's message unverified, or None if it does not decode."""
+    try:
+        return messages.decode(bytes(frame.split(fr)[0]))
+    except ProtocolError:
+        return None
 
 
 def _key_at(
