@@ -53,10 +53,16 @@ def parse_period(text: str) -> tuple[int, int]:
     return start, end
 
 
+def boards_of(ledger: Ledger, member: str | None = None) -> list[tuple[str, str | None]]:
+    """``(board, member)`` of the member's boards (every board's for None), by board id."""
+    q = "SELECT id, member_id FROM boards"
+    if member is not None:
+        return list(ledger.conn.execute(q + " WHERE member_id=? ORDER BY id", (member,)))
+    return list(ledger.conn.execute(q + " ORDER BY id"))
+
+
 def member_boards(ledger: Ledger, member: str) -> list[str]:
-    return [
-        r[0] for r in ledger.conn.execute("SELECT id FROM boards WHERE member_id=? ORDER BY id", (member,))
-    ]
+    return [b for b, _ in boards_of(ledger, member)]
 
 
 def check_member(ledger: Ledger, member: str) -> None:
@@ -73,11 +79,7 @@ def readings_csv(ledger: Ledger, start: int, end: int, member: str | None = None
     w.writerow(READING_HEADER)
     if member is not None:
         check_member(ledger, member)
-    q = "SELECT id, member_id FROM boards"
-    boards = ledger.conn.execute(
-        q + (" WHERE member_id=?" if member else "") + " ORDER BY id", (member,) if member else ()
-    )
-    for b, m in boards.fetchall():
+    for b, m in boards_of(ledger, member):
         for r, _ in ledger.readings(b, start, end):
             opt = "" if r.bat_soc is None else r.bat_soc
             w.writerow([m or "", b, r.seq, r.ts, r.e_imp, r.e_exp, r.p, r.u, opt, r.flags])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from coordinator import billing
+from coordinator.export import boards_of
 from coordinator.ledger import Ledger
 from coordinator.market import SUPPLIER
 
@@ -18,13 +19,6 @@ def newest_ts(ledger: Ledger) -> int | None:
     return max((r.ts for r in last.values()), default=None)
 
 
-def _boards_of(ledger: Ledger, member: str | None) -> list[tuple[str, str | None]]:
-    q = "SELECT id, member_id FROM boards"
-    if member is not None:
-        return list(ledger.conn.execute(q + " WHERE member_id=? ORDER BY id", (member,)))
-    return list(ledger.conn.execute(q + " ORDER BY id"))
-
-
 def power(ledger: Ledger, as_of: int, hours: int, member: str | None) -> dict[str, Any]:
     """Mean power (W, + import) per time bucket over the last ``hours``: per member (or for the
     one member) and for the whole microgrid."""
@@ -32,7 +26,7 @@ def power(ledger: Ledger, as_of: int, hours: int, member: str | None) -> dict[st
     step = max(60, span // MAX_POINTS)
     # one mean per board and bucket (the ledger's per-board time index), then summed per member
     per: dict[str, dict[int, int]] = {}
-    for b, m in _boards_of(ledger, member):
+    for b, m in boards_of(ledger, member):
         if m is None:
             continue
         sums: dict[int, list[int]] = {}
@@ -133,7 +127,7 @@ def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]
     close each checked interval ran to the voltage and loading limits."""
     boards = []
     latest = ledger.latest_readings()
-    for b, m in _boards_of(ledger, member):
+    for b, m in boards_of(ledger, member):
         r = latest.get(b)
         boards.append({"board": b, "member": m, "u": r.u if r else None, "p": r.p if r else None})
     q = (
@@ -198,7 +192,7 @@ def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
     last = ledger.last_readings()
     types = {b.board_id: b for b in ledger.boards()}
     boards = []
-    for b, m in _boards_of(ledger, member):
+    for b, m in boards_of(ledger, member):
         lr = last.get(b)
         rec = types.get(b)
         boards.append(
