@@ -1,6 +1,8 @@
 """The board runtime on the MicroPython unix port: per-reading CPU time (meter poll, encode,
 sign) and QoS 1 publish time to a real Mosquitto, beside the bare signature in the same run;
-heap after boot and after a run of readings; the smallest heap the runtime boots in."""
+heap after boot and after a run of readings; the smallest heap the runtime boots in.
+And the live heap on a 32-bit MicroPython (the WebAssembly port, tests/mpy32.py: ESP32
+object sizes, where the unix port is 64-bit), code in ROMFS and code in the heap."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from bench.table import Row
 from protocol import crypto
+from tests import mpy32
 from tests.broker import Mosquitto
 from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
 
@@ -94,6 +97,31 @@ def smallest_heap(d: Path) -> int:
     return 0
 
 
+def heap32(n: int) -> list[Row]:
+    """Live heap on the 32-bit port (heap starting at 64 KiB) after boot, readings, an order."""
+    if mpy32.missing():
+        print(f"bench firmware: 32-bit rows skipped: {mpy32.missing()}")
+        return []
+    from tests.firmware.test_heap32 import ORDER_AT, board_files, heap_figures
+
+    files = board_files()
+    rom = heap_figures(mpy32.board_run(files, readings=n, order=ORDER_AT).stdout)
+    ram = heap_figures(mpy32.board_run(files, readings=1, order=None, code="heap").stdout)
+    return [
+        Row(
+            "board heap used after boot (32-bit MicroPython, wasm port)",
+            rom[0] / 1024,
+            "KiB",
+            64,
+            "target heap",
+        ),
+        Row(
+            f"board heap used after {n} readings + an order (32-bit)", rom[2] / 1024, "KiB", 64, "target heap"
+        ),
+        Row("board heap used after boot (32-bit, code in heap)", ram[0] / 1024, "KiB", 64, "target heap"),
+    ]
+
+
 def run(ci: bool) -> list[Row]:
     n = 20 if ci else 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,4 +152,5 @@ def run(ci: bool) -> list[Row]:
             "target heap",
         ),
         Row("board smallest heap that boots and reads", need, "KiB", 64, "target heap"),
+        *heap32(n),
     ]
