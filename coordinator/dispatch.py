@@ -56,7 +56,7 @@ from coordinator.market import (
 from protocol import crypto, frame, messages, topics
 
 if TYPE_CHECKING:  # the grid check needs numpy/pandapower (the sim extra); dispatch does not
-    from coordinator.delivery.guard import AssetCheck, Change, Curtailment
+    from coordinator.delivery.guard import AssetCheck, Change
     from coordinator.delivery.summary import GridSummary
 
 log = logging.getLogger("peergrid.dispatch")
@@ -127,9 +127,8 @@ class Dispatch:
     key: crypto.SigningKey
     publish: Callable[[str, bytes], Awaitable[None]]
     _ev: dict[str, int] = field(default_factory=dict)  # EV members -> phases, from the last plan
-    # the delivery guard: (expected W per board, + export) -> curtailments; None: no grid check
-    guard: Callable[[dict[str, int]], list[Curtailment]] | None = None
-    # the delivery check with every device: (expected W per board, assets per board) -> changes
+    # the delivery check with every device: (expected W per board, assets per board) -> changes and
+    # the grid's state after them; None: no grid check
     check: AssetCheck | None = None
 
     def view(self, start: int) -> StepView:
@@ -150,40 +149,6 @@ class Dispatch:
         ):
             out[b] = ((e1 - e0) - (i1 - i0)) * 36 // (10 * self.length)
         return out
-
-    async def protect(self, start: int) -> list[Curtailment]:
-        """Run the guard on the expected schedule; send the PV limits; record and compensate."""
-        if self.guard is None:
-            return []
-        curt = await asyncio.to_thread(self.guard, self.expected(start))  # runpp off the event loop
-        members = {b.board_id: b.member_id for b in self.ledger.boards("active")}
-        with self.ledger.transaction() as tx:
-            last = tx.execute(
-                "SELECT max(n) FROM postings WHERE interval=? AND n>=?", (start, N0)
-            ).fetchone()[0]
-            n = N0 if last is None else last + 1
-            for c in curt:
-                tx.execute(
-                    "INSERT INTO curtailments VALUES (?,?,?,?,?,?)",
-                    (start, c.board, c.pv_limit_w, c.delta_w, c.reason, c.compensation),
-                )
-                member = members.get(c.board)
-                if member and c.compensation:
-                    memo = f"export limited to {c.pv_limit_w} W: {c.reason}"[:200]
-                    tx.execute(
-                        "INSERT INTO postings VALUES (?,?,?,?,?,?,?)",
-                        (start, n, member, "redispatch_compensation", c.compensation, 0, memo),
-                    )
-                    tx.execute(
-                        "INSERT INTO postings VALUES (?,?,?,?,?,?,?)",
-                        (start, n + 1, DSO, "redispatch_compensation", -c.compensation, 0, memo),
-                    )
-                    n += 2
-        for c in curt:
-            oseq, fr = self._order(c.board, start, pv_limit_w=c.pv_limit_w)
-            self.ledger.add_board_order(c.board, oseq, start, fr)
-            await self.publish(topics.board_topic(self.grid, c.board, "order"), fr)
-        return curt
 
     def _order(self, board: str, start: int, **setpoints: int | None) -> tuple[int, bytes]:
         """The board's next signed order for the interval ``start``: (oseq, frame)."""
@@ -527,15 +492,13 @@ class Dispatch:
     async def run(self, start: int) -> list[Setpoint]:
         """The interval's whole dispatch: market, integrator homes and flexibility orders; then,
         with ``check``, the delivery check with every device, its changes recorded and paid; one
-        signed order per board. With the PV-only ``guard`` instead, :meth:`protect` runs first.
-        An interval is dispatched once: after a restart its orders and payments stand."""
+        signed order per board. An interval is dispatched once: after a restart its orders and
+        payments stand."""
         if self.ledger.conn.execute(
             "SELECT 1 FROM board_orders WHERE interval=? LIMIT 1", (start,)
         ).fetchone():
             log.info("interval %d already dispatched (a restart): orders and payments stand", start)
             return []
-        if self.check is None and self.guard is not None:
-            await self.protect(start)  # PV export limits only, in their own orders
         view = self.view(start)
         devices = self._devices(view)
         targets, schedule = self.market(start, view)

@@ -189,47 +189,6 @@ def test_ev_charges_to_its_target_by_departure(tmp_path: Path) -> None:
     led.close()
 
 
-def test_guard_curtailment_is_sent_recorded_and_compensated(tmp_path: Path) -> None:
-    from coordinator.delivery.guard import Curtailment
-
-    led = Ledger.open(tmp_path / "l.db")
-    led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
-    farm = VirtualBoard("g1", "m-farm", bytes([5]) * 32, lambda t: -30_000)
-    led.add_board(farm.board, "virtual", farm.key.public, now=START, member_id="farm", status="active")
-    store(led, [farm], range(START, START + 901, 60))
-    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
-    seen: list[dict[str, int]] = []
-
-    def guard(expected: dict[str, int]) -> list[Curtailment]:
-        seen.append(expected)
-        return [
-            Curtailment(
-                "m-farm", 20_000, -10_000, "v_max:C1 1.0612 > 1.0470", 10_000 * 900 * 10 // 36 * 4_000
-            )
-        ]
-
-    sent: list[tuple[str, bytes]] = []
-
-    async def publish(topic: str, payload: bytes) -> None:
-        sent.append((topic, payload))
-
-    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, guard=guard)
-    asyncio.run(d.protect(START + 900))
-    assert seen == [{"m-farm": 30_000}]  # the last interval's export, as the expectation
-    ((topic, payload),) = sent
-    order = frame.open_frame(topic, payload, lambda m: crypto.Verifier(COORD.public))
-    assert isinstance(order, messages.Order) and order.pv_limit_w == 20_000
-    row = led.conn.execute("SELECT pv_limit_w, reason FROM curtailments").fetchone()
-    assert row == (20_000, "v_max:C1 1.0612 > 1.0470")
-    pay = dict(
-        led.conn.execute(
-            "SELECT party, sum(amount) FROM postings WHERE account='redispatch_compensation' GROUP BY party"
-        ).fetchall()
-    )
-    assert pay["farm"] == 10_000 * 900 * 10 // 36 * 4_000 == -pay["dso"]
-    led.close()
-
-
 STREET = Path(__file__).parents[1] / "delivery" / "street.toml"
 HOME_W = 17_000
 
@@ -462,10 +421,8 @@ def test_integrator_home_follows_its_plan_and_stacks_a_flex_order(tmp_path: Path
 
 def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
     """The check (pandapower, tens of ms; here a slow stand-in) runs in a worker thread: other
-    tasks of the service (ingest, the API) keep running while it works, for both guard forms."""
+    tasks of the service (ingest, the API) keep running while it works."""
     import time
-
-    from coordinator.delivery.guard import Curtailment
 
     led = Ledger.open(tmp_path / "l.db")
     led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
@@ -477,10 +434,6 @@ def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
     def slow_check(expected: dict[str, int], assets: dict[str, Any]) -> Any:
         time.sleep(0.3)
         return no_changes()
-
-    def slow_guard(expected: dict[str, int]) -> list[Curtailment]:
-        time.sleep(0.3)
-        return []
 
     async def publish(topic: str, payload: bytes) -> None:
         pass
@@ -494,9 +447,8 @@ def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
         await task
         return ticks
 
-    for start, kw in ((START + 900, {"check": slow_check}), (START + 1800, {"guard": slow_guard})):
-        d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, **kw)  # type: ignore[arg-type]
-        assert asyncio.run(both(d, start)) >= 10  # the loop ticked on during the 0.3 s check
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish, check=slow_check)
+    assert asyncio.run(both(d, START + 900)) >= 10  # the loop ticked on during the 0.3 s check
     led.close()
 
 
