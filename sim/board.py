@@ -20,6 +20,7 @@ class VirtualBoard:
     power_w: Callable[[int], int]  # net power at a Unix second: + import, - export
     board_type: str = "virtual"
     bat_soc: int | None = None  # state of charge the board reports (battery or EV), per-mille
+    bat_p: int | None = None  # battery power the board reports, W (+ charging)
     seq: int = 0
     acc_imp: int = 0  # import energy, mW*s (exact; the register is its whole mWh)
     acc_exp: int = 0  # export energy, mW*s
@@ -74,6 +75,7 @@ class VirtualBoard:
             p=p,
             u=230_000,
             bat_soc=self.bat_soc,
+            bat_p=self.bat_p,
             flags=0,
         )
         self.seq += 1

@@ -1,5 +1,7 @@
 """The coordinator as the simulator runs it: the real ingest service, interval loop and dispatch on
-a SQLite ledger, with the simulated clock, and a kill -9 that a run can inflict on it.
+a SQLite ledger, with the simulated clock, and a kill -9 that a run can inflict on it. With a
+``check`` (a scenario with a grid), the dispatch runs the delivery check as ``coordinator run`` does
+with ``[delivery] grid``: redispatches stored, compensated and sent in the boards' orders.
 
 ``kill()`` cancels the ingest and interval tasks where they stand (no flush, no clean shutdown)
 and drops the ledger connection, so an uncommitted batch is lost exactly as a killed process loses
@@ -16,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.dispatch import Dispatch
 from coordinator.errors import MqttError
@@ -26,6 +28,9 @@ from coordinator.ledger import Ledger
 from coordinator.market import Clearing, Sharing, Tariff
 from coordinator.mqtt import BrokerAddress, Connection
 from protocol import crypto
+
+if TYPE_CHECKING:
+    from coordinator.delivery.guard import AssetCheck
 
 log = logging.getLogger("peergrid.sim")
 
@@ -42,6 +47,7 @@ class SimCoordinator:
     key: crypto.SigningKey
     now: Callable[[], float]
     sharing: Sharing | None = None
+    check: AssetCheck | None = None  # the dispatcher's delivery check (sim.gridflow.check)
     ledger: Ledger = field(init=False)
     svc: IngestService | None = None
     loop: IntervalLoop | None = None
@@ -83,7 +89,9 @@ class SimCoordinator:
             self.ledger, self.grid, self.broker, now=self.now, batch=500, flush_s=0.02,
             client_id="sim-coordinator",
         )  # fmt: skip
-        dispatch = Dispatch(self.ledger, self.grid, self.length, self.tariff, self.key, self._publish)
+        dispatch = Dispatch(
+            self.ledger, self.grid, self.length, self.tariff, self.key, self._publish, check=self.check
+        )
         self.loop = IntervalLoop(
             self.ledger, self.grid, self.scheme, self.length, self.delay, self.tariff, self.key,
             self.now, self._publish, dispatch, {"sharing": self.sharing} if self.sharing else {},

@@ -153,6 +153,11 @@ class BoardFleet:
     orders_applied: int = 0
     queued: dict[str, set[int]] = field(default_factory=dict)  # still in a board's spool at the end
 
+    def physics_as_run(self) -> dict[str, HomePhysics]:
+        """The homes' physics as planned: the fake hardware meters the physics' net power whatever
+        setpoints the firmware applied (its actuators drive fake pins and registers, nothing more)."""
+        return self.physics
+
     def registers(self) -> dict[str, tuple[int, int]]:
         """Each board's registers at its last reading that left the board."""
         out = {}

@@ -4,8 +4,12 @@ Each home's board (``sim.board.VirtualBoard``: the protocol code a real board ru
 and sign a reading) meters its home's net power every physics step and signs a cumulative reading
 every ``reading_s``. Frames go into the board's store-and-forward spool and are published through
 the faulty ``Link``; what the link does not acknowledge stays queued, in order, as on a board.
-Boards with a battery take the coordinator's signed orders (verified against its key) as their
-setpoints and report their state of charge in each reading.
+Boards take the coordinator's signed orders (verified against its key) until each order's
+``valid_until``: a battery follows ``bat_w`` (and reports its state of charge and power in each
+reading), an EV's charger caps its current at ``ev_ma`` (``sim.profiles.Ev``: what it holds back is
+charged later), and ``pv_limit_w`` caps the home's export at the meter by curtailing its PV. The
+homes have no relay-switched loads in the physics: an order's relay bits find no relay fitted.
+``physics_as_run`` is the physics with those changes in it (PV curtailed, EV charging moved).
 
 ``sent`` records every reading each board signed (sequence -> ts, registers): what the invariant
 report compares with the ledger.
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from coordinator.errors import MqttError
@@ -27,7 +32,7 @@ from protocol.errors import ProtocolError
 from sim import attacks
 from sim.board import VirtualBoard
 from sim.faults import Link
-from sim.profiles import STEP_S, Battery, HomePhysics
+from sim.profiles import STEP_S, Battery, Ev, HomePhysics
 from sim.scenario import Home, Scenario
 
 log = logging.getLogger("peergrid.sim")
@@ -59,6 +64,8 @@ class VirtualFleet:
     link: Link
     boards: dict[str, VirtualBoard] = field(default_factory=dict)  # member -> board
     batteries: dict[str, Battery] = field(default_factory=dict)
+    evs: dict[str, Ev] = field(default_factory=dict)
+    pv_limits: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # member -> W, from, until
     spool: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)  # board -> seq -> reading
     offline_until: dict[str, int] = field(default_factory=dict)
@@ -67,9 +74,13 @@ class VirtualFleet:
     attacks: int = 0
     orders_applied: int = 0
     orders_refused: int = 0
+    orders_in: Counter[int] = field(default_factory=Counter)  # interval -> orders taken for it
+    last_oseq: dict[str, int] = field(default_factory=dict)  # member -> newest order applied
     queued: dict[str, set[int]] = field(default_factory=dict)  # none after ``drain``
     power: dict[str, list[int]] = field(default_factory=dict)  # metered net W per step, per member
     battery_w: dict[str, list[int]] = field(default_factory=dict)
+    curtailed: dict[str, dict[int, int]] = field(default_factory=dict)  # member -> step -> PV W cut
+    ev_held: dict[str, dict[int, int]] = field(default_factory=dict)  # member -> step -> EV W held back
     _conn: Connection | None = None
     _addr: BrokerAddress | None = None
     _orders_task: asyncio.Task[None] | None = None
@@ -89,6 +100,8 @@ class VirtualFleet:
                 self.batteries[h.member] = Battery(h.battery_mwh, h.battery_w)
                 b.bat_soc = self.batteries[h.member].soc_permille
                 self.battery_w[h.member] = []
+            if h.ev:
+                self.evs[h.member] = Ev()
         for s in self.sc.faults.skew:
             if s.member in self.boards:
                 self.boards[s.member].skew = s.seconds
@@ -143,7 +156,7 @@ class VirtualFleet:
         raise MqttError("the virtual boards could not publish for 5 s")
 
     async def _orders(self) -> None:
-        """Take the coordinator's signed orders: battery setpoints for an interval."""
+        """Take the coordinator's signed orders: setpoints for an interval."""
         assert self._addr is not None
         verifier = crypto.Verifier(self.coordinator_key)
         by_board = {b.board: m for m, b in self.boards.items()}
@@ -166,10 +179,27 @@ class VirtualFleet:
         if not isinstance(msg, messages.Order) or msg.board not in by_board:
             self.orders_refused += 1
             return
-        bat = self.batteries.get(by_board[msg.board])
+        self.orders_in[msg.interval] += 1
+        m = by_board[msg.board]
+        if msg.oseq <= self.last_oseq.get(m, -1):  # a redelivered (retained) order: applied already
+            return
+        self.last_oseq[m] = msg.oseq
+        applied = False
+        bat = self.batteries.get(m)
         if bat is not None and msg.bat_w is not None:
             bat.setpoint_w = msg.bat_w
             bat.until = msg.valid_until
+            applied = True
+        ev = self.evs.get(m)
+        if ev is not None:
+            ev.order(msg.ev_ma, msg.valid_until)
+            applied = applied or msg.ev_ma is not None
+        if msg.pv_limit_w is None:  # the board's default: no export limit
+            self.pv_limits.pop(m, None)
+        else:
+            self.pv_limits[m] = (msg.pv_limit_w, msg.valid_from, msg.valid_until)
+            applied = True
+        if applied:
             self.orders_applied += 1
 
     async def stop(self) -> None:
@@ -187,17 +217,32 @@ class VirtualFleet:
     async def step(self, ts: int) -> None:
         """Meter the step that ends at ``ts``; queue a reading where one is due."""
         k = (ts - self.sc.start) // STEP_S  # physics index of the step's end
+        t = ts - STEP_S  # the step's start
         for m, b in self.boards.items():
             ph = self.physics[m]
-            p = ph.net(min(k, len(ph.load_w) - 1))
+            i = min(k, len(ph.load_w) - 1)
+            p = ph.net(i)
+            ev = self.evs.get(m)
+            if ev is not None:
+                w = ev.power(ph.ev_w[i], t, STEP_S)
+                if w != ph.ev_w[i]:
+                    p += w - ph.ev_w[i]
+                    self.ev_held.setdefault(m, {})[i] = ph.ev_w[i] - w
             bat = self.batteries.get(m)
             if bat is not None:
                 for d in self.flex.get(m, ()):
-                    _flex_duty(bat, d, ts - STEP_S, self.sc.market.interval_s)
-                w = bat.power(ts - STEP_S, STEP_S)
+                    _flex_duty(bat, d, t, self.sc.market.interval_s)
+                w = bat.power(t, STEP_S)
                 p += w
                 b.bat_soc = bat.soc_permille
+                b.bat_p = w
                 self.battery_w[m].append(w)
+            lim = self.pv_limits.get(m)
+            if lim is not None and lim[1] <= t < lim[2] and -p > lim[0]:  # the inverter curtails
+                cut = min(ph.pv_w[i], -p - lim[0])
+                if cut > 0:
+                    p += cut
+                    self.curtailed.setdefault(m, {})[i] = cut
             self.power[m].append(p)
             if ts % self.sc.reading_s == 0:
                 self._queue(b, ts, p)
@@ -270,6 +315,21 @@ class VirtualFleet:
     def registers(self) -> dict[str, tuple[int, int]]:
         """Each board's registers now (mWh): what its meter counted."""
         return {b.board: (b.e_imp, b.e_exp) for b in self.boards.values()}
+
+    def physics_as_run(self) -> dict[str, HomePhysics]:
+        """The homes' physics with the orders' effects: PV curtailed, EV charging held back (+) or
+        caught up (-)."""
+        out = dict(self.physics)
+        for m in self.curtailed.keys() | self.ev_held.keys():
+            ph = self.physics[m]
+            load, pv, ev = list(ph.load_w), list(ph.pv_w), list(ph.ev_w)
+            for i, w in self.curtailed.get(m, {}).items():
+                pv[i] -= w
+            for i, w in self.ev_held.get(m, {}).items():
+                load[i] -= w
+                ev[i] -= w
+            out[m] = HomePhysics(tuple(load), tuple(pv), tuple(ev))
+        return out
 
 
 def _flex_duty(bat: Battery, d: FlexDuty, t: int, length: int) -> None:

@@ -11,7 +11,8 @@ Sources (``Scenario.profiles``):
 A standard profile is the mean of many homes; one home is spikier. Each home therefore gets its own
 seeded variation on top: a time shift of up to 45 minutes, a slowly varying factor around 1, and
 appliance switchings (1-3 kW for 3-30 minutes) whose rate follows the profile, keeping the mean.
-EVs charge uncontrolled at 11 kW from an arrival time around 18:00 until 8-20 kWh are in.
+EVs charge uncontrolled at 11 kW (three phases) from an arrival time around 18:00 until 8-20 kWh are
+in; ``Ev`` is the charger a board drives when an order caps its current.
 
 Everything is returned as integer W per physics step (60 s), aligned to the run's start.
 """
@@ -26,10 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.delivery.assets import ev_w
 from sim.errors import ProfileError
 from sim.scenario import Home, Scenario
 
 STEP_S = 60
+EV_W = 11_000  # an EV charges at 11 kW: 16 A on three phases
+EV_PHASES = 3
+EV_MIN_MA = 6_000  # IEC 61851: a charger does not charge below 6 A
 PR = 0.85  # PV performance ratio (inverter, cabling, soiling, temperature)
 SIMBENCH_CODE = "1-LV-semiurb4--0-sw"
 
@@ -38,6 +43,7 @@ SIMBENCH_CODE = "1-LV-semiurb4--0-sw"
 class HomePhysics:
     load_w: tuple[int, ...]  # household consumption (EV included), W per step
     pv_w: tuple[int, ...]  # PV generation, W per step
+    ev_w: tuple[int, ...] = ()  # the EV's share of load_w, W per step (empty: no EV)
 
     def net(self, k: int) -> int:
         return self.load_w[k] - self.pv_w[k]
@@ -136,9 +142,9 @@ def _ev(rng: random.Random, start: int, n: int) -> list[float]:
         need_j = rng.uniform(8, 20) * 3.6e6
         k0 = (arrive - start) // STEP_S
         k = max(k0, 0)
-        left = need_j - max(0, -k0) * STEP_S * 11_000
+        left = need_j - max(0, -k0) * STEP_S * EV_W
         while left > 0 and k < n:
-            out[k] = min(11_000.0, left / STEP_S)
+            out[k] = min(float(EV_W), left / STEP_S)
             left -= out[k] * STEP_S
             k += 1
     return out
@@ -208,10 +214,11 @@ def home_physics(sc: Scenario, home: Home, start: int | None = None, n: int | No
         sky = _sky(sc.seed, sc.clearness, start, n)
         pv = [home.pv_wp * g * c / 1000 * PR for g, c in zip(poa, sky, strict=True)]
     load = _vary(base, rng)
+    ev: list[float] = []
     if home.ev:
         ev = _ev(rng, start, n)
         load = [a + b for a, b in zip(load, ev, strict=True)]
-    return HomePhysics(tuple(int(x) for x in load), tuple(int(x) for x in pv))
+    return HomePhysics(tuple(int(x) for x in load), tuple(int(x) for x in pv), tuple(int(x) for x in ev))
 
 
 @dataclass
@@ -241,4 +248,34 @@ class Battery:
         elif w < 0:
             w = -min(-w, self.soc_mws // (1000 * dt))
         self.soc_mws += w * 1000 * dt
+        return w
+
+
+@dataclass
+class Ev:
+    """The charger of a home's EV as a board drives it. Uncontrolled, the EV takes what the physics
+    says (``want``); an order's current per phase caps it until the order expires (below 6 A the
+    charger pauses, IEC 61851), and what the cap held back is charged afterwards at up to the
+    charger's power: the car stays plugged in until it has its energy."""
+
+    max_w: int = EV_W
+    phases: int = EV_PHASES
+    limit_w: int | None = None  # the ordered cap, W
+    until: int = 0  # the cap's validity
+    owed_mws: int = 0  # energy held back and not yet charged, mW*s
+
+    def order(self, ma: int | None, until: int) -> None:
+        """An order's ``ev_ma`` (None: the board's default, no cap)."""
+        if ma is None:
+            self.limit_w = None
+            return
+        self.limit_w = 0 if ma < EV_MIN_MA else min(self.max_w, ev_w(ma, self.phases))
+        self.until = until
+
+    def power(self, want: int, ts: int, dt: int) -> int:
+        """Charging power (W) over the next ``dt`` seconds from ``ts``."""
+        w = min(self.max_w, want + self.owed_mws // (1000 * dt)) if self.owed_mws > 0 else want
+        if self.limit_w is not None and ts < self.until:
+            w = min(w, self.limit_w)
+        self.owed_mws += (want - w) * 1000 * dt
         return w

@@ -43,6 +43,7 @@ def summary_lines(r: RunResult, s: Summary) -> list[str]:
             f"{max(g.trafo_pct for g in r.grid):.0f}%, voltages {min(g.v_min_pu for g in r.grid):.3f}-"
             f"{max(g.v_max_pu for g in r.grid):.3f} pu"
         )
+        out.extend(_delivery_lines(r))
     for f in r.flex:
         out.append(
             f"flex      {f.request.request_id} on {f.request.congestion_point}: {f.ordered_w / 1000:.1f} kW "
@@ -50,6 +51,43 @@ def summary_lines(r: RunResult, s: Summary) -> list[str]:
             f"{_chf(f.paid).strip()}"
         )
     return out
+
+
+def _delivery_lines(r: RunResult) -> list[str]:
+    """The delivery check's record beside the intervals whose metered flows broke the grid's limits."""
+    beyond = sum(g.violations > 0 for g in r.grid)
+    d = r.delivery
+    if d is None:
+        return [
+            f"delivery  check off: {beyond} of {len(r.grid)} intervals beyond limits in the metered flows"
+        ]
+    unapplied = "" if r.scenario.boards == "virtual" else " (firmware boards: setpoints not in the physics)"
+    return [
+        f"delivery  {d.redispatches} redispatches in {d.redispatched} intervals, "
+        f"{r.curtailed_mwh / 1e6:.1f} kWh PV curtailed{unapplied}",
+        f"          intervals beyond limits: {d.before} forecast before redispatch, {d.after} after; "
+        f"{beyond} of {len(r.grid)} metered",
+    ]
+
+
+def _grid_figures(r: RunResult) -> dict[str, object]:
+    d = r.delivery
+    return {
+        "intervals": len(r.grid),
+        "intervals_beyond_limits": sum(g.violations > 0 for g in r.grid),
+        "delivery_check": d is not None,
+        **(
+            {
+                "redispatches": d.redispatches,
+                "forecast_beyond_limits_before": d.before,
+                "forecast_beyond_limits_after": d.after,
+                "curtailed_mwh": r.curtailed_mwh,
+                "compensation_nanocent": d.compensation,
+            }
+            if d is not None
+            else {}
+        ),
+    }
 
 
 def bill_lines(r: RunResult) -> list[str]:
@@ -145,6 +183,7 @@ def write(out: Path, r: RunResult, s: Summary, log_lines: list[str]) -> list[Pat
         "traded_mwh": s.traded,
         "bills_nanocent": {b.party: b.total for b in r.bills},
         "invariants_ok": r.invariants.ok,
+        **({"grid": _grid_figures(r)} if r.grid else {}),
         "wall_s": round(r.wall_s, 2),
     }
     (out / "summary.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -9,7 +9,9 @@ runs as fast as the machine goes.
 
 At the end the boards' queues drain, the remaining intervals settle, flexibility orders are
 verified and paid, and the run returns the clearings, the physics, the bills and the invariant
-report (sim/invariants.py).
+report (sim/invariants.py). With a grid in the scenario (and ``[delivery] check`` not off) the
+coordinator's dispatch runs the delivery check on it (sim/gridflow.py) and the boards apply its
+redispatches; the result's ``delivery`` is its record, ``grid`` the metered flows on the grid.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sim.errors import SimError
 from sim.faults import Link, LinkStats
 from sim.firmware_fleet import FirmwareFleet
 from sim.fleet import FlexDuty, SentReading, VirtualFleet
-from sim.gridflow import GridInterval
+from sim.gridflow import Delivery, GridInterval
 from sim.invariants import Invariants, check
 from sim.mpy_fleet import MicroPythonFleet
 from sim.profiles import STEP_S, HomePhysics, home_physics
@@ -42,6 +44,7 @@ log = logging.getLogger("peergrid.sim")
 Fleet = VirtualFleet | FirmwareFleet | MicroPythonFleet
 GRID = "sim"
 WAIT_S = 15.0  # longest wait for the coordinator to catch up before settling anyway
+ORDER_WAIT_S = 2.0  # longest wait for the virtual boards to take an interval's orders (a broker may be down)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class FlexResult:
 class RunResult:
     scenario: Scenario
     clearings: list[Clearing]
-    physics: dict[str, HomePhysics]
+    physics: dict[str, HomePhysics]  # as run: PV curtailed and EV charging moved by orders
     power: dict[str, list[int]]  # metered net W per step
     battery_w: dict[str, list[int]]
     bills: list[Bill]
@@ -77,6 +80,8 @@ class RunResult:
     orders_applied: int
     sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)  # board -> seq -> reading
     grid: list[GridInterval] = field(default_factory=list)  # line loading and voltages per interval
+    delivery: Delivery | None = None  # what the coordinator's delivery check did (None: no check)
+    curtailed_mwh: int = 0  # PV the boards curtailed on the coordinator's export limits
     events: list[str] = field(default_factory=list)
 
     @property
@@ -129,9 +134,11 @@ async def run(
         if sc.faults.loss or sc.faults.duplicate or sc.faults.reorder:
             raise SimError("MicroPython boards speak MQTT themselves: link faults need virtual boards")
         fleet = MicroPythonFleet(sc, GRID, physics, key.public, broker.address, workdir)
+    grid = gridflow.load(sc)
+    guard = gridflow.check(grid, sc.market.interval_s) if grid is not None and sc.delivery_check else None
     coord = SimCoordinator(
         workdir / "ledger.db", GRID, broker.address, sc.market.scheme, sc.market.interval_s,
-        sc.market.settle_delay_s, tariff, key, now, sharing=_sharing(sc),
+        sc.market.settle_delay_s, tariff, key, now, sharing=_sharing(sc), check=guard,
     )  # fmt: skip
     _register(coord, sc, fleet)
     events: list[str] = []
@@ -168,6 +175,8 @@ async def run(
             if (ts - delay) % length == 0 and ts - delay > sc.start:
                 await _caught_up(coord, fleet)
                 await coord.settle()
+                if isinstance(fleet, VirtualFleet):
+                    await _orders_taken(coord, fleet, ts - ts % length)
             if sc.speedup > 0:
                 ahead = pace0 + (ts - sc.start) / sc.speedup - time.monotonic()
                 if ahead > 0:
@@ -189,10 +198,12 @@ async def run(
             await broker.stop()
     inv = check(coord.ledger, GRID, fleet.sent, fleet.registers(), coord.refused(), fleet.queued)
     bills = _bills(coord, sc)
+    as_run = fleet.physics_as_run()
+    curtailed = sum(sum(physics[m].pv_w) - sum(ph.pv_w) for m, ph in as_run.items()) * STEP_S * 1000 // 3600
     result = RunResult(
         scenario=sc,
         clearings=sorted(coord.clearings, key=lambda c: c.interval),
-        physics=physics,
+        physics=as_run,
         power=fleet.power,
         battery_w=fleet.battery_w,
         bills=bills,
@@ -203,7 +214,9 @@ async def run(
         readings=coord.ledger.count_readings(),
         orders_applied=fleet.orders_applied,
         sent=fleet.sent,
-        grid=gridflow.flows(sc, fleet.power),
+        grid=gridflow.flows(sc, fleet.power, grid),
+        delivery=None if guard is None else gridflow.delivery(coord.ledger, sc.start, sc.end),
+        curtailed_mwh=curtailed,
         events=events,
     )
     coord.ledger.close()
@@ -283,6 +296,18 @@ async def _caught_up(coord: SimCoordinator, fleet: Fleet) -> None:
             return
         await asyncio.sleep(0.01)
     log.warning("coordinator behind: %d of %d readings dealt with", coord.processed, fleet.delivered)
+
+
+async def _orders_taken(coord: SimCoordinator, fleet: VirtualFleet, interval: int) -> None:
+    """Wait until the virtual boards have taken every order the coordinator sent for ``interval``
+    (boards get an order milliseconds after it is published: without the wait, the run's next steps
+    could meter minutes of the interval before the boards' order task had run)."""
+    want = coord.ledger.conn.execute(
+        "SELECT count(*) FROM board_orders WHERE interval=?", (interval,)
+    ).fetchone()[0]
+    deadline = time.monotonic() + ORDER_WAIT_S
+    while fleet.orders_in[interval] < want and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
 
 
 def _flex_orders(

@@ -33,6 +33,10 @@ Format (see sim/scenarios/*.toml for complete examples; unknown keys are refused
     pilot = "feeder.toml"        # a pilot grid (coordinator/delivery/pilot.py), beside the scenario
     # simbench = "1-LV-semiurb4--0-sw"
 
+    [delivery]                   # optional, with a [grid]
+    check = true                 # the coordinator checks each interval's schedule against the grid
+                                 #   and redispatches PV limits and batteries (default: true with a grid)
+
     [[group]]                    # `count` homes named <prefix>01.. with the same kind of assets
     prefix = "h"
     count = 28
@@ -72,7 +76,7 @@ BOARD_KINDS = ("virtual", "firmware", "micropython")
 
 _TOP = {
     "name", "title", "seed", "date", "start_h", "duration_h", "speedup", "reading_s", "boards",
-    "site", "market", "grid", "group", "flex", "faults", "profiles", "notes",
+    "site", "market", "grid", "delivery", "group", "flex", "faults", "profiles", "notes",
 }  # fmt: skip
 _GROUP = {
     "prefix", "count", "annual_kwh", "pv_kwp", "feeder", "feeders", "ev_share", "battery_kwh",
@@ -146,6 +150,7 @@ class Scenario:
     profiles: str = "bdew"  # bdew (demandlib + pvlib) | simbench
     grid_pilot: Path | None = None
     grid_simbench: str | None = None
+    delivery_check: bool = False  # the coordinator's dispatch runs the delivery check on the grid
     flex: tuple[Flex, ...] = ()
     faults: Faults = field(default_factory=Faults)
     source: Path | None = None
@@ -314,6 +319,19 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Scenario:
         pilot = (source.parent if source else Path.cwd()) / str(gr["pilot"])
         if not pilot.exists():
             raise ScenarioError(f"{where}.grid.pilot: {pilot} does not exist")
+    simbench = gr.get("simbench")
+    if simbench is not None and (not isinstance(simbench, str) or pilot is not None):
+        raise ScenarioError(f"{where}.grid: give either pilot or simbench (a SimBench code), got {gr!r}")
+    dl = data.get("delivery", {})
+    if not isinstance(dl, dict):
+        raise ScenarioError(f"{where}.delivery must be a table, got {dl!r}")
+    _keys(dl, {"check"}, f"{where}.delivery")
+    has_grid = pilot is not None or simbench is not None
+    check = dl.get("check", has_grid)
+    if type(check) is not bool:
+        raise ScenarioError(f"{where}.delivery.check must be true or false, got {check!r}")
+    if check and not has_grid:
+        raise ScenarioError(f"{where}.delivery.check needs a [grid] (pilot or simbench) to check against")
     flex = []
     for fi, f in enumerate(data.get("flex", [])):
         fw = f"{where}.flex[{fi}]"
@@ -354,7 +372,8 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Scenario:
         clearness=float(clearness),
         profiles=profiles,
         grid_pilot=pilot,
-        grid_simbench=gr.get("simbench"),
+        grid_simbench=simbench,
+        delivery_check=check,
         flex=tuple(flex),
         faults=parse_faults(data.get("faults", {}), start - day, f"{where}.faults"),
         source=source,

@@ -115,6 +115,9 @@ def test_scenario_files_parse_and_refuse_bad_values(tmp_path: Path) -> None:
         ('name = "x"\n[[group]]\ncount = 1\n[market]\nscheme = "barter"\n', "scheme"),
         ('name = "x"\n[[group]]\ncount = 1\n[faults]\nloss = 0.9\n', "loss"),
         ('name = "x"\ncolour = 1\n[[group]]\n', "colour"),
+        ('name = "x"\n[[group]]\n[delivery]\ncheck = true\n', "needs a \\[grid\\]"),
+        ('name = "x"\n[[group]]\n[grid]\nsimbench = "x"\n[delivery]\ncheck = 1\n', "true or false"),
+        ('name = "x"\n[[group]]\n[delivery]\nguard = false\n', "unknown key 'guard'"),
     ]:
         bad.write_text(text)
         with pytest.raises(scenario.ScenarioError, match=msg):
