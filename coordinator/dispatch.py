@@ -141,13 +141,24 @@ class Dispatch:
         )
 
     def expected(self, start: int) -> dict[str, int]:
-        """Expected injection per board (W, + export) for ``start``: the last settled interval's."""
+        """Expected injection per board (W, + export) for ``start``: the last settled interval's,
+        without what the delivery check changed in it. A PV export limit or a shed load of that
+        interval is added back (its ``delta_w`` taken out), or a curtailed interval would make the
+        next one look safe and its orders go out unlimited; batteries and EVs leave the forecast
+        by their reported power instead (``_grid_view``)."""
         prev = start - self.length
         out = {}
         for b, i0, i1, e0, e1 in self.ledger.conn.execute(
             "SELECT board_id, e_imp0, e_imp1, e_exp0, e_exp1 FROM board_deliveries WHERE interval=?", (prev,)
         ):
             out[b] = ((e1 - e0) - (i1 - i0)) * 36 // (10 * self.length)
+        for b, d in self.ledger.conn.execute(
+            "SELECT board_id, sum(delta_w) FROM redispatches"
+            " WHERE interval=? AND kind IN ('pv_limit', 'load') GROUP BY board_id",
+            (prev,),
+        ):
+            if b in out:
+                out[b] -= d
         return out
 
     def _order(self, board: str, start: int, **setpoints: int | None) -> tuple[int, bytes]:

@@ -452,6 +452,34 @@ def test_the_grid_check_does_not_block_the_event_loop(tmp_path: Path) -> None:
     led.close()
 
 
+def test_the_forecast_adds_back_what_the_check_curtailed(tmp_path: Path) -> None:
+    """An interval whose export was limited by the check is forecast as it would have been without
+    the limit: persistence of the curtailed flow would call the next interval safe."""
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("farm", "Farm", "prosumer", now=START, feeder="f1")
+    farm = VirtualBoard("g1", "m-farm", bytes([5]) * 32, lambda t: -20_000)
+    led.add_board(farm.board, "virtual", farm.key.public, now=START, member_id="farm", status="active")
+    store(led, [farm], range(START, START + 901, 60))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+
+    async def publish(topic: str, payload: bytes) -> None:
+        pass
+
+    d = Dispatch(led, "g1", 900, TARIFF, COORD, publish)
+    assert d.expected(START + 900) == {"m-farm": 20_000}  # what was metered
+    with led.transaction() as tx:  # the check had limited the farm's export by 10 kW, paused a 2 kW load
+        tx.executemany(
+            "INSERT INTO redispatches VALUES (?,?,?,?,?,?,?)",
+            [
+                (START, "m-farm", "pv_limit", -10_000, 20_000, "v_max:C1 1.06 > 1.05", 0),
+                (START, "m-farm", "load", 2_000, 0, "v_min:C2 0.94 < 0.95", 0),
+                (START, "m-farm", "battery", 3_000, -3_000, "trafo:T1 101 > 98", 0),  # by its bat_p
+            ],
+        )
+    assert d.expected(START + 900) == {"m-farm": 28_000}
+    led.close()
+
+
 def test_bad_preferences_leave_out_one_member_not_the_interval(tmp_path: Path) -> None:
     led = Ledger.open(tmp_path / "l.db")
     good = {"capacity_mwh": 10_000_000, "max_charge_w": 3_000, "max_discharge_w": 3_000}
