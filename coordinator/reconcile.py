@@ -6,6 +6,9 @@ difference is losses in the community's own cables, unmetered use and meter tole
 apportioned to members with a loss proxy — pro rata to the energy each drew (import difference) or
 fed in (export difference) in the period — priced at retail (feed-in), and posted against the
 supplier, so money still sums to zero. The adjustment shows on the bill as its own line.
+
+A period is reconciled only once every interval in it is settled and no interval straddles its
+start or end: energy not settled yet would otherwise be billed as losses now and settled later.
 """
 
 from __future__ import annotations
@@ -96,11 +99,22 @@ def reconcile(ledger: Ledger, period_start: int, tariff: Tariff) -> Reconciliati
     end, u_imp, u_exp, done = row
     if done:
         raise ReconcileError(f"the period starting {period_start} is already reconciled")
-    unsettled = ledger.conn.execute(
-        "SELECT count(*) FROM intervals WHERE start >= ? AND start + length > ?", (period_start, end)
-    ).fetchone()[0]
-    if unsettled:
+    straddles = "SELECT count(*) FROM intervals WHERE start < ? AND start + length > ?"
+    if ledger.conn.execute(straddles, (period_start, period_start)).fetchone()[0]:
+        raise ReconcileError("an interval straddles the start of the utility period")
+    if ledger.conn.execute(straddles, (end, end)).fetchone()[0]:
         raise ReconcileError("an interval straddles the end of the utility period")
+    # every interval of the period must be settled: energy not yet settled would otherwise be
+    # apportioned as losses now and settled again later
+    covered = ledger.conn.execute(
+        "SELECT coalesce(sum(length), 0) FROM intervals WHERE state='settled' AND start >= ? AND start < ?",
+        (period_start, end),
+    ).fetchone()[0]
+    if covered != end - period_start:
+        raise ReconcileError(
+            f"the utility period {period_start}..{end} is not settled yet: settled intervals cover "
+            f"{covered} of its {end - period_start} s"
+        )
     s_imp = ledger.conn.execute(
         "SELECT coalesce(sum(energy), 0) FROM trades WHERE seller=? AND interval>=? AND interval<?",
         (SUPPLIER, period_start, end),

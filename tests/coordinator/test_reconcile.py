@@ -72,3 +72,43 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reconcile", "--config", str(cfg), "--file", str(csv)]) == 2  # stored already
     assert "overlaps" in capsys.readouterr().err
     assert main(["ledger", "verify", "--config", str(cfg)]) == 0
+
+
+def test_a_period_reconciles_after_later_intervals_are_settled(tmp_path: Path) -> None:
+    # the utility's data for a period arrives days later: by then the intervals after the period
+    # are settled too, and they must not count as straddling its end
+    led, _ = ledger_with_readings(tmp_path, hours=2)
+    for q in range(8):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 7200)
+    sold = led.conn.execute(
+        "SELECT coalesce(sum(energy), 0) FROM trades WHERE seller=? AND interval<?", (SUPPLIER, START + 3600)
+    ).fetchone()[0]
+    reconcile.store(led, [(START, START + 3600, sold + 150_000, 0)])
+    r = reconcile.reconcile(led, START, TARIFF)
+    assert r.settled_imp == sold and r.diff_imp == 150_000
+    assert sum(r.shares_imp.values()) == 150_000
+    assert led.conn.execute("SELECT sum(amount) FROM postings").fetchone()[0] == 0
+    led.close()
+
+
+def test_a_period_not_fully_settled_is_refused(tmp_path: Path) -> None:
+    # reconciling before settlement caught up would bill the unsettled energy as losses, and the
+    # settlement would then bill it a second time
+    led, _ = ledger_with_readings(tmp_path, hours=2)
+    for q in range(4):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 7200)
+    reconcile.store(led, [(START, START + 7200, 10_000_000, 0), (START - 3600, START, 1_000_000, 0)])
+    with pytest.raises(ReconcileError, match="not settled"):
+        reconcile.reconcile(led, START, TARIFF)
+    with pytest.raises(ReconcileError, match="not settled"):  # before the first settled interval
+        reconcile.reconcile(led, START - 3600, TARIFF)
+    assert led.conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone()[0] == 0
+    led.close()
+
+
+def test_a_period_starting_inside_an_interval_is_refused(tmp_path: Path) -> None:
+    led = settled(tmp_path)
+    reconcile.store(led, [(START + 300, START + 1800, 1_000_000, 0)])
+    with pytest.raises(ReconcileError, match="straddles the start"):
+        reconcile.reconcile(led, START + 300, TARIFF)
+    led.close()
