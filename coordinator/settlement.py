@@ -2,10 +2,12 @@
 
 Measured energy is a register difference per board: the last reading at or before the
 interval's end minus the reading the board's previous settlement ended on (recorded in
-``board_deliveries``; the last reading at or before the start for a board's first settlement). A
-reading that arrives late, after its interval was settled, therefore counts in the next interval
-instead: across any span the settled energy adds up to the registers' advance exactly, and no
-mWh is lost or counted twice.
+``board_deliveries``; for a board's first settlement the last reading at or before the start, or
+the board's first reading if it was taken inside the interval, e.g. a new member or a replacement
+board). A reading that arrives late, after its interval was settled, therefore counts in the next
+interval instead: across any span the settled energy adds up to the registers' advance exactly,
+and no mWh is lost or counted twice. A retired (replaced) board keeps being measured until its
+last stored reading is settled, for the member it belonged to.
 
 Each member's measured net position becomes an ex-post order (limits from its preferences), the
 market clears them, and every money flow is posted double-entry (nano-cent): the postings of an
@@ -15,7 +17,7 @@ interval sum to zero, which ``settle`` checks before it commits.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from coordinator.ledger import Ledger, LedgerError
@@ -54,7 +56,7 @@ class Span:
     r1: LastReading
 
 
-def _previous(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
+def _previous(ledger: Ledger, board_id: str, start: int, end: int) -> LastReading | None:
     row = ledger.conn.execute(
         "SELECT seq1, e_imp1, e_exp1 FROM board_deliveries WHERE board_id=? AND interval<? "
         "ORDER BY interval DESC LIMIT 1",
@@ -62,20 +64,28 @@ def _previous(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
     ).fetchone()
     if row is not None:
         return LastReading(row[0], 0, row[1], row[2])
-    return ledger.register_at(board_id, start)
+    r = ledger.register_at(board_id, start)
+    if r is None:  # the board's first settlement, and it started reading inside the interval
+        first = ledger.first_reading(board_id)
+        if first is not None and start <= first.ts < end:
+            return first
+    return r
 
 
 def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], list[Span]]:
-    """Energy per member in the interval ``[start, end)`` from its active boards' registers, and
-    the reading each board's settlement ends on."""
+    """Energy per member in the interval ``[start, end)`` from its boards' registers (active ones,
+    and retired ones with readings not settled yet), and the reading each board's settlement ends on."""
     acc: dict[str, list[int]] = {}
     missing: dict[str, list[str]] = {}
     ends: list[Span] = []
-    for b in ledger.boards("active"):
-        if b.member_id is None:
+    for b in ledger.boards():
+        if b.member_id is None or b.status not in ("active", "retired"):
             continue
-        r0 = _previous(ledger, b.board_id, start)
+        r0 = _previous(ledger, b.board_id, start, end)
         r1 = ledger.register_at(b.board_id, end)
+        if b.status == "retired":  # only its readings not settled yet, once
+            if r0 is None or r1 is None or r1.seq <= r0.seq:
+                continue
         a = acc.setdefault(b.member_id, [0, 0, 0])
         if r0 is None or r1 is None:  # no reading yet at a boundary: nothing to settle for it
             missing.setdefault(b.member_id, []).append(b.board_id)
@@ -124,9 +134,11 @@ def settle(
     sharing: Sharing | None = None,
     contracts: Sequence[Contract] | None = None,
     wholesale: Mapping[int, int] | None = None,
+    seal: Callable[[Clearing], bytes] | None = None,
 ) -> Clearing:
-    """Clear and settle interval ``start`` on measured energy; idempotent (a settled interval is
-    returned as stored, not settled twice). Raises LedgerError if money would not sum to zero."""
+    """Clear and settle interval ``start`` on measured energy, once: a settled interval raises
+    LedgerError (nothing is settled twice), as does money that would not sum to zero. ``seal``
+    makes the signed Result frame of the clearing, stored in the same transaction."""
     end = start + length
     done = ledger.conn.execute("SELECT 1 FROM intervals WHERE start=? AND state='settled'", (start,))
     if done.fetchone():
@@ -173,10 +185,12 @@ def settle(
     postings += _postings(start, market_rows, 20_000_000)
     if sum(int(x[4]) for x in postings) != 0:  # type: ignore[call-overload]
         raise LedgerError(f"interval {start}: postings do not sum to zero")
+    result = seal(c) if seal is not None else None
     with ledger.transaction() as tx:
         tx.execute(
-            "INSERT INTO intervals (start, length, scheme, state, price, digest) VALUES (?,?,?,?,?,?)",
-            (start, length, scheme, "settled", c.price, digest(c)),
+            "INSERT INTO intervals (start, length, scheme, state, price, digest, result_frame) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (start, length, scheme, "settled", c.price, digest(c), result),
         )
         tx.executemany(
             "INSERT INTO market_orders VALUES (?,?,?,?,?,?)",

@@ -297,6 +297,16 @@ class Ledger:
                 return LastReading(*row)
         return None
 
+    def first_reading(self, board_id: str) -> LastReading | None:
+        """The board's first stored reading (lowest sequence number), or None."""
+        ref = self._ref_of(board_id)
+        if ref is None:
+            return None
+        row = self.conn.execute(
+            "SELECT seq, ts, e_imp, e_exp FROM reading_rows WHERE ref=? ORDER BY seq LIMIT 1", (ref,)
+        ).fetchone()
+        return None if row is None else LastReading(*row)
+
     def count_readings(self) -> int:
         n: int = self.conn.execute("SELECT count(*) FROM reading_rows").fetchone()[0]
         return n
