@@ -3,7 +3,9 @@ readings), store the clearing, and broadcast a signed Result to the grid.
 
 Intervals are aligned to the Unix epoch (a 900 s interval starts at :00, :15, :30, :45 UTC). After
 a restart the loop catches up: it settles every interval since the last settled one (or since
-the first stored reading), oldest first, up to ``MAX_CATCH_UP`` per pass.
+the first stored reading), oldest first, up to ``MAX_CATCH_UP`` per pass. After a change of the
+interval length the next interval is the first one aligned to the new length that starts at or
+after the last settled end (energy metered in between counts in it, as a late reading does).
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class IntervalLoop:
 
     def due(self) -> list[int]:
         """Interval starts that are over (with the delay) and not settled yet, oldest first."""
-        row = self.ledger.conn.execute("SELECT max(start) FROM intervals").fetchone()
-        if row[0] is not None:
-            first = row[0] + self.length
+        row = self.ledger.conn.execute("SELECT max(start + length) FROM intervals").fetchone()
+        if row[0] is not None:  # the first aligned start at or after the last settled end
+            first = -(-row[0] // self.length) * self.length
         else:
             r = self.ledger.conn.execute("SELECT min(ts) FROM readings").fetchone()
             if r[0] is None:
@@ -95,10 +97,10 @@ class IntervalLoop:
                 self.tariff,
                 prefs,
                 now=int(self.now()),
+                seal=lambda c: self.result(c)[1],  # stored with the settlement, in one transaction
                 **self.options,
             )
-            topic, fr = self.result(c)
-            self.ledger.conn.execute("UPDATE intervals SET result_frame=? WHERE start=?", (fr, start))
+            topic, fr = self.result(c)  # Ed25519 is deterministic: the frame just stored
             await self.publish(topic, fr)
             log.info("interval %d settled: %d mWh local at %s mc/kWh", start, c.traded, c.price)
             done.append(c)

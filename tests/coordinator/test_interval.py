@@ -1,0 +1,77 @@
+"""The interval loop: what is due, and a settled interval always has its signed Result stored
+with it (the audit bundle needs it), even when the loop fails between settling and publishing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from coordinator.interval import IntervalLoop
+from coordinator.ledger import Ledger
+from coordinator.market import Clearing
+from coordinator.settlement import settle
+from protocol import crypto, frame, messages, topics
+from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
+
+KEY = crypto.SigningKey(bytes([7]) * 32)
+
+
+def _loop(led: Ledger, now: int, published: list[tuple[str, bytes]]) -> IntervalLoop:
+    async def publish(topic: str, payload: bytes) -> None:
+        published.append((topic, payload))
+
+    return IntervalLoop(led, "g1", "pairwise", 900, 60, TARIFF, KEY, lambda: now, publish)
+
+
+def test_due_intervals_start_at_the_first_reading_and_wait_for_the_delay(tmp_path: Path) -> None:
+    led, _ = ledger_with_readings(tmp_path)
+    loop = _loop(led, START + 900 + 59, [])
+    assert loop.due() == []  # the first interval ends at START + 900, plus 60 s of delay
+    loop = _loop(led, START + 3600 + 60, [])
+    assert loop.due() == [START + 900 * q for q in range(4)]
+    led.close()
+
+
+def test_a_failure_after_settling_does_not_leave_an_interval_without_its_signed_result(
+    tmp_path: Path,
+) -> None:
+    led, _ = ledger_with_readings(tmp_path)
+    published: list[tuple[str, bytes]] = []
+    loop = _loop(led, START + 960, published)
+    real = loop.result
+    calls = [0]
+
+    def flaky(c: Clearing) -> tuple[str, bytes]:  # e.g. the process dies right after settling
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("killed")
+        return real(c)
+
+    loop.result = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        asyncio.run(loop.step())
+    asyncio.run(loop.step())  # the next pass (or the restarted service)
+    row = led.conn.execute("SELECT result_frame, digest FROM intervals WHERE start=?", (START,)).fetchone()
+    assert row is not None and row[0] is not None, "settled without a signed Result"
+    msg = frame.open_frame(topics.result_topic("g1"), row[0], lambda m: crypto.Verifier(KEY.public))
+    assert isinstance(msg, messages.Result) and msg.interval == START and msg.digest == row[1]
+    assert published == [(topics.result_topic("g1"), row[0])]
+    led.close()
+
+
+def test_after_a_change_of_interval_length_intervals_stay_aligned_and_do_not_overlap(tmp_path: Path) -> None:
+    led, _ = ledger_with_readings(tmp_path, hours=3)
+    for q in range(3):  # 15-minute intervals up to START + 2700
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 2760)
+    assert START % 3600 == 0
+    longer = IntervalLoop(led, "g1", "pairwise", 3600, 60, TARIFF, KEY, lambda: START + 4 * 3600, _nop)
+    assert longer.due()[0] == START + 3600  # on the hour (the quarter before it carries over)
+    shorter = IntervalLoop(led, "g1", "pairwise", 300, 60, TARIFF, KEY, lambda: START + 4 * 3600, _nop)
+    assert shorter.due()[0] == START + 2700  # not inside the last settled interval
+    led.close()
+
+
+async def _nop(topic: str, payload: bytes) -> None:
+    pass
