@@ -1,7 +1,9 @@
 """Bills: a member's postings over a period, summed per account, plus fixed charges.
 
 Amounts are nano-cent in the ledger (mWh x mc/kWh) and are shown in currency units with the
-remainder kept exact until the final rounding to cents, which is done once per bill line.
+remainder kept exact until the final rounding to cents. The total is rounded half away from zero;
+each line is rounded once, down or up, the lines with the largest remainders up first, so that
+the lines a member reads add up to the total (``line_cents``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,21 @@ def cents(nc: int) -> int:
     return q if nc >= 0 else -q
 
 
+def line_cents(s: Statement) -> list[int]:
+    """Each line of ``s`` in whole cents, adding up to ``cents(s.total)`` exactly.
+
+    Every line is its amount rounded down or up (a whole-cent amount stays as it is); the cents
+    the floors leave short of the rounded total go one each to the largest remainders (on a tie, the
+    earlier line). A statement of one line gets ``cents`` of it.
+    """
+    floors = [x.amount // NC_PER_CENT for x in s.lines]
+    short = cents(s.total) - sum(floors)  # 0 <= short <= number of lines with a remainder
+    order = sorted(range(len(floors)), key=lambda k: (-(s.lines[k].amount % NC_PER_CENT), k))
+    for k in order[:short]:
+        floors[k] += 1
+    return floors
+
+
 def subscription_per_day(member: dict[str, Any] | None) -> int:
     """The subscription fee (nano-cent per day) of a member record from ``Ledger.members()``; 0
     without one (or for no record)."""
@@ -95,13 +112,29 @@ def statement(
 
 
 def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
-    """Record the statement as an invoice (once per member and period); returns the period key."""
+    """Record the statement as an invoice (once per member and period); returns the period key.
+
+    Refused while the intervals up to the period's end are not all settled: the invoice would leave
+    the rest out for good (intervals are settled in order, so the last settled end tells)."""
     import sqlite3
     import time
 
     period = (
         time.strftime("%Y-%m-%d", time.gmtime(s.start)) + ".." + time.strftime("%Y-%m-%d", time.gmtime(s.end))
     )
+    settled = ledger.conn.execute(
+        "SELECT max(start + length) FROM intervals WHERE state='settled'"
+    ).fetchone()
+    if settled[0] is None or settled[0] < s.end:
+        upto = (
+            "nothing"
+            if settled[0] is None
+            else f"up to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(settled[0]))} UTC"
+        )
+        raise LedgerError(
+            f"cannot issue an invoice for {s.member} over {period}: the period is not settled to its end "
+            f"yet (settled {upto})"
+        )
     try:
         with ledger.transaction() as tx:
             tx.execute("INSERT INTO invoices VALUES (?,?,?,?)", (s.member, period, s.total, now))
@@ -122,23 +155,24 @@ def render(s: Statement, currency: str = "CHF") -> str:
         f"period {day(s.start)} to {day(s.end)}, {s.intervals} intervals",
         "",
     ]
-    for x in s.lines:
+    for x, c in zip(s.lines, line_cents(s), strict=True):
         label = ACCOUNTS.get(x.account, x.account)
         kwh = f"{abs(x.energy) / 1e6:10.3f} kWh" if x.energy else " " * 14
-        out.append(f"{label:<42} {kwh} {cents(x.amount) / 100:>12.2f} {currency}")
+        out.append(f"{label:<42} {kwh} {c / 100:>12.2f} {currency}")
     out.append("")
     out.append(f"{'Total (+ credit, - to pay)':<42} {'':>14} {cents(s.total) / 100:>12.2f} {currency}")
     return "\n".join(out) + "\n"
 
 
 def to_csv(statements: list[Statement]) -> str:
-    """One row per member and account; amounts in nano-cent (exact) and in cents (rounded)."""
+    """One row per member and account; amounts in nano-cent (exact) and in cents (rounded as on the
+    bill: a member's cents add up to its total)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
         ["member", "period_start", "period_end", "account", "energy_mwh", "amount_nanocent", "amount_cents"]
     )
     for s in statements:
-        for x in s.lines:
-            w.writerow([s.member, s.start, s.end, x.account, x.energy, x.amount, cents(x.amount)])
+        for x, c in zip(s.lines, line_cents(s), strict=True):
+            w.writerow([s.member, s.start, s.end, x.account, x.energy, x.amount, c])
     return buf.getvalue()

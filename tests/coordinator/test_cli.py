@@ -80,6 +80,13 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("member,") and any(r.startswith("alice,") for r in rows)
+    assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 2
+    assert "not settled to its end" in capsys.readouterr().err  # only the first hour is settled
+    with Ledger.open(tmp_path / "l.db") as led:
+        for q in range(4, 96):
+            settle(
+                led, START + 900 * q, 900, "pairwise", Tariff(4000, 20750, 6000, 3000), {}, now=START + 86_400
+            )
     assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 0
     capsys.readouterr()
     assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 2

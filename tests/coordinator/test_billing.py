@@ -1,0 +1,76 @@
+"""Bills as a member reads them: the lines, rounded to cents, add up to the total shown, and the
+CSV export's cents are the bill's; an invoice covers its whole period."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator import billing
+from coordinator.billing import NC_PER_CENT, Line, Statement
+from coordinator.ledger import LedgerError
+from coordinator.settlement import settle
+from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
+
+
+def _shown(text: str) -> tuple[list[int], int]:
+    """Cents of every line and of the total of a rendered statement."""
+    amounts = [round(float(m) * 100) for m in re.findall(r"(-?\d+\.\d\d) CHF$", text, re.M)]
+    return amounts[:-1], amounts[-1]
+
+
+def test_rendered_lines_add_up_to_the_rendered_total() -> None:
+    half = NC_PER_CENT // 2  # three lines of half a cent each: 1.5 cents in all
+    s = Statement("alice", 0, 86_400, (Line("a", 0, half), Line("b", 0, half), Line("c", 0, half)), 1)
+    lines, total = _shown(billing.render(s))
+    assert total == billing.cents(s.total) == 2
+    assert sum(lines) == total, (lines, total)
+
+
+def test_csv_cents_add_up_to_the_total() -> None:
+    s = Statement("bob", 0, 86_400, (Line("a", 1, -1_400_000_001), Line("b", 1, -1_400_000_001)), 1)
+    rows = list(csv.DictReader(io.StringIO(billing.to_csv([s]))))
+    assert sum(int(r["amount_nanocent"]) for r in rows) == s.total
+    assert sum(int(r["amount_cents"]) for r in rows) == billing.cents(s.total) == -3
+
+
+AMOUNTS = st.integers(-(10**15), 10**15) | st.integers(-3 * NC_PER_CENT, 3 * NC_PER_CENT)
+
+
+@settings(max_examples=500, deadline=None)
+@given(amounts=st.lists(AMOUNTS, max_size=12))
+def test_line_cents_sum_to_the_total_and_stay_within_a_cent(amounts: list[int]) -> None:
+    s = Statement("m", 0, 86_400, tuple(Line(f"a{k}", 0, a) for k, a in enumerate(amounts)), 0)
+    got = billing.line_cents(s)
+    assert sum(got) == billing.cents(s.total)
+    for c, a in zip(got, amounts, strict=True):
+        assert abs(c * NC_PER_CENT - a) < NC_PER_CENT  # each line is its amount rounded down or up
+        if a % NC_PER_CENT == 0:
+            assert c * NC_PER_CENT == a  # whole cents stay as they are
+    if len(amounts) == 1:
+        assert got == [billing.cents(amounts[0])]
+
+
+def test_an_invoice_waits_for_the_whole_period_to_be_settled(tmp_path: Path) -> None:
+    # an invoice is issued once per member and period: issued before the period's last intervals
+    # are settled (the coordinator was down, or is catching up), it would leave them out for good
+    led, _ = ledger_with_readings(tmp_path)
+    for q in range(2):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    early = billing.statement(led, "carol", START, START + 3600)
+    with pytest.raises(LedgerError, match="not settled"):
+        billing.issue(led, early, now=START + 3600)
+    assert led.conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 0
+    for q in range(2, 4):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    s = billing.statement(led, "carol", START, START + 3600)
+    assert s.intervals == 4 and s.total < early.total
+    billing.issue(led, s, now=START + 3600)
+    assert led.conn.execute("SELECT total FROM invoices").fetchall() == [(s.total,)]
+    led.close()
