@@ -42,10 +42,12 @@ class Registers:
         self._save(0)
 
     def _save(self, now):
-        if self.seq >= self._ceiling:
-            self._ceiling = self.seq + SEQ_BLOCK
-        self.rec.save(self.e_imp, self.e_exp, self._imp_at, self._exp_at, self._ceiling,
+        ceiling = self._ceiling
+        if self.seq >= ceiling:
+            ceiling = self.seq + SEQ_BLOCK
+        self.rec.save(self.e_imp, self.e_exp, self._imp_at, self._exp_at, ceiling,
                       self.last_oseq, 0)
+        self._ceiling = ceiling  # only once written: numbers above it are never handed out before
         self._saved_at = now
         self._saved_imp = self.e_imp
         self._saved_exp = self.e_exp

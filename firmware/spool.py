@@ -59,17 +59,20 @@ class Spool:
         self.meta.save(self.head, self.count, self.dropped)
 
     def peek(self):
-        """The oldest queued frame, or None."""
-        if not self.count:
-            return None
-        self._f.seek(self.head * SLOT)
-        n = self._f.readinto(self._buf)
-        if n is None or n < 2:
-            raise SpoolError("slot %d is unreadable" % self.head)
-        size = struct.unpack_from("<H", self._buf)[0]
-        if size > SLOT - 2 or size + 2 > n:
-            raise SpoolError("slot %d is corrupt" % self.head)
-        return bytes(self._buf[2 : 2 + size])
+        """The oldest queued frame, or None. A slot that cannot hold a frame (torn by a power cut
+        on FAT, or the file lost behind the persisted count) is dropped and counted: raising
+        would stop the replay at the same slot for good."""
+        while self.count:
+            self._f.seek(self.head * SLOT)
+            n = self._f.readinto(self._buf)
+            if n is not None and n >= 2:
+                size = struct.unpack_from("<H", self._buf)[0]
+                if size <= SLOT - 2 and size + 2 <= n:
+                    return bytes(self._buf[2 : 2 + size])
+            print("peergrid: spool slot %d is unreadable: dropped" % self.head)
+            self.dropped += 1
+            self.pop()
+        return None
 
     def pop(self):
         """Forget the oldest frame (after the broker acknowledged it)."""
