@@ -89,10 +89,10 @@ class Board:
         return frame.seal(s, self.t_status, self.key)
 
     def _on_message(self, topic, payload):
-        if len(self.inbox) < 4:  # bounded: a flood of orders cannot exhaust the heap
-            self.inbox.append((topic, payload))
-        else:
-            self.orders.rejected += 1
+        if len(self.inbox) >= 4:  # bounded: a flood of orders cannot exhaust the heap. The
+            self.inbox.pop(0)  # oldest goes: after an outage the broker delivers the queued
+            self.orders.rejected += 1  # orders oldest first, and the newest is the one in force
+        self.inbox.append((topic, payload))
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -114,16 +114,20 @@ class Board:
         every = self.cfg.get("reading_s", 10)
         while not self.stop:
             now = self.clock.now()
-            await self._send_reading(self.reading(now))
+            try:
+                await self._send_reading(self.reading(now))
+            except Exception as e:  # a bug or a flash error must not end the readings for good
+                print("peergrid: reading error:", repr(e))
+                self.errors += 1
             gc.collect()
             await self.clock.sleep(every - now % every if now % every else every)
 
     async def link(self):
         backoff = 1
         while not self.stop:
+            began = self.clock.now()
             try:
                 await self._session()
-                backoff = 1
             except (MqttError, OSError) as e:
                 print("peergrid: link down:", e)
             except Exception as e:  # a bug must not end the link for good: log, reconnect
@@ -132,6 +136,8 @@ class Board:
             self.client.close()
             if self.stop:
                 break
+            if self.clock.now() - began >= 60:  # only a session that lasted resets the backoff:
+                backoff = 1  # a broker that drops each one at once is not hammered every second
             await self.clock.sleep(backoff)
             backoff = min(backoff * 2, 60)
 
@@ -147,7 +153,7 @@ class Board:
             t_enrol = topics.board_topic(self.grid, self.id, "enrol")
             await self.client.publish(t_enrol, frame.seal(enrol, t_enrol, self.key))
             await self.client.publish(self.t_status, self.status(messages.S_ONLINE, now), retain=True)
-            last_status = now
+            last_status = last_ping = now
             while not self.stop and self.client.connected:
                 fr = self.spool.peek()
                 if fr is not None:  # replay in order, oldest first
@@ -167,6 +173,9 @@ class Board:
                     state = messages.S_FAILSAFE if self.orders.failsafe else messages.S_ONLINE
                     await self.client.publish(self.t_status, self.status(state, now), retain=True)
                     last_status = now
+                if self.client.keepalive and now - last_ping >= self.client.keepalive:
+                    await self.client.ping()  # without it the broker drops a board whose
+                    last_ping = now  # readings are further apart than 1.5 x keepalive
                 if reader.done():
                     break
                 await self.clock.sleep(0.2)

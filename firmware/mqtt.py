@@ -127,9 +127,9 @@ class MQTTClient:
         return body[0] & 1  # session present
 
     async def _send(self, data):
-        if self._w is None:
-            raise MqttError("not connected")
         async with self._lock:
+            if self._w is None:  # checked under the lock: close() may run while we wait for it
+                raise MqttError("not connected")
             self._w.write(data)
             await self._w.drain()
 
@@ -148,7 +148,17 @@ class MQTTClient:
             if shift > 21:
                 raise MqttError("malformed remaining length")
         if n > _MAX_PACKET:
-            raise MqttError("packet of %d bytes exceeds %d" % (n, _MAX_PACKET))
+            if hdr[0] & 0xF0 != _PUBLISH:
+                raise MqttError("packet of %d bytes exceeds %d" % (n, _MAX_PACKET))
+            # A PUBLISH too large for the board: keep its head (topic, packet id, the start of the
+            # payload, which the app then refuses as a bad frame) and skip the rest, so that it is
+            # acknowledged. Dropping the connection instead would have the broker redeliver it in
+            # the persistent session on every reconnect: the board would never stay connected.
+            body = await self._r.readexactly(_MAX_PACKET)
+            n -= _MAX_PACKET
+            while n:
+                n -= len(await self._r.readexactly(min(n, _MAX_PACKET)))
+            return hdr[0], body
         body = await self._r.readexactly(n) if n else b""
         return hdr[0], body
 
@@ -249,6 +259,11 @@ class MQTTClient:
         if self._w is not None:
             try:
                 self._w.close()
+                # MicroPython's Stream.close() does nothing (its socket closes in wait_closed()):
+                # close the socket itself, or every reconnect leaves a connection open
+                s = getattr(self._w, "s", None)
+                if s is not None:
+                    s.close()
             except OSError:
                 pass
         self._w = None

@@ -1,0 +1,348 @@
+"""The board's MQTT link on the real MicroPython unix port, against a small broker that runs in the
+same interpreter (tests/firmware: BROKER below) so that each test controls exactly what the
+broker does: a PUBLISH larger than the client's buffer, a broker that drops every session right
+after it is set up, keepalive without traffic. Plus the two tasks that must never die silently.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+from protocol import crypto
+from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
+
+COORD = crypto.SigningKey(bytes(range(32)))
+
+# A minimal MQTT 3.1.1 broker for one client at a time: CONNACK, SUBACK, PUBACK for QoS 1,
+# PINGRESP; counts what it saw in B. ``on_connect``/``on_publish`` hooks let a test misbehave.
+BROKER = r"""
+import asyncio, struct
+
+B = {"conns": 0, "pings": 0, "pubacks": [], "topics": [], "closed": 0}
+
+def frame(kind, body):
+    n = len(body)
+    out = bytearray((kind,))
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            break
+    return bytes(out) + body
+
+def on_connect(w):
+    pass
+
+def on_publish(w, kind, topic):
+    return True  # False: close the connection
+
+async def serve(r, w):
+    B["conns"] += 1
+    try:
+        while True:
+            h = (await r.readexactly(1))[0]
+            n = 0
+            sh = 0
+            while True:
+                b = (await r.readexactly(1))[0]
+                n |= (b & 0x7F) << sh
+                sh += 7
+                if not b & 0x80:
+                    break
+            body = await r.readexactly(n) if n else b""
+            t = h & 0xF0
+            if t == 0x10:
+                w.write(b"\x20\x02\x00\x00")
+                await w.drain()
+                on_connect(w)
+            elif t == 0x80:
+                w.write(frame(0x90, body[:2] + b"\x01"))
+            elif t == 0x30:
+                tl = struct.unpack_from("!H", body)[0]
+                topic = bytes(body[2:2 + tl]).decode()
+                B["topics"].append(topic)
+                if (h >> 1) & 3:
+                    w.write(frame(0x40, body[2 + tl:4 + tl]))
+                await w.drain()
+                if not on_publish(w, h, topic):
+                    break
+            elif t == 0x40:
+                B["pubacks"].append(struct.unpack("!H", body)[0])
+            elif t == 0xC0:
+                B["pings"] += 1
+                w.write(b"\xd0\x00")
+            elif t == 0xE0:
+                break
+            await w.drain()
+    except Exception:
+        pass
+    B["closed"] += 1
+    await w.wait_closed()  # MicroPython: Stream.close() alone leaves the socket open
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def board_files(d: Path, port: int, keepalive: int = 60, **timing: int) -> None:
+    board = {
+        "type": "esp32-pzem004t",
+        "frontend": {"chip": "pzem004t", "uart": 2, "tx": 17, "rx": 16, "addr": 1},
+        "relays": [{"pin": 25}],
+        "reading_s": 10,
+        "interval_s": 900,
+        "status_s": 300,
+        **timing,
+    }
+    (d / "board.json").write_text(json.dumps(board))
+    settings = {
+        "board": "m01",
+        "grid": "g1",
+        "coordinator_key": COORD.public.hex(),
+        "broker": {"host": "127.0.0.1", "port": port, "keepalive": keepalive},
+    }
+    (d / "settings.json").write_text(json.dumps(settings))
+
+
+def result(stdout: str) -> list[str]:
+    assert "RESULT" in stdout, stdout
+    return stdout.split("RESULT")[1].split()
+
+
+OVERSIZE = (
+    BROKER
+    + r"""
+from mqtt import MQTTClient, MqttError
+
+got = []
+async def push_orders(w):
+    t = b"peergrid/g1/b/m01/order"
+    big = struct.pack("!H", len(t)) + t + struct.pack("!H", 7) + bytes(3000)
+    w.write(frame(0x32, big))  # QoS 1, 3000 bytes of payload: larger than the client's buffer
+    small = struct.pack("!H", len(t)) + t + struct.pack("!H", 8) + b"order"
+    w.write(frame(0x32, small))
+    await w.drain()
+
+def on_connect(w):
+    asyncio.create_task(push_orders(w))
+
+async def main():
+    srv = await asyncio.start_server(serve, "127.0.0.1", PORT)
+    c = MQTTClient("m01", "127.0.0.1", PORT)
+    c.set_callback(lambda topic, payload: got.append((topic, len(payload))))
+    await c.connect()
+    reader = asyncio.create_task(c.run())
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if len(B["pubacks"]) == 2 or reader.done():
+            break
+    err = "none"
+    if reader.done():
+        try:
+            await reader
+        except MqttError as e:
+            err = "MqttError"
+    print("RESULT", c.connected, err, B["pubacks"], got)
+    reader.cancel()
+    c.close()
+    srv.close()
+
+asyncio.run(main())
+"""
+)
+
+
+def test_oversized_publish_is_acknowledged_and_skipped_not_a_poison_message(tmp_path: Path) -> None:
+    # before: the client raised "packet of 3006 bytes exceeds 2048" and dropped the connection
+    # without a PUBACK; in the board's persistent session the broker redelivered the same message
+    # on every reconnect, so one oversized PUBLISH on the order topic (or a retained one) cut the
+    # board off the broker for good
+    port = free_port()
+    out = run_micropython(OVERSIZE.replace("PORT", str(port)), heap="128k", cwd=tmp_path).stdout
+    connected, err, rest = out.split("RESULT")[1].split(None, 2)
+    assert (connected, err) == ("True", "none"), out
+    pubacks, got = rest.split("] ", 1)
+    assert pubacks == "[7, 8", out
+    # the app sees both; the cut-off one is refused there (bad frame), counted and acknowledged
+    head = 2048 - 2 - len("peergrid/g1/b/m01/order") - 2  # the buffer less topic and packet id
+    assert got.strip() == f"[('peergrid/g1/b/m01/order', {head}), ('peergrid/g1/b/m01/order', 5)]", out
+
+
+LOCK_RACE = r"""
+import asyncio
+from mqtt import MQTTClient, MqttError
+
+class SlowWriter:  # a stream whose drain yields, as a real socket's does
+    def write(self, data):
+        pass
+    async def drain(self):
+        await asyncio.sleep(0.05)
+    def close(self):
+        pass
+
+async def main():
+    c = MQTTClient("m01", "127.0.0.1", 1)
+    c._w = SlowWriter()
+    c.connected = True
+    first = asyncio.create_task(c.ping())  # holds the send lock while it drains
+    await asyncio.sleep(0)
+    second = asyncio.create_task(c.publish("t", b"x", qos=0))  # waits for the lock
+    await asyncio.sleep(0)
+    c.close()  # the link task closes the connection meanwhile
+    await first
+    try:
+        await second
+        what = "none"
+    except MqttError:
+        what = "MqttError"
+    except Exception as e:
+        what = type(e).__name__
+    print("RESULT", what)
+
+asyncio.run(main())
+"""
+
+
+def test_send_after_close_while_waiting_for_the_lock_raises_mqtterror(tmp_path: Path) -> None:
+    # before: AttributeError ('NoneType' has no 'write'), which the readings task does not expect
+    # (it spools on MqttError/OSError): the task died and the board sent no reading again
+    out = run_micropython(LOCK_RACE, heap="64k", cwd=tmp_path).stdout
+    assert result(out) == ["MqttError"], out
+
+
+READINGS_SURVIVE = r"""
+import asyncio
+import app
+from clock import SimClock
+from fakes.hardware import FakeHardware
+cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
+clock = SimClock(1750000000, 100)
+b = app.Board(cfg, settings, FakeHardware(cfg, lambda now: 500), clock)
+real = b.reading
+calls = [0]
+def flaky(now):
+    calls[0] += 1
+    if calls[0] == 2:
+        raise ValueError("a bug in one reading")
+    return real(now)
+b.reading = flaky
+
+async def main():
+    t = asyncio.create_task(b.readings())
+    await clock.sleep(60)  # no broker: every reading goes to the spool
+    b.stop = True
+    await clock.sleep(11)
+    print("RESULT", calls[0], len(b.spool), b.errors, t.done())
+
+asyncio.run(main())
+"""
+
+
+def test_readings_task_survives_an_unexpected_error(tmp_path: Path) -> None:
+    # before: one exception in a reading (a bug, a value outside the wire's range, a flash write
+    # error) ended the readings task for good while the watchdog was still fed by the metering
+    # task: the board stayed up and online and never sent another reading
+    board_files(tmp_path, 1)
+    out = run_micropython(READINGS_SURVIVE, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    calls, spooled, errors, done = result(out)
+    assert int(calls) >= 6 and int(spooled) == int(calls) - 1 and errors == "1" and done == "True", out
+
+
+RUN_BOARD = (
+    BROKER
+    + r"""
+import app
+from clock import SimClock
+from fakes.hardware import FakeHardware
+cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
+clock = SimClock(1750000000, SPEED)
+b = app.Board(cfg, settings, FakeHardware(cfg, lambda now: 500), clock)
+HOOKS
+
+async def main():
+    srv = await asyncio.start_server(serve, "127.0.0.1", PORT)
+    await b.run(until=1750000000 + SECONDS)
+    srv.close()
+    print("RESULT", B["conns"], B["pings"], B["topics"].count("peergrid/g1/b/m01/enrol"), B["closed"])
+
+asyncio.run(main())
+"""
+)
+
+
+def run_board(tmp: Path, speed: int, seconds: int, hooks: str = "", **timing: int) -> list[str]:
+    port = free_port()
+    board_files(tmp, port, **timing)
+    code = (
+        RUN_BOARD.replace("PORT", str(port))
+        .replace("SPEED", str(speed))
+        .replace("SECONDS", str(seconds))
+        .replace("HOOKS", hooks)
+    )
+    return result(run_micropython(code, heap=FIRMWARE_HEAP_NOW, cwd=tmp, timeout=60).stdout)
+
+
+def test_keepalive_pings_when_nothing_else_is_sent(tmp_path: Path) -> None:
+    # before: the client never sent PINGREQ, so with readings further apart than 1.5 x keepalive
+    # the broker dropped the board every keepalive and published its "offline" will each time
+    conns, pings, _, _ = run_board(tmp_path, 1, 7, reading_s=3600, status_s=3600, keepalive=2)
+    assert conns == "1" and int(pings) >= 2, (conns, pings)
+
+
+DROP_AFTER_SETUP = """
+def on_publish(w, kind, topic):
+    return not topic.endswith("/status")  # the session is set up: then the broker drops it
+"""
+
+
+def test_reconnect_backs_off_when_every_session_is_dropped_at_once(tmp_path: Path) -> None:
+    # before: a session that ended by the broker closing the connection counted as a good one and
+    # reset the backoff to 1 s, so a broker that drops the board straight after set-up (another
+    # board with the same client id, a broker-side refusal) was hammered once a second for ever,
+    # with an enrol and a retained status each time
+    conns, _, enrols, _ = run_board(tmp_path, 10, 60, DROP_AFTER_SETUP)
+    # 1 + 2 + 4 + 8 + 16 + 32 s of backoff: at most 6 sessions in 60 s (before: about 50)
+    assert 3 <= int(conns) <= 7 and enrols == conns, (conns, enrols)
+
+
+CLOSE = (
+    BROKER
+    + r"""
+from mqtt import MQTTClient
+
+async def main():
+    srv = await asyncio.start_server(serve, "127.0.0.1", PORT)
+    c = MQTTClient("m01", "127.0.0.1", PORT)
+    await c.connect()
+    c.close()  # what the link does after a failed session before it reconnects
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if B["closed"]:
+            break
+    await c.connect()
+    await c.disconnect()  # clean shutdown
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if B["closed"] == 2:
+            break
+    print("RESULT", B["conns"], B["closed"])
+    srv.close()
+
+asyncio.run(main())
+"""
+)
+
+
+def test_close_really_closes_the_connection(tmp_path: Path) -> None:
+    # before: MQTTClient.close() called only the stream's close(), which on MicroPython does
+    # nothing (the socket is closed by ``await wait_closed()``): every reconnect left the old TCP
+    # connection open on both ends until the heap was collected, if ever
+    port = free_port()
+    out = run_micropython(CLOSE.replace("PORT", str(port)), heap="64k", cwd=tmp_path).stdout
+    assert result(out) == ["2", "2"], out
