@@ -9,10 +9,13 @@ PWM_FULL = 65535
 
 
 def pilot_duty_u16(ma):
-    """IEC 61851-1 pilot duty for a current limit: 6-51 A -> duty% = A / 0.6; 0 -> 100% (no
-    charging allowed, the pilot stays at +12 V / 100 % in state B)."""
+    """IEC 61851-1 pilot duty for a current limit: 6-51 A -> duty% = A / 0.6; 51-80 A ->
+    duty% = A / 2.5 + 64; 0 -> 100% (no charging allowed, the pilot stays at +12 V / 100 % in
+    state B). Rounded down: the EV never reads more than the limit."""
     if ma <= 0:
         return PWM_FULL
+    if ma > 51_000:
+        return ((ma + 160_000) * PWM_FULL) // 250_000  # duty = (ma / 2500 + 64) / 100
     return (ma * PWM_FULL) // 60_000  # duty = (ma / 1000) / 0.6 / 100
 
 
@@ -34,8 +37,10 @@ class Actuators:
 
     def _write(self, dev, watts):
         scale = dev.get("scale_w", 1)
-        self.modbus.write_register(dev["addr"], dev["reg"], watts // scale)
-        return (watts // scale) * scale
+        # rounded towards zero: a negative setpoint floored would go past the discharge limit
+        v = watts // scale if watts >= 0 else -(-watts // scale)
+        self.modbus.write_register(dev["addr"], dev["reg"], v)
+        return v * scale
 
     def apply(self, bat_w, ev_ma, pv_limit_w, relays):
         if self.battery is not None and bat_w is not None:

@@ -28,9 +28,11 @@ class Limits:
         self.pv_max_w = pv.get("max_export_w", 0)
         self.relay_mask = (1 << len(cfg.get("relays") or ())) - 1
         safe = cfg.get("safe") or {}
-        self.safe_bat_w = safe.get("bat_w", 0)
-        self.safe_ev_ma = safe.get("ev_ma", 0)
-        self.safe_pv_limit_w = safe.get("pv_limit_w", self.pv_max_w)
+        # the safe defaults obey the same limits as orders (the fail-safe applies them directly)
+        self.safe_bat_w = clamp(safe.get("bat_w", 0), -self.bat_discharge_w, self.bat_charge_w)
+        ev = safe.get("ev_ma", 0)
+        self.safe_ev_ma = 0 if ev < self.ev_min_ma else clamp(ev, self.ev_min_ma, self.ev_max_ma)
+        self.safe_pv_limit_w = clamp(safe.get("pv_limit_w", self.pv_max_w), 0, self.pv_max_w)
         self.safe_relays = safe.get("relays", 0) & self.relay_mask
 
     def apply_limits(self, o):
@@ -69,7 +71,7 @@ class OrderHandler:
         self.interval_s = interval_s
         self.rejected = 0
         self.pending = None  # a valid order whose window has not opened yet
-        self.last_valid = None  # when the last valid order arrived (None: since boot)
+        self.last_valid = None  # when the last valid order took effect (None: since boot)
         self.failsafe = False
 
     def _verifier_for(self, msg):
@@ -104,7 +106,6 @@ class OrderHandler:
         if not isinstance(o, messages.Order):  # _refusal said so already; for the type checker
             return None
         self.regs.order_applied(o.oseq, now)  # persisted: a replay after reboot is refused
-        self.last_valid = now
         if now < o.valid_from:
             self.pending = o
             return None
@@ -112,6 +113,9 @@ class OrderHandler:
 
     def _execute(self, o, now):
         self.pending = None
+        # the fail-safe clock restarts when an order takes effect, not when one arrives: orders
+        # that never open (a board clock far behind the coordinator's) must not hold it off
+        self.last_valid = now
         b, e, p, relays, why = self.limits.apply_limits(o)
         applied = self.act.apply(b, e, p, relays)
         self.failsafe = False
@@ -120,7 +124,8 @@ class OrderHandler:
 
     def tick(self, now):
         """Called every second or so: opens pending windows, and falls back to the safe
-        defaults when no valid order arrived for two intervals. Returns an ack to send or None."""
+        defaults when no valid order took effect for two intervals. Returns an ack to send or
+        None."""
         if self.pending is not None and now >= self.pending.valid_from:
             return self._execute(self.pending, now)
         if self.last_valid is None:
