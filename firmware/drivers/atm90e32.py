@@ -245,6 +245,7 @@ class Atm90e32:
         self.frequency_mhz = 0
         self.mmode0 = -1  # expected MMode0 after configure(); -1 = not configured
         self.digest = -1  # CRCDigest after configure()
+        self._pairs = None  # open_frontend's configuration (a function), for after a chip reset
         self._cs.value(1)
 
     # --- register access ------------------------------------------------------------------
@@ -381,7 +382,15 @@ class Atm90e32:
         self.read_measurements()
 
     def meter_read(self):
-        """For the meter layer: (forward mWh, reverse mWh, power W, voltage mV) of phase A."""
+        """For the meter layer: (forward mWh, reverse mWh, power W, voltage mV) of phase A.
+
+        A chip that reset on its own (a brown-out of the metering side) comes back with metering
+        disabled and its calibration gone, and MMode0 may well read the configured value: MeterEn
+        tells. It is configured again and this poll fails (``VerifyError``)."""
+        if self.read_reg(_REG_METER_EN) != _METER_ENABLE:
+            if self._pairs is not None:
+                self.configure(self._pairs())
+            raise VerifyError("ATM90E32 metering was off: the chip had reset")
         self.poll()
         return self.energy_mwh(0), self.energy_mwh(4), self.power_w[0], self.voltage_mv[0]
 
@@ -408,7 +417,9 @@ def open_frontend(fe, hw):
     """The driver for a board file's front end (compact form): SPI bus, chip select, calibration."""
     dev = Atm90e32(hw.spi(fe), hw.cs(fe), meter_constant=fe.get("meter_constant", 3200))
     cal = fe.get("calibration") or {}
-    dev.configure(default_config(line_hz=fe.get("line_hz", 50),
-                                 ugain=tuple(cal.get("ugain", (0, 0, 0))),
-                                 igain=tuple(cal.get("igain", (0, 0, 0)))))
+    # kept as a function, not as the list it returns: the board file is in memory anyway
+    dev._pairs = lambda: default_config(line_hz=fe.get("line_hz", 50),
+                                        ugain=tuple(cal.get("ugain", (0, 0, 0))),
+                                        igain=tuple(cal.get("igain", (0, 0, 0))))
+    dev.configure(dev._pairs())
     return dev

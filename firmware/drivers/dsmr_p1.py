@@ -93,6 +93,7 @@ N_FIELDS = const(19)
 # Bits of ``P1Reader.present`` beyond the value fields.
 HAVE_TIMESTAMP = const(1 << 19)
 HAVE_EQUIPMENT_ID = const(1 << 20)
+_HAVE_ENERGY = const(0x0F)  # IMPORT_T1, IMPORT_T2, EXPORT_T1, EXPORT_T2
 
 TIMESTAMP_LEN = const(13)
 EQUIPMENT_ID_MAX = const(96)
@@ -409,6 +410,10 @@ class P1Reader:
             fresh = True
         if not fresh and not self.telegrams:
             raise DriverError("no P1 telegram yet")
+        if self.present & _HAVE_ENERGY != _HAVE_ENERGY:
+            # a missing counter would read 0: the registers would take it for a meter reset and
+            # then add the whole meter reading again with the next complete telegram
+            raise FrameError("P1 telegram without the 1.8.1/1.8.2/2.8.1/2.8.2 energy registers")
         v = self.values
         return self.import_mwh(), self.export_mwh(), v[POWER_IMPORT] - v[POWER_EXPORT], v[VOLTAGE_L1]
 
