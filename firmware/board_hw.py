@@ -7,6 +7,7 @@ class EspHardware:
     def __init__(self, cfg):
         self.cfg = cfg
         self._mb = None
+        self.last = 0  # board time of the last NTP request made from physics()
 
     def uart(self, fe):
         return make_uart(fe["uart"], fe.get("baud", 9600), fe["tx"], fe["rx"],
@@ -39,7 +40,20 @@ class EspHardware:
         return None  # inverters report state of charge over Modbus reads: not wired yet
 
     def physics(self, now):
-        pass  # the real world needs no help
+        """Called every poll with the board's time. The real world needs no help, but the clock
+        does: one NTP request at boot is not enough. If it failed (Wi-Fi back before the internet
+        link after a power cut) every reading would be stamped in 2000, which the coordinator
+        refuses, and every order held as not yet valid: ask again once a minute until the clock
+        is set. Once set, the crystal drifts (10-20 ppm: minutes a year, past the coordinator's
+        5-minute bound for readings from the future): set it again every 6 hours."""
+        if now - self.last >= (60 if now < 1_600_000_000 else 21_600):
+            self.last = now
+            try:
+                import ntptime
+
+                ntptime.settime()
+            except Exception as e:
+                print("peergrid: no NTP time yet:", repr(e))
 
     def actuators(self, cfg):
         machine = __import__("machine")

@@ -19,7 +19,10 @@ class Clock:
         self.synced = time.time() + EPOCH_OFFSET > 1_600_000_000
 
     def now(self):
-        return int(time.time()) + EPOCH_OFFSET
+        t = int(time.time()) + EPOCH_OFFSET
+        if not self.synced:  # set later (NTP retried by the hardware layer): readings say so
+            self.synced = t > 1_600_000_000
+        return t
 
     async def sleep(self, s):
         await asyncio.sleep(s)
