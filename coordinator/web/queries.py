@@ -230,15 +230,15 @@ def bill(ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int) 
         "start": start,
         "end": end,
         "intervals": st.intervals,
-        "lines": [
+        "lines": [  # in cents adding up to total_cents, as on the issued bill
             {
                 "account": x.account,
                 "label": billing.ACCOUNTS.get(x.account, x.account),
                 "energy": x.energy,
                 "amount": x.amount,
-                "cents": billing.cents(x.amount),
+                "cents": c,
             }
-            for x in st.lines
+            for x, c in zip(st.lines, billing.line_cents(st), strict=True)
         ],
         "total": st.total,
         "total_cents": billing.cents(st.total),

@@ -144,6 +144,7 @@ def test_bill_disputes_exports_and_audit_over_http(community: Community) -> None
         bill = await (await client.get("/api/members/carol/bill?period=2025-11-20", headers=carol)).json()
         assert bill["total"] < 0 and bill["intervals"] == 8 and len(bill["running"]) == 8
         assert bill["running"][-1][1] == bill["total"] + FIXED_PER_DAY
+        assert sum(x["cents"] for x in bill["lines"]) == bill["total_cents"]  # as the issued bill shows
         r = await client.post(
             "/api/members/carol/disputes",
             headers=carol,
