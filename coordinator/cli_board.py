@@ -95,11 +95,27 @@ def _enroll(args: argparse.Namespace) -> int:
             print(enrol.rotate_key(ledger, args.board, key, now=now))
         else:
             print(enrol.replace(ledger, args.old, args.new, key, args.type, now=now))
-            if args.broker_dir:
-                from coordinator.provision.brokerconf import Site
+            _revoke(args.broker_dir, args.old)
+    return 0
 
-                if Site(Path(args.broker_dir)).revoke(args.old):
-                    print(f"broker credentials of {args.old} revoked: reload Mosquitto")
+
+def _revoke(broker_dir: str | None, board: str) -> None:
+    if broker_dir:
+        from coordinator.provision.brokerconf import Site
+
+        if Site(Path(broker_dir)).revoke(board):
+            print(f"broker credentials of {board} revoked: reload Mosquitto")
+
+
+def _retire(args: argparse.Namespace) -> int:
+    from coordinator import config
+    from coordinator.ledger import Ledger
+    from coordinator.provision import enrol
+
+    cfg = config.load(args.config)
+    with Ledger.open(cfg.ledger) as ledger:
+        print(enrol.retire(ledger, args.board))
+    _revoke(args.broker_dir, args.board)
     return 0
 
 
@@ -205,6 +221,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         x.add_argument(
             "--type", default=None if x is br else "esp32", help="board type recorded in the ledger"
         )
+    bt = bsub.add_parser(
+        "retire", help="retire a board (leaving, or moving to another member under a new id); history kept"
+    )
+    bt.add_argument("--config", required=True)
+    bt.add_argument("--board", required=True)
+    bt.add_argument("--broker-dir", help="also revoke the board's broker credentials")
+    bt.set_defaults(func=_retire)
     bl = bsub.add_parser("keys", help="a board's status and every key it has had")
     bl.add_argument("--config", required=True)
     bl.add_argument("--board", required=True)

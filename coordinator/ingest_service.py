@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from coordinator.errors import MqttError
 from coordinator.ingest import BoardState, Ingest
 from coordinator.ledger import Ledger
+from coordinator.ledger.store import ACK_KEPT, ACK_RECORDED
 from coordinator.mqtt import BrokerAddress, Inbound
 from coordinator.subscriber import Subscriber
 from protocol import crypto, frame, messages, topics
@@ -45,6 +46,7 @@ class IngestService:
     _acks: list[Inbound] = field(default_factory=list)
     _order_acks: list[tuple[messages.Ack, Inbound]] = field(default_factory=list)  # boards' Acks
     _counted: Counter[str] = field(default_factory=Counter)  # rejections already in the ledger
+    replayed_acks: int = 0  # boards' refusals of redelivered orders they had applied (not stored)
     _first: float = 0.0
 
     def __post_init__(self) -> None:
@@ -90,10 +92,19 @@ class IngestService:
     def _record_order_acks(self) -> None:
         acks = self._order_acks
         done = self.ledger.record_acks((a.board, a.oseq, a.status, m.payload) for a, m in acks)
-        for (a, m), ok in zip(acks, done, strict=True):
-            if ok:
+        for (a, m), outcome in zip(acks, done, strict=True):
+            if outcome == ACK_RECORDED:
                 if a.status != messages.ST_APPLIED:
                     log.info("board %s order %d: status %d %s", a.board, a.oseq, a.status, a.reason)
+            elif outcome == ACK_KEPT:  # QoS 1 redelivery after a lost PUBACK: applied once, kept
+                self.replayed_acks += 1
+                log.info(
+                    "board %s order %d: redelivered after it was applied, refused by the board (%s); "
+                    "its applied ack is kept",
+                    a.board,
+                    a.oseq,
+                    a.reason,
+                )
             elif a.status == messages.ST_FAILSAFE:  # no valid order in time: not an answer to one
                 log.info("board %s fell back to its safe defaults (%s)", a.board, a.reason)
             else:

@@ -37,6 +37,12 @@ READING_COLS = (
 )
 
 
+# ``Ledger.record_acks``: what became of a board's acknowledgement of an order
+ACK_RECORDED = "recorded"  # stored against the order
+ACK_KEPT = "kept"  # a replayed refusal of an order already applied: the applied ack is kept
+ACK_UNKNOWN = "unknown"  # no such order was sent to the board
+
+
 class LedgerError(CoordinatorError):
     """The ledger refused an operation or found an inconsistency."""
 
@@ -166,13 +172,21 @@ class Ledger:
             raise LedgerError(f"cannot add board {board_id!r}: {e}") from None
 
     def activate_board(self, board_id: str, member_id: str) -> None:
+        """Make a pending board active for ``member_id`` (a no-op if it is already active for
+        that member). An active board is never moved to another member: its readings not settled
+        yet would be settled for the new member."""
         with self.transaction():
-            cur = self.conn.execute(
-                "UPDATE boards SET status='active', member_id=? WHERE id=? AND status != 'retired'",
-                (member_id, board_id),
-            )
-            if cur.rowcount != 1:
+            row = self.conn.execute("SELECT status, member_id FROM boards WHERE id=?", (board_id,)).fetchone()
+            if row is None or row[0] == "retired":
                 raise LedgerError(f"no enrollable board {board_id!r}")
+            if row[0] == "active" and row[1] is not None and row[1] != member_id:
+                raise LedgerError(
+                    f"board {board_id} is enrolled for member {row[1]}, not {member_id}: a board moves "
+                    "to another member under a new id (`peergrid board retire`, then enroll the new id)"
+                )
+            self.conn.execute(
+                "UPDATE boards SET status='active', member_id=? WHERE id=?", (member_id, board_id)
+            )
 
     def rotate_key(self, board_id: str, pubkey: bytes, *, now: int) -> None:
         """Make ``pubkey`` the board's key from ``now``; the old key stays for history/audit."""
@@ -326,13 +340,33 @@ class Ledger:
 
     def record_ack(self, board_id: str, oseq: int, status: int, frame: bytes) -> bool:
         """Store a board's signed acknowledgement; False if no such order was sent."""
-        return self.record_acks([(board_id, oseq, status, frame)])[0]
+        return self.record_acks([(board_id, oseq, status, frame)])[0] != ACK_UNKNOWN
 
-    def record_acks(self, acks: Iterable[tuple[str, int, int, bytes]]) -> list[bool]:
-        """``record_ack`` for many (board, oseq, status, frame) in one transaction."""
-        q = "UPDATE board_orders SET ack_status=?, ack_frame=? WHERE board_id=? AND oseq=?"
+    def record_acks(self, acks: Iterable[tuple[str, int, int, bytes]]) -> list[str]:
+        """``record_ack`` for many (board, oseq, status, frame) in one transaction; per ack
+        ``ACK_RECORDED``, ``ACK_KEPT`` or ``ACK_UNKNOWN`` (no such order was sent).
+
+        A refusal (``ST_REJECTED``) of an order the board already acknowledged as applied (or
+        clamped) is the board refusing a redelivery of it as replayed (QoS 1 after a lost PUBACK):
+        the board applies an order once, so it does not replace the signed applied ack
+        (``ACK_KEPT``). A refusal followed by an applied ack (an order scheduled for later,
+        redelivered before its window opened) is replaced by the applied ack."""
+        update = (
+            "UPDATE board_orders SET ack_status=?, ack_frame=? WHERE board_id=? AND oseq=? "
+            f"AND NOT (? = {messages.ST_REJECTED} "
+            f"AND coalesce(ack_status, -1) IN ({messages.ST_APPLIED}, {messages.ST_CLAMPED}))"
+        )
+        exists = "SELECT 1 FROM board_orders WHERE board_id=? AND oseq=?"
+        out = []
         with self.transaction():
-            return [self.conn.execute(q, (st, fr, b, o)).rowcount == 1 for b, o, st, fr in acks]
+            for b, o, st, fr in acks:
+                if self.conn.execute(update, (st, fr, b, o, st)).rowcount == 1:
+                    out.append(ACK_RECORDED)
+                elif self.conn.execute(exists, (b, o)).fetchone() is not None:
+                    out.append(ACK_KEPT)
+                else:
+                    out.append(ACK_UNKNOWN)
+        return out
 
     def latest_reading(self, board_id: str) -> messages.Reading | None:
         for r, _ in self.readings_desc(board_id, 1):

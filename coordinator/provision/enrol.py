@@ -1,4 +1,4 @@
-"""Board registry operations: enrol a flashed board, rotate its key, replace it; and keep a
+"""Board registry operations: enrol a flashed board, rotate its key, replace or retire it; and keep a
 running ingest's view of the registry in step with the ledger.
 
 The ledger keeps every key a board has had (``board_keys``: valid_from/valid_to), so readings
@@ -72,6 +72,14 @@ def enrol(ledger: Ledger, board_id: str, member_id: str, pubkey: bytes, board_ty
         raise ProvisionError(f"board {board_id} is retired; a replacement board needs a new id")
     if b.status == "active" and b.member_id == member_id:
         return f"board {board_id} is already enrolled for member {member_id}"
+    if b.status == "active" and b.member_id is not None:
+        # moving it would settle its readings not settled yet for the new member
+        raise ProvisionError(
+            f"board {board_id} is enrolled for member {b.member_id}, not {member_id}. To move the meter "
+            f"to {member_id}: `peergrid board retire --board {board_id}` (what it metered stays "
+            f"{b.member_id}'s), then bundle and flash it under a new id (`board flash --new-key`) and "
+            f"enroll that id for {member_id}. New hardware for {b.member_id}: `peergrid board replace`"
+        )
     ledger.activate_board(board_id, member_id)
     return f"board {board_id} enrolled for member {member_id}, key {pubkey.hex()[:16]}..."
 
@@ -103,6 +111,19 @@ def replace(ledger: Ledger, old: str, new: str, pubkey: bytes, board_type: str |
     with ledger.transaction():
         ledger.conn.execute("UPDATE boards SET status='retired' WHERE id=?", (old,))
     return f"board {new} replaces {old} for member {b.member_id}; {old} retired, its readings and keys kept"
+
+
+def retire(ledger: Ledger, board_id: str) -> str:
+    """Retire a board (a meter leaving the community or moving to another member): ingest refuses
+    anything new from it; its readings and keys stay, and what it metered up to its last stored
+    reading is still settled for its member. A retired id is never enrolled again."""
+    b = find(ledger, board_id)
+    if b is None or b.status == "retired":
+        raise ProvisionError(f"no active or pending board {board_id!r}")
+    with ledger.transaction():
+        ledger.conn.execute("UPDATE boards SET status='retired' WHERE id=?", (board_id,))
+    who = f" (member {b.member_id})" if b.member_id else ""
+    return f"board {board_id}{who} retired; its readings and keys kept"
 
 
 def sync(ingest: Ingest, ledger: Ledger) -> list[str]:

@@ -138,3 +138,36 @@ def test_running_ingest_follows_enrolment_rotation_and_retirement(tmp_path: Path
         codes = asyncio.run(run())
     assert codes == ["unknown_board", None, "bad_signature", None, "unknown_board"]
     assert set(ingest.boards) == {"m02"}
+
+
+def test_enrolling_an_active_board_for_another_member_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # moving a board silently would hand its energy not settled yet to the new member
+    cfg = site(tmp_path)
+    assert main(["members", "add", "--config", str(cfg), "--id", "bob", "--name", "Bob"]) == 0
+    key = bytes([6]) * 32
+    assert cli(cfg, "enroll", "--board", "m01", "--member", "alice", "--pubkey", key.hex()) == 0
+    capsys.readouterr()
+    assert cli(cfg, "enroll", "--board", "m01", "--member", "bob", "--pubkey", key.hex()) == 2
+    err = capsys.readouterr().err
+    assert "m01 is enrolled for member alice" in err and "board retire" in err
+    assert main(["members", "approve", "--config", str(cfg), "--board", "m01", "--member", "bob"]) == 2
+    assert "enrolled for member alice" in capsys.readouterr().err
+    with Ledger.open(tmp_path / "l.db") as led:
+        assert [(b.board_id, b.status, b.member_id) for b in led.boards()] == [("m01", "active", "alice")]
+        with pytest.raises(ProvisionError, match="enrolled for member alice"):
+            enrol.enrol(led, "m01", "bob", key, "esp32", now=START)
+        assert "already enrolled" in enrol.enrol(led, "m01", "alice", key, "esp32", now=START)  # idempotent
+    # the way to move it: retire it (its readings stay alice's), enrol it under a new id for bob
+    assert cli(cfg, "retire", "--board", "m01") == 0
+    assert "board m01 (member alice) retired" in capsys.readouterr().out
+    new = bytes([7]) * 32
+    assert cli(cfg, "enroll", "--board", "m01b", "--member", "bob", "--pubkey", new.hex()) == 0
+    with Ledger.open(tmp_path / "l.db") as led:
+        assert [(b.board_id, b.status, b.member_id) for b in led.boards()] == [
+            ("m01", "retired", "alice"),
+            ("m01b", "active", "bob"),
+        ]
+        with pytest.raises(ProvisionError, match="no active or pending board 'm01'"):
+            enrol.retire(led, "m01")
