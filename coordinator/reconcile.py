@@ -145,8 +145,9 @@ def reconcile(ledger: Ledger, period_start: int, tariff: Tariff) -> Reconciliati
         postings.append((end, n + 1, SUPPLIER, "reconciliation_import", e * tariff.retail, -e, party))
         n += 2
     for party, e in sorted(shares_exp.items()):  # + : the member fed in this much less than credited
-        postings.append((end, n, party, "reconciliation_export", -e * tariff.feed_in, 0, "utility meter"))
-        postings.append((end, n + 1, SUPPLIER, "reconciliation_export", e * tariff.feed_in, 0, party))
+        # energy as on the member's other lines (+ received, - delivered): it delivered e less
+        postings.append((end, n, party, "reconciliation_export", -e * tariff.feed_in, e, "utility meter"))
+        postings.append((end, n + 1, SUPPLIER, "reconciliation_export", e * tariff.feed_in, -e, party))
         n += 2
     with ledger.transaction() as tx:
         tx.executemany(

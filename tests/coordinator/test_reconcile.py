@@ -112,3 +112,29 @@ def test_a_period_starting_inside_an_interval_is_refused(tmp_path: Path) -> None
     with pytest.raises(ReconcileError, match="straddles the start"):
         reconcile.reconcile(led, START + 300, TARIFF)
     led.close()
+
+
+def test_both_adjustments_carry_their_energy_on_the_bill(tmp_path: Path) -> None:
+    # the export adjustment is energy too (fed in less than credited): its bill line shows the kWh,
+    # as the import adjustment's does, with the supplier's opposite entry
+    led = settled(tmp_path)
+    q = "SELECT coalesce(sum(energy), 0) FROM trades WHERE {}=?"
+    sold = led.conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
+    bought = led.conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
+    reconcile.store(led, [(START, START + 3600, sold + 150_000, bought - 40_000)])
+    r = reconcile.reconcile(led, START, TARIFF)
+    assert r.diff_exp == 40_000 and r.shares_exp
+    for account, shares, price in (
+        ("reconciliation_import", r.shares_imp, TARIFF.retail),
+        ("reconciliation_export", r.shares_exp, TARIFF.feed_in),
+    ):
+        for party, e in shares.items():
+            line = {x.account: x for x in billing.statement(led, party, START, START + 3601).lines}[account]
+            assert (line.energy, line.amount) == (e, -e * price), (party, account)
+        sup = {x.account: x for x in billing.statement(led, SUPPLIER, START, START + 3601).lines}[account]
+        assert sup.energy == -sum(shares.values())
+    exporter = max(r.shares_exp, key=lambda p: r.shares_exp[p])
+    text = billing.render(billing.statement(led, exporter, START, START + 3601))
+    line = next(x for x in text.splitlines() if x.startswith("Utility meter reconciliation (feed-in)"))
+    assert f"{r.shares_exp[exporter] / 1e6:.3f} kWh" in line
+    led.close()
