@@ -66,6 +66,7 @@ class Config:
     sharing: Any = None  # market.Sharing for self_consumption
     contracts: tuple[Any, ...] | None = None  # market.Contract for bilateral
     wholesale: dict[int, int] | None = None
+    wholesale_file: Path | None = None  # market.wholesale: re-read by settlement when it changes
     grid_file: Path | None = None  # pilot grid TOML: enables the delivery guard before dispatch
     web_listen: str | None = None  # [web] listen = "host:port": serve the dashboard
     hass: bool = False  # [hass] discovery = true: publish Home Assistant MQTT discovery and states
@@ -131,7 +132,8 @@ def load(path: str | Path) -> Config:
         _get(m, k, "market", int, d)
         for k, d in (("feed_in", 4_000), ("retail", 20_750), ("grid_fee", 6_000), ("grid_fee_local", 3_000))
     )
-    sharing, contracts, wholesale = _scheme_options(m, scheme, p.parent)
+    sharing, contracts, wholesale_file = _scheme_options(m, scheme, p.parent)
+    wholesale = None if wholesale_file is None else load_wholesale(wholesale_file)
     dl = data.get("delivery") or {}
     grid_file = None
     if "grid" in dl:
@@ -151,6 +153,7 @@ def load(path: str | Path) -> Config:
         sharing=sharing,
         contracts=contracts,
         wholesale=wholesale,
+        wholesale_file=wholesale_file,
         grid_file=grid_file,
         web_listen=_listen(_get(data.get("web") or {}, "listen", "web", str, "") or None, "web.listen"),
         hass=bool((data.get("hass") or {}).get("discovery", False)),
@@ -184,8 +187,8 @@ def _date(v: object, where: str) -> int:
 
 
 def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, Any, Any]:
-    """``[market.sharing]``, ``[[market.contracts]]`` and ``market.wholesale``, checked by the
-    market's own types (their errors name the problem)."""
+    """``[market.sharing]``, ``[[market.contracts]]`` and the ``market.wholesale`` file's path,
+    checked by the market's own types (their errors name the problem)."""
     from coordinator.market import Contract, MarketError, Sharing
 
     sharing = contracts = wholesale = None
@@ -213,7 +216,7 @@ def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, An
                 for i, x in enumerate(items)
             )
             if "wholesale" in m:
-                wholesale = _wholesale(base / str(m["wholesale"]))
+                wholesale = base / str(m["wholesale"])
         elif "contracts" in m or "wholesale" in m:
             raise ConfigError('market.contracts and market.wholesale apply to scheme = "bilateral" only')
     except MarketError as e:
@@ -221,7 +224,8 @@ def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, An
     return sharing, contracts, wholesale
 
 
-def _wholesale(path: Path) -> dict[int, int]:
+def load_wholesale(path: Path) -> dict[int, int]:
+    """The ``market.wholesale`` CSV: ``interval_start,price_mc_per_kwh`` lines ('#' comments)."""
     out: dict[int, int] = {}
     try:
         lines = path.read_text().splitlines()

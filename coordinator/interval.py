@@ -2,28 +2,40 @@
 readings), store the clearing, and broadcast a signed Result to the grid.
 
 Intervals are aligned to the Unix epoch (a 900 s interval starts at :00, :15, :30, :45 UTC). After
-a restart the loop catches up: it settles every interval since the last settled one (or since
-the first stored reading), oldest first, up to ``MAX_CATCH_UP`` per pass. After a change of the
-interval length the next interval is the first one aligned to the new length that starts at or
-after the last settled end (energy metered in between counts in it, as a late reading does).
+a restart the loop publishes the newest stored Result again (settled just before a crash, it may
+never have been published), then catches up: it settles every interval since the last settled
+one (or since the first stored reading), oldest first, up to ``MAX_CATCH_UP`` per pass. After a
+change of the interval length the next interval is the first one aligned to the new length that
+starts at or after the last settled end (energy metered in between counts in it, as a late
+reading does).
+
+An interval whose wholesale price is missing (``bilateral`` with wholesale-indexed contracts)
+waits, and the intervals after it with it (they settle in order): the loop logs which interval
+waits for which file, re-reads ``market.wholesale`` whenever the file changes, and settles on as
+soon as the price is there. Dispatch goes on meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coordinator.dispatch import Dispatch
+from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
-from coordinator.market import Clearing, Preferences, Tariff
+from coordinator.market import Clearing, MissingPrice, Preferences, Tariff
 from coordinator.settlement import digest, settle
 from protocol import crypto, frame, messages, topics
 
 log = logging.getLogger("peergrid.interval")
 MAX_CATCH_UP = 96
+SETTLE_FILE_S = 2.0  # a wholesale price file is re-read once it has not changed for this long
+_GONE = (-1, -1)  # the wholesale file's stamp while it cannot be read
 
 
 @dataclass
@@ -40,6 +52,9 @@ class IntervalLoop:
     dispatch: Dispatch | None = None  # sends storage boards their orders before each interval
     options: dict[str, Any] = field(default_factory=dict)  # sharing / contracts / wholesale
     dispatched: int = -1
+    wholesale_file: Path | None = None  # market.wholesale: re-read when it changes
+    _wholesale_stamp: tuple[int, int] | None = None  # (mtime ns, size) of the prices loaded
+    _waiting: int | None = None  # the interval waiting for its wholesale price, once logged
 
     def prefs(self) -> dict[str, Preferences]:
         out = {}
@@ -88,18 +103,24 @@ class IntervalLoop:
         """Settle what is due; publish each Result (retained). Returns the clearings."""
         done = []
         prefs = self.prefs()
+        self.reload_wholesale()
         for start in self.due():
-            c = settle(
-                self.ledger,
-                start,
-                self.length,
-                self.scheme,
-                self.tariff,
-                prefs,
-                now=int(self.now()),
-                seal=lambda c: self.result(c)[1],  # stored with the settlement, in one transaction
-                **self.options,
-            )
+            try:
+                c = settle(
+                    self.ledger,
+                    start,
+                    self.length,
+                    self.scheme,
+                    self.tariff,
+                    prefs,
+                    now=int(self.now()),
+                    seal=lambda c: self.result(c)[1],  # stored with the settlement, in one transaction
+                    **self.options,
+                )
+            except MissingPrice as e:  # later intervals wait too: intervals settle in order
+                self._wait(start, e)
+                break
+            self._waiting = None
             topic, fr = self.result(c)  # Ed25519 is deterministic: the frame just stored
             await self.publish(topic, fr)
             log.info("interval %d settled: %d mWh local at %s mc/kWh", start, c.traded, c.price)
@@ -112,7 +133,77 @@ class IntervalLoop:
                 await self.dispatch.run(current)  # market, homes, flexibility; then the grid check
         return done
 
+    def reload_wholesale(self) -> bool:
+        """Re-read ``wholesale_file`` if it changed since it was last read; True if it was. A file
+        changed in the last ``SETTLE_FILE_S`` seconds is left for the next pass (an append in
+        progress must not settle an interval on half a line, for good); one that cannot be read
+        or parsed is logged and the prices read before are kept."""
+        if self.wholesale_file is None:
+            return False
+        from coordinator.config import load_wholesale
+
+        try:
+            st = self.wholesale_file.stat()
+        except OSError as e:
+            if self._wholesale_stamp != _GONE:  # logged once, not every pass
+                self._wholesale_stamp = _GONE
+                log.error("wholesale prices not re-read, keeping the %d read before: %s", self._n_prices(), e)
+            return False
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._wholesale_stamp or time.time() - st.st_mtime < SETTLE_FILE_S:
+            return False
+        self._wholesale_stamp = stamp  # a bad file is reported once, and read again when it changes
+        try:
+            prices = load_wholesale(self.wholesale_file)
+        except CoordinatorError as e:
+            log.error("wholesale prices not re-read, keeping the %d read before: %s", self._n_prices(), e)
+            return False
+        if self._n_prices() and prices != self.options.get("wholesale"):
+            log.info("wholesale prices re-read from %s: %d intervals", self.wholesale_file, len(prices))
+        self.options["wholesale"] = prices
+        return True
+
+    def _n_prices(self) -> int:
+        return len(self.options.get("wholesale") or {})
+
+    def _wait(self, start: int, e: MissingPrice) -> None:
+        if self._waiting == start:
+            log.debug("interval %d still waits for its wholesale price", start)
+            return
+        self._waiting = start
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(start))
+        if self.wholesale_file is not None:
+            where = f"append '{start},<mc/kWh>' to {self.wholesale_file}"
+        else:
+            where = "set market.wholesale in the config (read at start)"
+        log.warning(
+            "interval %d (%s UTC) waits for its wholesale price, and the intervals after it with it: "
+            "%s; %s (settlement goes on when it is there, no restart needed)",
+            start,
+            when,
+            e,
+            where,
+        )
+
+    async def republish(self) -> int | None:
+        """Publish the newest settled interval's stored Result again (retained); its start, or
+        None with nothing settled. A Result settled and stored just before a crash was never
+        published; the same signed frame again is harmless to subscribers (idempotent)."""
+        row = self.ledger.conn.execute(
+            "SELECT start, result_frame FROM intervals WHERE state='settled' AND result_frame IS NOT NULL "
+            "ORDER BY start DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        await self.publish(topics.result_topic(self.grid), bytes(row[1]))
+        log.info("interval %d: stored result published again (retained)", row[0])
+        return int(row[0])
+
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.republish()  # the last one may have been settled but not published before a stop
+        except Exception:  # not published now: the next interval's Result is retained
+            log.exception("the newest stored result could not be published again")
         while not stop.is_set():
             try:
                 await self.step()
