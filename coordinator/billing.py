@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from coordinator.ledger import Ledger, LedgerError
+from coordinator.market import Contract, subscription_charges
 
 NC_PER_CENT = 1_000_000_000  # nano-cent in a cent
 ACCOUNTS = {
@@ -30,6 +32,7 @@ ACCOUNTS = {
     "reconciliation_export": "Utility meter reconciliation (feed-in)",
     "fixed": "Fixed charge",
     "subscription": "Subscription",
+    "contract_subscription": "Subscription of the chosen-producer contract",
 }
 
 
@@ -82,6 +85,16 @@ def subscription_per_day(member: dict[str, Any] | None) -> int:
     return int(member["prefs"].get("subscription_per_day", 0)) if member else 0
 
 
+def contract_subscriptions(contracts: Iterable[Contract], member: str, start: int, end: int) -> int:
+    """What ``member`` owes for the subscriptions of its chosen-producer contracts (as consumer)
+    in force during ``[start, end)``: each contract's ``subscription`` once per billing period
+    (``market.subscription_charges``), nano-cent."""
+    mine = [c for c in contracts if c.consumer == member]
+    if not mine or start >= end:
+        return 0
+    return sum(c.amount for c in subscription_charges(mine, start, end))
+
+
 def statement(
     ledger: Ledger,
     member: str,
@@ -90,9 +103,12 @@ def statement(
     *,
     fixed_per_day: int = 0,
     subscription_per_day: int = 0,
+    contracts: Iterable[Contract] = (),
 ) -> Statement:
-    """Postings of ``member`` for intervals starting in ``[start, end)``, plus the fixed charge
-    and the member's subscription (nano-cent per started day of the period, paid to the supplier)."""
+    """Postings of ``member`` for intervals starting in ``[start, end)``, plus the fixed charge,
+    the member's subscription (nano-cent per started day of the period, paid to the supplier) and
+    the subscriptions of its chosen-producer contracts (``[[market.contracts]]``: each once per
+    billing period in which it is in force, ``contract_subscription``)."""
     rows = ledger.conn.execute(
         "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY account ORDER BY account",
@@ -108,6 +124,9 @@ def statement(
         lines.append(Line("fixed", 0, -fixed_per_day * days))
     if subscription_per_day:
         lines.append(Line("subscription", 0, -subscription_per_day * days))
+    owed = contract_subscriptions(contracts, member, start, end)
+    if owed:
+        lines.append(Line("contract_subscription", 0, -owed))
     return Statement(member, start, end, tuple(lines), int(n))
 
 

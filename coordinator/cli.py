@@ -104,6 +104,7 @@ def _coordinator_run(args: argparse.Namespace) -> int:
                         publish,
                         dispatch,
                         {"sharing": cfg.sharing, "contracts": cfg.contracts, "wholesale": cfg.wholesale},
+                        wholesale_file=cfg.wholesale_file,
                     )
                     tasks.append(asyncio.create_task(intervals.run(stop)))
                     await stop.wait()
@@ -131,11 +132,13 @@ def _ledger_verify(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     with Ledger.open(cfg.ledger) as ledger:
         rep = verify(ledger, cfg.grid)
+    for w in rep.warnings:
+        print(f"note    {w}")
     for p in rep.problems:
         print(f"PROBLEM {p}")
     print(
         f"ledger verify: {rep.readings} readings, {rep.intervals} intervals, "
-        f"{len(rep.problems)} problems{'' if rep.ok else ' (first 50 shown)'}"
+        f"{len(rep.problems)} problems{'' if rep.ok else ' (first 50 shown)'}, {len(rep.warnings)} warnings"
     )
     return 0 if rep.ok else 1
 
@@ -198,6 +201,7 @@ def _bill(args: argparse.Namespace) -> int:
                 end,
                 fixed_per_day=cfg.fixed_per_day,
                 subscription_per_day=billing.subscription_per_day(known[m]),
+                contracts=cfg.contracts or (),
             )
             for m in ([args.member] if args.member else list(known))
         ]

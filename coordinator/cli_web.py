@@ -27,6 +27,7 @@ class Source:
     fixed_per_day: int
     key_file: Path | None
     web_listen: str | None = None  # the config's [web] listen, if any
+    contracts: tuple[Any, ...] = ()  # market.Contract: chosen-producer subscriptions on bills
 
 
 def _source(args: argparse.Namespace) -> Source:
@@ -34,7 +35,15 @@ def _source(args: argparse.Namespace) -> Source:
 
     if getattr(args, "config", None):
         cfg = config.load(args.config)
-        return Source(cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key, cfg.web_listen)
+        return Source(
+            cfg.ledger,
+            cfg.grid,
+            Tariff(*cfg.tariff),
+            cfg.fixed_per_day,
+            cfg.key,
+            cfg.web_listen,
+            cfg.contracts or (),
+        )
     if getattr(args, "ledger", None):
         p = Path(args.ledger)
         if not p.exists():
@@ -56,7 +65,8 @@ def _site(src: Source, ledger: Any, live: bool) -> Any:
     from coordinator.audit.bundle import Charges
     from coordinator.web.api import Site
 
-    return Site(ledger, src.grid, Charges(src.tariff, src.fixed_per_day), _coordinator_key(src), live=live)
+    charges = Charges(src.tariff, src.fixed_per_day, contracts=src.contracts)
+    return Site(ledger, src.grid, charges, _coordinator_key(src), live=live)
 
 
 def _dashboard_serve(args: argparse.Namespace) -> int:
@@ -116,9 +126,8 @@ def _audit_export(args: argparse.Namespace) -> int:
     with Ledger.open(src.ledger) as ledger:
         known = {m["id"]: m for m in ledger.members()}
         sub = billing.subscription_per_day(known.get(args.member))
-        b = bundle(
-            ledger, src.grid, args.member, start, end, Charges(src.tariff, src.fixed_per_day, sub), key
-        )
+        charges = Charges(src.tariff, src.fixed_per_day, sub, src.contracts)
+        b = bundle(ledger, src.grid, args.member, start, end, charges, key)
     out = Path(args.out or f"audit-{args.member}-{args.period.replace('..', '_')}.json")
     out.write_text(dumps(b))
     print(
@@ -159,7 +168,7 @@ def _export(args: argparse.Namespace) -> int:
     src = _source(args)
     start, end = parse_period(args.period)
     with Ledger.open(src.ledger) as ledger:
-        text = export_csv(ledger, args.kind, start, end, args.member, src.fixed_per_day)
+        text = export_csv(ledger, args.kind, start, end, args.member, src.fixed_per_day, src.contracts)
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -259,7 +268,9 @@ def services(cfg: Any, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         from coordinator.web.server import parse_listen, serve
 
         parse_listen(cfg.web_listen)  # a malformed address stops the start with its error
-        src = Source(cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key)
+        src = Source(
+            cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key, None, cfg.contracts or ()
+        )
 
         async def web() -> None:
             try:

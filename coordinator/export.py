@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from coordinator import billing
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
+from coordinator.market import Contract
 
 KINDS = ("readings", "trades", "bills")
 
@@ -106,7 +107,12 @@ def trades_csv(ledger: Ledger, start: int, end: int, member: str | None = None) 
 
 
 def statements(
-    ledger: Ledger, start: int, end: int, members: Iterable[str], fixed_per_day: int = 0
+    ledger: Ledger,
+    start: int,
+    end: int,
+    members: Iterable[str],
+    fixed_per_day: int = 0,
+    contracts: Iterable[Contract] = (),
 ) -> list[billing.Statement]:
     known = {m["id"]: m for m in ledger.members()}
     out = []
@@ -115,23 +121,44 @@ def statements(
             raise ExportError(f"no member {m!r}")
         sub = billing.subscription_per_day(known[m])
         out.append(
-            billing.statement(ledger, m, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
+            billing.statement(
+                ledger,
+                m,
+                start,
+                end,
+                fixed_per_day=fixed_per_day,
+                subscription_per_day=sub,
+                contracts=contracts,
+            )
         )
     return out
 
 
-def bills_csv(ledger: Ledger, start: int, end: int, member: str | None = None, fixed_per_day: int = 0) -> str:
+def bills_csv(
+    ledger: Ledger,
+    start: int,
+    end: int,
+    member: str | None = None,
+    fixed_per_day: int = 0,
+    contracts: Iterable[Contract] = (),
+) -> str:
     members = [member] if member is not None else [m["id"] for m in ledger.members()]
-    return billing.to_csv(statements(ledger, start, end, members, fixed_per_day))
+    return billing.to_csv(statements(ledger, start, end, members, fixed_per_day, tuple(contracts)))
 
 
 def export_csv(
-    ledger: Ledger, kind: str, start: int, end: int, member: str | None = None, fixed_per_day: int = 0
+    ledger: Ledger,
+    kind: str,
+    start: int,
+    end: int,
+    member: str | None = None,
+    fixed_per_day: int = 0,
+    contracts: Iterable[Contract] = (),
 ) -> str:
     if kind == "readings":
         return readings_csv(ledger, start, end, member)
     if kind == "trades":
         return trades_csv(ledger, start, end, member)
     if kind == "bills":
-        return bills_csv(ledger, start, end, member, fixed_per_day)
+        return bills_csv(ledger, start, end, member, fixed_per_day, contracts)
     raise ExportError(f"no export {kind!r} (one of {', '.join(KINDS)})")

@@ -8,7 +8,8 @@ The bundle is one JSON document:
 - ``intervals``: per settled interval, the coordinator-signed ``Result`` frame, the full clearing
   record whose SHA-256 the Result carries, the member's other rows (ex-ante schedules, imbalance)
   and the readings each of the member's boards settled between (``spans``);
-- ``tariff``: the prices and fixed charges the bill applies;
+- ``tariff``: the prices and fixed charges the bill applies, with the terms of the member's
+  chosen-producer contracts (their subscriptions are billed once per period in force);
 - ``statement``: the bill as the coordinator computed it, for ``verify`` to compare.
 
 The clearing record lists every party of the interval (the signed digest covers all of them).
@@ -25,17 +26,19 @@ from coordinator import billing
 from coordinator.audit import FORMAT, AuditError
 from coordinator.export import check_member, member_boards
 from coordinator.ledger import Ledger
-from coordinator.market import SUPPLIER, Tariff
+from coordinator.market import SUPPLIER, Contract, Tariff
 from protocol import frame, topics
 
 
 @dataclass(frozen=True)
 class Charges:
-    """The tariff of a bill: market prices (mc/kWh) and fixed charges (nano-cent per day)."""
+    """The tariff of a bill: market prices (mc/kWh), fixed charges (nano-cent per day) and the
+    chosen-producer contracts (``[[market.contracts]]``), whose subscriptions the bill carries."""
 
     tariff: Tariff
     fixed_per_day: int = 0
     subscription_per_day: int = 0
+    contracts: tuple[Contract, ...] = ()
 
 
 def split_rows(
@@ -144,6 +147,7 @@ def bundle(
         end,
         fixed_per_day=charges.fixed_per_day,
         subscription_per_day=charges.subscription_per_day,
+        contracts=charges.contracts,
     )
     t = charges.tariff
     return {
@@ -160,6 +164,18 @@ def bundle(
             "grid_fee_local": t.grid_fee_local,
             "fixed_per_day": charges.fixed_per_day,
             "subscription_per_day": charges.subscription_per_day,
+            # the member's chosen-producer contracts: a subscription per billing period in force
+            "contracts": [
+                {
+                    "id": x.contract_id,
+                    "producer": x.producer,
+                    "start": x.start,
+                    "end": x.end,
+                    "subscription": x.subscription,
+                }
+                for x in sorted(charges.contracts, key=lambda x: x.contract_id)
+                if x.consumer == member
+            ],
         },
         "boards": board_list,
         "readings": readings,

@@ -10,7 +10,8 @@ Checks, each failure named by what it concerns (board and sequence number, inter
    the settlement names, chained reading to reading (nothing skipped or counted twice), and equals
    what the member bought minus sold in the clearing and its other rows;
 4. supplier trades are at the tariff's retail / feed-in prices, local trades within them;
-5. the bill, recomputed per account from those trades plus the fixed charges, equals the
+5. the bill, recomputed per account from those trades plus the fixed charges (and the
+   subscriptions of the member's chosen-producer contracts in force in the period), equals the
    coordinator's statement to the nano-cent.
 
 Accounts that no signed record backs (e.g. flexibility, redispatch compensation, reconciliation)
@@ -33,7 +34,7 @@ from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 
 RECOMPUTED = ("energy_bought_", "energy_sold_")
-FIXED = ("fixed", "subscription")
+FIXED = ("fixed", "subscription", "contract_subscription")
 
 
 @dataclass
@@ -264,6 +265,9 @@ def _bill(b: dict[str, Any], acc: dict[str, list[int]], rep: Report) -> None:
         _add(acc, "fixed", 0, -int(t["fixed_per_day"]) * days)
     if t.get("subscription_per_day"):
         _add(acc, "subscription", 0, -int(t["subscription_per_day"]) * days)
+    for x in t.get("contracts", ()):  # once per billing period in which the contract is in force
+        if int(x["subscription"]) and int(x["start"]) < end and start < int(x["end"]):
+            _add(acc, "contract_subscription", 0, -int(x["subscription"]))
     claimed = {x["account"]: (int(x["energy"]), int(x["amount"])) for x in b["statement"]["lines"]}
     for account in sorted(set(acc) | set(claimed)):
         mine = (acc[account][0], acc[account][1]) if account in acc else (0, 0)

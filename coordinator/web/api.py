@@ -198,7 +198,8 @@ async def member_bill(request: web.Request) -> web.Response:
     m = request.match_info["member"]
     _member(site, m)
     start, end = _period(request, site)
-    return web.json_response(queries.bill(site.ledger, m, start, end, site.charges.fixed_per_day))
+    ch = site.charges
+    return web.json_response(queries.bill(site.ledger, m, start, end, ch.fixed_per_day, ch.contracts))
 
 
 async def member_disputes(request: web.Request) -> web.Response:
@@ -250,6 +251,7 @@ async def member_audit(request: web.Request) -> web.Response:
         site.charges.tariff,
         site.charges.fixed_per_day,
         billing.subscription_per_day(known[m]),
+        site.charges.contracts,
     )
     b = bundle.bundle(site.ledger, site.grid, m, start, end, charges, site.coordinator_key)
     return web.json_response(b)
@@ -261,7 +263,8 @@ async def export_csv(request: web.Request) -> web.Response:
     if kind not in export.KINDS:
         raise web.HTTPNotFound(text=f"no export {kind!r}")
     start, end = _period(request, site)
-    text = export.export_csv(site.ledger, kind, start, end, _scope(request), site.charges.fixed_per_day)
+    ch = site.charges
+    text = export.export_csv(site.ledger, kind, start, end, _scope(request), ch.fixed_per_day, ch.contracts)
     return web.Response(
         text=text,
         content_type="text/csv",

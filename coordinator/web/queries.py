@@ -3,12 +3,13 @@ data (a member's token); None means all (an operator's)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from coordinator import billing
 from coordinator.export import boards_of
 from coordinator.ledger import Ledger
-from coordinator.market import SUPPLIER
+from coordinator.market import SUPPLIER, Contract
 
 ONLINE_S = 300  # a board whose last reading is older than this is shown offline
 MAX_POINTS = 240
@@ -212,10 +213,20 @@ def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
     return out
 
 
-def bill(ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int) -> dict[str, Any]:
+def bill(
+    ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int, contracts: Iterable[Contract] = ()
+) -> dict[str, Any]:
     known = {m["id"]: m for m in ledger.members()}
     sub = billing.subscription_per_day(known.get(member))
-    st = billing.statement(ledger, member, start, end, fixed_per_day=fixed_per_day, subscription_per_day=sub)
+    st = billing.statement(
+        ledger,
+        member,
+        start,
+        end,
+        fixed_per_day=fixed_per_day,
+        subscription_per_day=sub,
+        contracts=contracts,
+    )
     running = []
     acc = 0
     for t, amount in ledger.conn.execute(

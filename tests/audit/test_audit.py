@@ -14,7 +14,7 @@ from coordinator.audit.verify import load, verify_bundle
 from coordinator.cli import main
 from coordinator.ledger import Ledger
 from protocol import messages
-from tests.audit.community import FIXED_PER_DAY, build
+from tests.audit.community import FIXED_PER_DAY, GRID, build
 
 PERIOD = "2025-11-20"
 
@@ -209,3 +209,47 @@ def test_csv_exports(exported: tuple[Any, Path], capsys: pytest.CaptureFixture[s
     assert "is not YYYY-MM" in capsys.readouterr().err
     assert main(["export", "trades", "--config", str(c.config), "--period", PERIOD, "--member", "eve"]) == 2
     assert "no member 'eve'" in capsys.readouterr().err
+
+
+def test_contract_subscription_is_in_the_bundle_and_recomputed(
+    exported: tuple[Any, Path], tmp_path: Path
+) -> None:
+    # carol chose alice as her producer (bilateral contract with a subscription per billing period):
+    # the bill carries the subscription, the bundle its terms, and verify recomputes it
+    c, _ = exported
+    sub = 120 * billing.NC_PER_CENT
+    cfg = tmp_path / "bilateral.toml"
+    cfg.write_text(
+        f'[coordinator]\ngrid = "{GRID}"\nledger = "{c.ledger}"\n'
+        f'key = "{c.config.parent / "coordinator.key"}"\n'
+        f'[market]\nscheme = "bilateral"\nfixed_per_day = {FIXED_PER_DAY}\n'
+        '[[market.contracts]]\nid = "c-carol"\nconsumer = "carol"\nproducer = "alice"\n'
+        f'start = "2025-11-01"\nend = "2026-11-01"\nprice = 9000\nsubscription = {sub}\n'
+    )
+    out = tmp_path / "carol.json"
+    args = [
+        "audit",
+        "export",
+        "--config",
+        str(cfg),
+        "--member",
+        "carol",
+        "--period",
+        PERIOD,
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    b = load(out)
+    lines = {x["account"]: (x["energy"], x["amount"]) for x in b["statement"]["lines"]}
+    assert lines["contract_subscription"] == (0, -sub)
+    assert [x["id"] for x in b["tariff"]["contracts"]] == ["c-carol"]
+    rep = verify_bundle(b, c.key.public)
+    assert rep.ok, rep.problems
+    assert rep.lines["contract_subscription"] == (0, -sub) and rep.total == b["statement"]["total"]
+    b["tariff"]["contracts"][0]["subscription"] = sub // 2  # the terms do not match the bill
+    rep = verify_bundle(b, c.key.public)
+    assert any(p.startswith("bill line contract_subscription") for p in rep.problems), rep.problems
+    b = load(out)
+    b["tariff"]["contracts"][0]["start"] = c.start + 86_400  # not in force in the period
+    assert not verify_bundle(b, c.key.public).ok

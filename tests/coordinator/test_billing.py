@@ -74,3 +74,64 @@ def test_an_invoice_waits_for_the_whole_period_to_be_settled(tmp_path: Path) -> 
     billing.issue(led, s, now=START + 3600)
     assert led.conn.execute("SELECT total FROM invoices").fetchall() == [(s.total,)]
     led.close()
+
+
+SUB = 150 * NC_PER_CENT  # CHF 1.50 per billing period
+
+
+def test_contract_subscriptions_are_billed_to_the_consumer_once_per_period(tmp_path: Path) -> None:
+    # a chosen-producer contract (Vandebron / Bolt): the consumer pays its subscription once per
+    # billing period in which the contract is in force, to the supplier
+    from coordinator.market import Contract
+
+    led, _ = ledger_with_readings(tmp_path)
+    for q in range(4):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    contracts = (
+        Contract(
+            "c-carol", "carol", "alice", START - 86_400, START + 365 * 86_400, price=9_000, subscription=SUB
+        ),
+        Contract("c-dave", "dave", "bob", START + 3600, START + 7200, markup=500, subscription=SUB),
+        Contract("c-none", "bob", "alice", START, START + 86_400, price=9_000),
+    )
+    plain = billing.statement(led, "carol", START, START + 3600)
+    s = billing.statement(led, "carol", START, START + 3600, contracts=contracts)
+    assert s.lines == (*plain.lines, Line("contract_subscription", 0, -SUB))
+    assert s.total == plain.total - SUB
+    assert "Subscription" in billing.render(s)
+    # dave's contract starts when the period ends; bob's has no subscription; alice is the producer
+    for m in ("dave", "bob", "alice"):
+        assert billing.statement(led, m, START, START + 3600, contracts=contracts) == billing.statement(
+            led, m, START, START + 3600
+        )
+    assert billing.statement(led, "dave", START, START + 7200, contracts=contracts).lines[-1] == Line(
+        "contract_subscription", 0, -SUB
+    )
+    led.close()
+
+
+def test_bill_command_bills_the_contract_subscriptions_of_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from coordinator.cli import main
+
+    led, _ = ledger_with_readings(tmp_path)
+    for q in range(4):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    led.close()
+    day = time.strftime("%Y-%m-%d", time.gmtime(START))
+    nxt = time.strftime("%Y-%m-%d", time.gmtime(START + 86_400))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[coordinator]\ngrid = "g1"\nledger = "l.db"\n[market]\nscheme = "bilateral"\n'
+        f'[[market.contracts]]\nid = "c1"\nconsumer = "carol"\nproducer = "alice"\nstart = "{day}"\n'
+        f'end = "{nxt}"\nprice = 9000\nsubscription = {SUB}\n'
+    )
+    assert main(["bill", "--config", str(cfg), "--from", day, "--to", nxt, "--member", "carol", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    sub = [r for r in rows if r["account"] == "contract_subscription"]
+    assert [(r["amount_nanocent"], r["amount_cents"]) for r in sub] == [(str(-SUB), "-150")]
+    assert main(["export", "bills", "--config", str(cfg), "--period", day, "--member", "carol"]) == 0
+    assert f"contract_subscription,0,{-SUB},-150" in capsys.readouterr().out

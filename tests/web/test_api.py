@@ -203,3 +203,35 @@ def test_refused_requests_are_counted(community: Community) -> None:
             assert site.refused == {"no_token": 1, "other_member": 1, "bad_request": 1, "bad_dispute": 1}
 
     asyncio.run(main())
+
+
+def test_the_dashboard_bill_carries_contract_subscriptions(community: Community) -> None:
+    from coordinator.market import Contract
+
+    sub = 90 * 10**9  # 90 cents per billing period
+    contract = Contract(
+        "c-dave", "dave", "bob", community.start, community.start + 86_400 * 365, markup=0, subscription=sub
+    )
+
+    async def main() -> None:
+        with Ledger.open(community.ledger) as led:
+            token = auth.issue(led, "dave", now=community.start)
+            charges = Charges(TARIFF, FIXED_PER_DAY, contracts=(contract,))
+            site = Site(led, GRID, charges, community.key.public, live=False)
+            async with TestClient(TestServer(app(site))) as client:
+                dave = h(token)
+                bill = await (
+                    await client.get("/api/members/dave/bill?period=2025-11-20", headers=dave)
+                ).json()
+                lines = {x["account"]: x for x in bill["lines"]}
+                assert lines["contract_subscription"]["amount"] == -sub
+                assert lines["contract_subscription"]["cents"] == -90
+                assert sum(x["cents"] for x in bill["lines"]) == bill["total_cents"]
+                r = await client.get("/api/export/bills.csv?period=2025-11-20", headers=dave)
+                assert f"contract_subscription,0,{-sub},-90" in await r.text()
+                b = await (await client.get("/api/members/dave/audit?period=2025-11-20", headers=dave)).json()
+                rep = verify_bundle(b, community.key.public)
+                assert rep.ok and rep.total == bill["total"]
+                assert rep.lines["contract_subscription"] == (0, -sub)
+
+    asyncio.run(main())
