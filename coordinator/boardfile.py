@@ -53,6 +53,39 @@ class _Check:
         return v
 
 
+def _battery_reads(c: _Check, tb: dict[str, Any], addr: int) -> dict[str, Any]:
+    """What the battery inverter reports, read over Modbus (function 0x03, one holding register
+    each) with every reading: ``soc`` (state of charge) and ``power``, each an inline table
+    ``{ addr, reg, ... }`` whose ``addr`` defaults to the setpoint's slave (the same inverter).
+
+    * ``soc = { reg = 40110, full = 1000 }``: ``full`` (required) is what the unsigned register
+      reads at 100 %: 100 for whole percent, 1000 for 0.1 % steps, 255 for a 0..255 scale. The
+      board reports per-mille (``value * 1000 // full``, at most 1000).
+    * ``power = { reg = 40111, scale_w = 10 }``: a signed 16-bit register in ``scale_w`` W per
+      unit, + charging; a negative ``scale_w`` (-100..-1) for an inverter that counts
+      discharging as positive. Default 1.
+
+    Without ``soc`` the board reports no state of charge, and the coordinator does not dispatch
+    the battery."""
+    out: dict[str, Any] = {}
+    for key, k, lo, hi, default in (("soc", "full", 1, 0xFFFF, None), ("power", "scale_w", -100, 100, 1)):
+        t = tb.get(key)
+        if t is None:
+            continue
+        where = f"battery.{key}"
+        if not isinstance(t, dict):
+            raise c.fail(where, "must be a table with the reg of the inverter's register")
+        r = {
+            "addr": c.int_(t, "addr", where, 1, 247, default=addr),
+            "reg": c.int_(t, "reg", where, 0, 0xFFFF),
+            k: c.int_(t, k, where, lo, hi, default=default),
+        }
+        if r[k] == 0:
+            raise c.fail(f"{where}.{k}", "must not be 0")
+        out[key] = r
+    return out
+
+
 def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
     """Check a parsed board file and return its compact form."""
     c = _Check(where, data)
@@ -81,6 +114,8 @@ def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
         f["addr"] = c.int_(fe, "addr", "frontend", 1, 0xF8, default=1)
     if chip == "dsmr_p1":
         f["baud"] = c.int_(fe, "baud", "frontend", 9600, 115200, default=115200)
+        # seconds without a valid telegram before the meter is in fault: 3 x a DSMR 4's 10 s
+        f["stale_s"] = c.int_(fe, "stale_s", "frontend", 2, 3600, default=30)
         f["invert_rx"] = bool(fe.get("invert_rx", True))
         f["rxbuf"] = c.int_(fe, "rxbuf", "frontend", 256, 8192, default=2048)
     if chip == "atm90e32":
@@ -126,6 +161,8 @@ def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
             "reg": c.int_(m, "reg", f"{name}.modbus", 0, 0xFFFF),
             "scale_w": c.int_(m, "scale_w", f"{name}.modbus", 1, 1000, default=1),
         }
+        if name == "battery":
+            d.update(_battery_reads(c, tb, d["modbus"]["addr"]))
         out[name] = d
     ev = c.table("ev")
     if ev is not None:

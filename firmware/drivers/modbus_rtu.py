@@ -1,6 +1,11 @@
-# Modbus RTU master for actuator setpoints: write single holding register (function 0x06) to a
-# battery inverter, PV inverter or wallbox on an RS-485 UART. The slave echoes the request;
-# an exception reply (function | 0x80, code) raises ModbusError. No retries here.
+# Modbus RTU master for the inverters on the board's RS-485 UART: write single holding register
+# (function 0x06) for setpoints (battery, PV export limit, wallbox), read holding registers
+# (function 0x03, one register) for what the battery inverter reports (state of charge, power).
+# A write is echoed by the slave; a read is answered with the register's value; an exception
+# reply (function | 0x80, code) raises ModbusError. No retries here.
+#
+# ``battery_state`` reads the registers the board file's [battery] section names: only battery
+# boards import this module (lazily), so none of it costs a board without a battery any heap.
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -11,10 +16,13 @@ except ImportError:  # CPython
 
 import hal
 from drivers.crc16 import INIT_MODBUS, crc16
-from errors import BusTimeout, CrcError, FrameError, ModbusError
+from errors import BusTimeout, CrcError, DriverError, FrameError, ModbusError
 
+_FC_READ = const(0x03)
 _FC_WRITE = const(0x06)
 _FC_ERROR = const(0x80)
+_READ_REPLY_LEN = const(7)  # addr, 0x03, byte count 2, value hi, value lo, CRC lo, CRC hi
+_ERROR_REPLY_LEN = const(5)  # addr, function | 0x80, exception code, CRC lo, CRC hi
 
 
 class ModbusMaster:
@@ -26,13 +34,14 @@ class ModbusMaster:
         self._rx = bytearray(8)
         self._one = bytearray(1)
 
-    def write_register(self, addr, reg, value):
-        """Write a 16-bit value (negative values as two's complement) and check the echo."""
-        if not 1 <= addr <= 247 or not 0 <= reg <= 0xFFFF or not -0x8000 <= value <= 0xFFFF:
-            raise FrameError("modbus write out of range")
-        v = value & 0xFFFF
+    def _transact(self, addr, fc, reg, v, need):
+        """Send the 8-byte request ``addr fc reg v`` and receive its ``need``-byte reply into
+        ``self._rx``; raise on a timeout, a bad CRC, a reply from another slave or function, or
+        an exception reply."""
+        if not 1 <= addr <= 247 or not 0 <= reg <= 0xFFFF:
+            raise FrameError("modbus address or register out of range")
         t = self._tx
-        t[0], t[1], t[2], t[3], t[4], t[5] = addr, _FC_WRITE, reg >> 8, reg & 0xFF, v >> 8, v & 0xFF
+        t[0], t[1], t[2], t[3], t[4], t[5] = addr, fc, reg >> 8, reg & 0xFF, v >> 8, v & 0xFF
         c = crc16(t, INIT_MODBUS, 0, 6)
         t[6], t[7] = c & 0xFF, c >> 8
         u = self._uart
@@ -41,13 +50,13 @@ class ModbusMaster:
         u.write(t)
         rx, one, clock = self._rx, self._one, self._clock
         start = clock.ticks_ms()
-        pos, need = 0, 8
+        pos = 0
         while pos < need:
             if u.any() and u.readinto(one, 1):
                 rx[pos] = one[0]
                 pos += 1
-                if pos == 2 and rx[1] == _FC_WRITE | _FC_ERROR:
-                    need = 5
+                if pos == 2 and rx[1] == fc | _FC_ERROR:
+                    need = _ERROR_REPLY_LEN
                 continue
             if clock.ticks_diff(clock.ticks_ms(), start) >= self.timeout_ms:
                 raise BusTimeout("modbus slave %d did not answer" % addr)
@@ -55,7 +64,58 @@ class ModbusMaster:
         c = crc16(rx, INIT_MODBUS, 0, need - 2)
         if rx[need - 2] != c & 0xFF or rx[need - 1] != c >> 8:
             raise CrcError("modbus reply CRC mismatch")
-        if rx[1] == _FC_WRITE | _FC_ERROR:
+        if rx[0] != addr:
+            raise FrameError("modbus reply from slave %d, not %d" % (rx[0], addr))
+        if rx[1] == fc | _FC_ERROR:
             raise ModbusError("modbus exception", rx[2])
-        if rx != t:
+        if rx[1] != fc:
+            raise FrameError("modbus reply to function %d, not %d" % (rx[1], fc))
+
+    def write_register(self, addr, reg, value):
+        """Write a 16-bit value (negative values as two's complement) and check the echo."""
+        if not -0x8000 <= value <= 0xFFFF:
+            raise FrameError("modbus write out of range")
+        self._transact(addr, _FC_WRITE, reg, value & 0xFFFF, 8)
+        if self._rx != self._tx:
             raise FrameError("modbus reply does not echo the write")
+
+    def read_register(self, addr, reg, signed=False):
+        """Read one holding register: its 16-bit value (two's complement if ``signed``)."""
+        self._transact(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
+        rx = self._rx
+        if rx[2] != 2:
+            raise FrameError("modbus read reply with %d data bytes, not 2" % rx[2])
+        v = (rx[3] << 8) | rx[4]
+        return v - 0x10000 if signed and v & 0x8000 else v
+
+
+def battery_state(master, bat):
+    """(state of charge in per-mille, power in W, + charging) of the battery inverter, read from
+    the holding registers named in the board file's [battery] section (compact form):
+
+    * ``soc = {addr, reg, full}``: unsigned; ``full`` is what the register reads at 100 % (100:
+      whole percent, 1000: 0.1 % steps, 255: a 0..255 scale), so per-mille = value * 1000 / full,
+      rounded down and capped at 1000;
+    * ``power = {addr, reg, scale_w}``: signed 16-bit, W per register unit; a negative
+      ``scale_w`` for an inverter that counts discharging as positive.
+
+    None for the pair when the section names neither register; None for a value whose register
+    is not named or did not answer (timeout, CRC, exception): a reading is never held up by it.
+    """
+    soc_reg = bat.get("soc")
+    p_reg = bat.get("power")
+    if not soc_reg and not p_reg:
+        return None
+    soc = p = None
+    if soc_reg:
+        try:
+            v = master.read_register(soc_reg["addr"], soc_reg["reg"])
+            soc = min(v * 1000 // soc_reg["full"], 1000)
+        except DriverError:
+            pass
+    if p_reg:
+        try:
+            p = master.read_register(p_reg["addr"], p_reg["reg"], True) * p_reg.get("scale_w", 1)
+        except DriverError:
+            pass
+    return soc, p

@@ -68,7 +68,14 @@ class FakeHardware:
         return self.dog
 
     def battery_state(self):
-        return None
+        """What the battery inverter reports, read from the fake slave through the real Modbus
+        master, as EspHardware does (None without a battery)."""
+        bat = self.cfg.get("battery")
+        if self.slave is None or not bat:
+            return None
+        from drivers.modbus_rtu import ModbusMaster, battery_state
+
+        return battery_state(ModbusMaster(self.slave), bat)
 
     def actuators(self, cfg):
         bat = cfg.get("battery")

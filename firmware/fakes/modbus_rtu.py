@@ -1,5 +1,7 @@
-# A fake Modbus RTU slave on a fake UART: answers function 0x06 writes with the echo (checking
-# address and CRC like a real device), keeps the register file, and can refuse registers.
+# A fake Modbus RTU slave on a fake UART: answers function 0x06 writes with the echo and function
+# 0x03 reads of holding registers with their values (checking address and CRC like a real
+# device), keeps the register file (``regs``: register -> value, negative values for signed
+# registers), and can refuse registers or stay silent.
 from drivers.crc16 import INIT_MODBUS, crc16
 
 
@@ -12,6 +14,7 @@ class FakeModbusSlave:
         self._tx = b""  # reply bytes not yet read by the master
         self._pos = 0
         self.writes = 0
+        self.reads = 0
 
     # UART-like side seen by the master. Each write() is one whole request frame (a real bus
     # delimits frames by 3.5 character times of silence).
@@ -38,19 +41,36 @@ class FakeModbusSlave:
         c = crc16(f, INIT_MODBUS, 0, 6)
         if f[6] != c & 0xFF or f[7] != c >> 8 or f[0] != self.addr or self.silent:
             return  # a real slave ignores frames with a bad CRC or another address
+        reg = (f[2] << 8) | f[3]
+        v = (f[4] << 8) | f[5]
+        if f[1] == 0x03:
+            return self._read(reg, v)
         if f[1] != 0x06:
             return self._error(f[1], 1)
-        reg = (f[2] << 8) | f[3]
         if self.writable is not None and reg not in self.writable:
             return self._error(0x06, 2)
-        v = (f[4] << 8) | f[5]
         self.regs[reg] = v - 0x10000 if v & 0x8000 else v
         self.writes += 1
         self._tx = f
 
+    def _read(self, reg, count):
+        if not 1 <= count <= 125:
+            return self._error(0x03, 3)  # illegal data value
+        r = bytearray((self.addr, 0x03, 2 * count))
+        for k in range(reg, reg + count):
+            if k not in self.regs:
+                return self._error(0x03, 2)  # illegal data address: nothing mapped there
+            v = self.regs[k] & 0xFFFF
+            r.append(v >> 8)
+            r.append(v & 0xFF)
+        self.reads += 1
+        self._reply(r)
+
     def _error(self, fc, code):
-        r = bytearray((self.addr, fc | 0x80, code))
-        c = crc16(r, INIT_MODBUS, 0, 3)
+        self._reply(bytearray((self.addr, fc | 0x80, code)))
+
+    def _reply(self, r):
+        c = crc16(r, INIT_MODBUS, 0, len(r))
         r.append(c & 0xFF)
         r.append(c >> 8)
         self._tx = bytes(r)
