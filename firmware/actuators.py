@@ -5,7 +5,8 @@
 # in the report, so an Ack never claims a setpoint that was not applied.
 from errors import DriverError
 
-PWM_FULL = 65535
+# full PWM duty (duty_u16) is the literal 65535 below: a named global would cost the board a
+# qstr and a module dict entry
 
 
 def pilot_duty_u16(ma):
@@ -13,10 +14,10 @@ def pilot_duty_u16(ma):
     duty% = A / 2.5 + 64; 0 -> 100% (no charging allowed, the pilot stays at +12 V / 100 % in
     state B). Rounded down: the EV never reads more than the limit."""
     if ma <= 0:
-        return PWM_FULL
+        return 65535
     if ma > 51_000:
-        return ((ma + 160_000) * PWM_FULL) // 250_000  # duty = (ma / 2500 + 64) / 100
-    return (ma * PWM_FULL) // 60_000  # duty = (ma / 1000) / 0.6 / 100
+        return ((ma + 160_000) * 65535) // 250_000  # duty = (ma / 2500 + 64) / 100
+    return (ma * 65535) // 60_000  # duty = (ma / 1000) / 0.6 / 100
 
 
 class Actuators:

@@ -29,7 +29,11 @@ class Board:
         self.key = crypto.SigningKey(seed)
         if created:
             print("peergrid: new board key", self.key.public.hex())
-        self.regs = Registers("regs", cfg.get("save_s", 300), cfg.get("save_mwh", 50_000))
+        # the registers refuse counter steps beyond 2 x the largest of the board file's limits (a
+        # fuse carries more than its rating for a while), 100 kW without limits
+        lim = cfg.get("limits") or {}
+        self.regs = Registers("regs", cfg.get("save_s", 300), cfg.get("save_mwh", 50_000),
+                              2 * max(lim.get("import_w", 0), lim.get("export_w", 0)) or 100_000)
         self.spool = Spool("spool.bin", cfg.get("spool", 1000))
         fe = cfg["frontend"]
         self.meter = Meter(build(fe, hw), self.regs)
@@ -56,7 +60,8 @@ class Board:
 
     def reading(self, now):
         m = self.meter
-        flags = messages.F_FRONTEND_FAULT if m.fault else 0
+        flags = messages.F_FRONTEND_FAULT if m.fault or self.regs.fault else 0
+        self.regs.fault = False  # a refused counter step is flagged on one reading
         if self.regs.aligned:
             flags |= messages.F_ALIGNED
             self.regs.aligned = False
@@ -83,7 +88,9 @@ class Board:
         self.spool.push(fr)
 
     def status(self, state, now):
-        s = messages.Status(board=self.id, ts=now, state=state, uptime=now - self.started,
+        # uptime from the wall clock: clamped, as a clock stepped back before the boot time (an RTC
+        # ahead of NTP at boot) would make it negative, which the u32 field refuses
+        s = messages.Status(board=self.id, ts=now, state=state, uptime=max(now - self.started, 0),
                             heap_free=gc.mem_free(), queued=len(self.spool),
                             dropped=self.spool.dropped, rejected=self.orders.rejected)
         return frame.seal(s, self.t_status, self.key)
@@ -101,7 +108,7 @@ class Board:
         while not self.stop:
             now = self.clock.now()
             self.hw.physics(now)
-            self.meter.poll()
+            self.meter.poll(now)
             self.regs.maybe_save(now)
             ack = self.orders.tick(now)
             if ack:
@@ -147,7 +154,11 @@ class Board:
         await self.client.connect(clean_session=False)
         reader = asyncio.create_task(self.client.run())
         try:
-            await self.client.subscribe(self.t_order)
+            try:
+                await self.client.subscribe(self.t_order)
+            except MqttError:  # refused or unanswered: a session without orders is a failed one
+                self.errors += 1  # (counted; the link logs it and reconnects with backoff)
+                raise
             enrol = messages.Enrol(board=self.id, pubkey=self.key.public,
                                    board_type=self.cfg.get("type", "esp32"), fw=FW_VERSION, ts=now)
             t_enrol = topics.board_topic(self.grid, self.id, "enrol")

@@ -16,15 +16,16 @@ class Meter:
         self.fault = False
         self.errors = 0
 
-    def poll(self):
-        """Read the front end into the registers; False if it failed ``retries`` times."""
+    def poll(self, now=None):
+        """Read the front end into the registers (at board time ``now``, for the registers'
+        plausibility bound); False if it failed ``retries`` times."""
         for _ in range(self.retries):
             try:
                 imp, exp, p, u = self.dev.meter_read()
             except DriverError:
                 self.errors += 1
                 continue
-            self.regs.counters(imp, exp)
+            self.regs.counters(imp, exp, now)
             self.p_w, self.u_mv, self.fault = p, u, False
             return True
         self.fault = True

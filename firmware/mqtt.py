@@ -1,7 +1,8 @@
 # A small MQTT 3.1.1 client for the board, on asyncio streams (MicroPython and CPython).
 #
-# QoS 0/1 publish (QoS 1 waits for PUBACK), QoS 1 subscribe, last will, keepalive pings,
-# TCP_NODELAY (without it every small publish waits ~40 ms for a delayed ACK), optional TLS.
+# QoS 0/1 publish (QoS 1 waits for PUBACK), QoS 1 subscribe (a refusal in the SUBACK raises),
+# last will, keepalive pings, TCP_NODELAY (without it every small publish waits ~40 ms for a
+# delayed ACK), optional TLS.
 # No reconnect logic here: a failed session raises MqttError and `link.py` reconnects with backoff.
 import asyncio
 import struct
@@ -201,6 +202,8 @@ class MQTTClient:
             raise MqttError("no SUBACK for %s" % topic) from None
         finally:
             self._acks.pop(pid, None)
+        if waiter[1] is None:  # the session goes on without the subscription: fail it instead
+            raise MqttError("broker refused the subscription to %s" % topic)
         if not waiter[1]:
             raise MqttError("connection lost before SUBACK for %s" % topic)
 
@@ -219,7 +222,8 @@ class MQTTClient:
                     if len(body) >= 2:
                         waiter = self._acks.get(struct.unpack_from("!H", body)[0])
                         if waiter is not None:
-                            waiter[1] = True
+                            # a SUBACK's return code 0x80 (or none) is a refusal: None, not True
+                            waiter[1] = True if t == _PUBACK or 2 < len(body) and body[2] < 0x80 else None
                             waiter[0].set()
                 elif t == _PINGRESP:
                     pass

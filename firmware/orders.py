@@ -126,8 +126,16 @@ class OrderHandler:
         """Called every second or so: opens pending windows, and falls back to the safe
         defaults when no valid order took effect for two intervals. Returns an ack to send or
         None."""
-        if self.pending is not None and now >= self.pending.valid_from:
-            return self._execute(self.pending, now)
+        o = self.pending
+        if o is not None and now >= o.valid_from:
+            if now < o.valid_until:
+                return self._execute(o, now)
+            # the window passed before it opened (the clock stepped forward, e.g. NTP): setpoints
+            # for an interval long gone are refused like a stale order that arrives late
+            self.pending = None
+            self.rejected += 1
+            return self._ack(o.oseq, now, messages.ST_REJECTED,
+                             "stale: expired %d s ago" % (now - o.valid_until), None)
         if self.last_valid is None:
             self.last_valid = now
         if not self.failsafe and now - self.last_valid >= 2 * self.interval_s:

@@ -19,7 +19,7 @@ except ImportError:  # CPython
         return x
 
 
-POLY = const(0xA001)
+_POLY = const(0xA001)
 INIT_MODBUS = const(0xFFFF)
 INIT_ARC = const(0x0000)
 
@@ -29,7 +29,7 @@ def _nibble_table():
     for n in range(16):
         c = n
         for _ in range(4):
-            c = (c >> 1) ^ POLY if c & 1 else c >> 1
+            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
         t.append(c)
     return tuple(t)
 

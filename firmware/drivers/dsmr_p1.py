@@ -30,6 +30,11 @@ Faults never crash the reader and never touch the last good values: a bad CRC ra
 a new ``/``, a missing CRC or an unparsable value ``FrameError``. After any of them the
 reader is already hunting for (or collecting) the next telegram: call ``poll()`` again.
 
+A P1 port only ever sends: one that goes quiet (cable pulled, P1 disabled, meter fault) would
+leave the last values standing. ``meter_read()`` therefore raises ``DriverError`` once no valid
+telegram has arrived for ``stale_ms`` (the board file's ``stale_s``, default 30 s: three times
+a DSMR 4's 10 s period), measured on the driver's clock (``hal`` ticks unless one is given).
+
 Polling path: ``poll()`` reads what the UART holds into a preallocated chunk, feeds it byte
 by byte into the telegram buffer and, when a telegram completes, checks and parses it in
 place (no slicing, no strings): it does not allocate on success.
@@ -45,10 +50,12 @@ except ImportError:  # CPython
 
 from array import array
 
+import hal
 from drivers.crc16 import crc16
 from errors import CrcError, DriverError, FrameError, OversizeError
 
 DEFAULT_BUFSIZE = const(2048)
+DEFAULT_STALE_S = const(30)  # 3 x a DSMR 4's telegram period (DSMR 5: 1 s)
 _CHUNK = const(64)
 
 _IDLE = const(0)  # hunting for '/'
@@ -196,10 +203,13 @@ class P1Reader:
     ``equipment_id_len``, counters ``telegrams`` and ``errors``.
     """
 
-    def __init__(self, uart, bufsize=DEFAULT_BUFSIZE):
+    def __init__(self, uart, bufsize=DEFAULT_BUFSIZE, stale_ms=DEFAULT_STALE_S * 1000, clock=None):
         if bufsize < 64:
             raise ValueError("P1 buffer too small")
         self._uart = uart
+        self.stale_ms = stale_ms
+        self._clock = clock if clock is not None else hal
+        self._seen = 0  # ticks_ms of the newest valid telegram
         self._buf = bytearray(bufsize)
         self._size = bufsize
         self._chunk = bytearray(_CHUNK)
@@ -280,6 +290,7 @@ class P1Reader:
                         self.errors += 1
                         raise
                     self.telegrams += 1
+                    self._seen = self._clock.ticks_ms()
                     return True
                 elif pos - self._bang > 6:
                     self._save(cpos, _IDLE, 0)
@@ -404,12 +415,18 @@ class P1Reader:
 
     def meter_read(self):
         """For the meter layer: (import mWh, export mWh, power W (+import), voltage mV) from the
-        newest complete telegram; DriverError until the first one has arrived."""
-        fresh = False
+        newest complete telegram; DriverError until the first one has arrived, and while none
+        has for ``stale_ms``: the meter layer then flags the front end and holds the registers."""
         while self.poll():
-            fresh = True
-        if not fresh and not self.telegrams:
+            pass
+        if not self.telegrams:
             raise DriverError("no P1 telegram yet")
+        c = self._clock
+        now = c.ticks_ms()
+        if c.ticks_diff(now, self._seen) >= self.stale_ms:
+            # kept at exactly stale_ms old: ticks wrap around, a silence of days must not end by it
+            self._seen = c.ticks_add(now, -self.stale_ms)
+            raise DriverError("no valid P1 telegram for %d s" % (self.stale_ms // 1000))
         if self.present & _HAVE_ENERGY != _HAVE_ENERGY:
             # a missing counter would read 0: the registers would take it for a meter reset and
             # then add the whole meter reading again with the next complete telegram
@@ -443,4 +460,4 @@ class P1Reader:
 
 def open_frontend(fe, hw):
     """The driver for a board file's front end (compact form) on ``hw``'s UART."""
-    return P1Reader(hw.uart(fe))
+    return P1Reader(hw.uart(fe), stale_ms=fe.get("stale_s", DEFAULT_STALE_S) * 1000)

@@ -51,7 +51,7 @@ from drivers.crc16 import crc16
 from errors import BusTimeout, CrcError, FrameError, ModbusError
 
 ADDR_GENERAL = const(0xF8)
-ADDR_DEFAULT = const(0x01)
+_ADDR_DEFAULT = const(0x01)
 
 _FC_READ_INPUT = const(0x04)
 _FC_RESET_ENERGY = const(0x42)
@@ -67,7 +67,7 @@ _ALARM_ON = const(0xFFFF)
 
 _INIT = const(0xFFFF)
 
-DEFAULT_TIMEOUT_MS = const(200)
+_DEFAULT_TIMEOUT_MS = const(200)
 
 
 class PzemReading:
@@ -96,7 +96,7 @@ def _u16(b, i):
 class Pzem004t:
     """Owns the UART and the frame buffers for one PZEM-004T v3.0."""
 
-    def __init__(self, uart, address=ADDR_DEFAULT, timeout_ms=DEFAULT_TIMEOUT_MS, clock=None):
+    def __init__(self, uart, address=_ADDR_DEFAULT, timeout_ms=_DEFAULT_TIMEOUT_MS, clock=None):
         if not (1 <= address <= 0xF7 or address == ADDR_GENERAL):
             raise ValueError("PZEM address must be 0x01..0xF7 or 0xF8")
         self._uart = uart

@@ -21,6 +21,7 @@ BROKER = r"""
 import asyncio, struct
 
 B = {"conns": 0, "pings": 0, "pubacks": [], "topics": [], "closed": 0}
+GRANT = b"\x01"  # the SUBACK return code: QoS 1 granted (0x80: refused)
 
 def frame(kind, body):
     n = len(body)
@@ -59,7 +60,7 @@ async def serve(r, w):
                 await w.drain()
                 on_connect(w)
             elif t == 0x80:
-                w.write(frame(0x90, body[:2] + b"\x01"))
+                w.write(frame(0x90, body[:2] + GRANT))
             elif t == 0x30:
                 tl = struct.unpack_from("!H", body)[0]
                 topic = bytes(body[2:2 + tl]).decode()
@@ -269,7 +270,8 @@ async def main():
     srv = await asyncio.start_server(serve, "127.0.0.1", PORT)
     await b.run(until=1750000000 + SECONDS)
     srv.close()
-    print("RESULT", B["conns"], B["pings"], B["topics"].count("peergrid/g1/b/m01/enrol"), B["closed"])
+    print("RESULT", B["conns"], B["pings"], B["topics"].count("peergrid/g1/b/m01/enrol"), B["closed"],
+          b.errors)
 
 asyncio.run(main())
 """
@@ -291,7 +293,7 @@ def run_board(tmp: Path, speed: int, seconds: int, hooks: str = "", **timing: in
 def test_keepalive_pings_when_nothing_else_is_sent(tmp_path: Path) -> None:
     # before: the client never sent PINGREQ, so with readings further apart than 1.5 x keepalive
     # the broker dropped the board every keepalive and published its "offline" will each time
-    conns, pings, _, _ = run_board(tmp_path, 1, 7, reading_s=3600, status_s=3600, keepalive=2)
+    conns, pings, _, _, _ = run_board(tmp_path, 1, 7, reading_s=3600, status_s=3600, keepalive=2)
     assert conns == "1" and int(pings) >= 2, (conns, pings)
 
 
@@ -306,9 +308,24 @@ def test_reconnect_backs_off_when_every_session_is_dropped_at_once(tmp_path: Pat
     # reset the backoff to 1 s, so a broker that drops the board straight after set-up (another
     # board with the same client id, a broker-side refusal) was hammered once a second for ever,
     # with an enrol and a retained status each time
-    conns, _, enrols, _ = run_board(tmp_path, 10, 60, DROP_AFTER_SETUP)
+    conns, _, enrols, _, _ = run_board(tmp_path, 10, 60, DROP_AFTER_SETUP)
     # 1 + 2 + 4 + 8 + 16 + 32 s of backoff: at most 6 sessions in 60 s (before: about 50)
     assert 3 <= int(conns) <= 7 and enrols == conns, (conns, enrols)
+
+
+REFUSE_SUBSCRIPTION = """
+GRANT = b"\\x80"  # the broker refuses the order subscription (its ACL, a topic it does not allow)
+"""
+
+
+def test_refused_subscription_fails_the_session(tmp_path: Path) -> None:
+    # before: the client took any SUBACK for success, return code 0x80 (failure) included: the
+    # board went on publishing readings in a session without its order subscription, received no
+    # order, and nothing said so until the fail-safe two intervals later; it never tried again
+    conns, _, enrols, _, errors = run_board(tmp_path, 10, 60, REFUSE_SUBSCRIPTION)
+    # each session fails at the SUBACK (before the enrol), is counted, and the link reconnects
+    # with backoff: 1 + 2 + 4 + 8 + 16 + 32 s, at most 6 sessions in 60 s
+    assert 3 <= int(conns) <= 7 and enrols == "0" and errors == conns, (conns, enrols, errors)
 
 
 CLOSE = (

@@ -164,3 +164,23 @@ def test_pilot_duty_above_51_amps() -> None:
     for ma, duty in zip((55000, 60000, 80000), duties[4:], strict=True):
         pct = duty * 100 / 65535
         assert (pct - 64) * 2.5 <= ma / 1000 < (pct - 64) * 2.5 + 0.01, (ma, pct)
+
+
+STALE_WHEN_OPENED = r"""
+b._on_message(T, order(1, START, valid_from=START + 100, bat_w=1000))  # in force START+100..+1000
+acks = inbox(START)  # not open yet: pending, acknowledged when it takes effect
+a = b.orders.tick(START + 5000)  # the clock stepped past the whole window meanwhile (NTP)
+ack = frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public))
+print("RESULT", len(acks), ack.oseq, ack.status, hw.slave.regs.get(100), b.orders.pending is None,
+      b.orders.rejected, b.orders.tick(START + 5001), ack.reason.startswith("stale: expired"))
+""".replace("START", str(START))
+
+
+def test_a_pending_order_that_expired_before_it_opened_is_refused(tmp_path: Path) -> None:
+    # before: a pending order was executed whenever its window opened, without looking at its
+    # end: after the clock stepped forward past valid_until (an NTP correction, a board clock
+    # far behind the coordinator's) the board applied setpoints meant for an interval long gone
+    board(tmp_path)
+    got = run(tmp_path, STALE_WHEN_OPENED)
+    # refused with a signed ack saying why, counted, nothing written to the inverter, not retried
+    assert got == ["0", "1", "2", "None", "True", "1", "None", "True"], got

@@ -167,3 +167,60 @@ def test_sequence_never_repeats_when_the_ceiling_could_not_be_saved(tmp_path: Pa
     # them again (the coordinator refuses repeats as replays: their energy positions are lost)
     proc = run_micropython(SEQ_FLASH_ERROR, cwd=tmp_path, check=False)
     assert "seq flash error ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+BOUND = r"""
+from registers import Registers
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAILED: " + what)
+
+g = Registers("regs", power_w=10_000)  # plausible: at most 10 kW (2.8 Wh a second)
+g.counters(5_000_000, 0, 100)  # a fresh board takes the chip's counter
+g.counters(5_002_000, 0, 101)
+check((g.e_imp, g.fault) == (5_002_000, False), "2 Wh in a second followed")
+g.counters(905_002_000, 0, 102)  # a CRC-valid garbled count: 900 kWh in a second
+check((g.e_imp, g.fault) == (5_002_000, True), "implausible advance refused: %d" % g.e_imp)
+g.fault = False  # the reading that carried the flag clears it
+g.counters(5_004_000, 0, 103)  # the true count again: a "reset" that counted 5,004 kWh since
+check((g.e_imp, g.fault) == (5_002_000, True), "implausible reset refused: %d" % g.e_imp)
+g.fault = False
+g.counters(5_006_000, 0, 104)
+check((g.e_imp, g.fault) == (5_004_000, False), "followed again: %d" % g.e_imp)
+g.counters(3_000, 0, 105)  # a plausible reset (energy reset command): held, then followed
+g.counters(5_000, 0, 106)
+check((g.e_imp, g.fault) == (5_006_000, False), "plausible reset kept: %d" % g.e_imp)
+g.counters(5_000, 0, 116)  # a DSMR 4 sends a telegram every 10 s: the counter moves in steps
+g.counters(32_000, 700, 117)  # 27 Wh: 9.7 kW for the 10 s since it last moved
+check((g.e_imp, g.e_exp, g.fault) == (5_033_000, 700, False), "10 s step kept: %d" % g.e_imp)
+g.counters(33_000, 700, 90)  # the clock stepped back (NTP): the bound takes it as no time
+check((g.e_imp, g.fault) == (5_034_000, False), "clock stepped back: %d" % g.e_imp)
+
+# across a reboot the bound runs from the last save (its hour is kept in the record)
+g.maybe_save(1_750_000_000, force=True)
+h = Registers("regs", power_w=10_000)
+h.counters(g._imp_at + 5_000_000, 700, 1_750_003_600)  # 5 kWh in the hour the board was off
+check((h.e_imp, h.fault) == (g.e_imp + 5_000_000, False), "counted while down kept: %d" % h.e_imp)
+h.maybe_save(1_750_003_600, force=True)
+k = Registers("regs", power_w=10_000)
+k.counters(h._imp_at + 1_000_000_000, 700, 1_750_007_200)  # a replacement meter 1,000 kWh ahead
+check((k.e_imp, k.fault) == (h.e_imp, True), "replacement meter refused: %d" % k.e_imp)
+k.counters(h._imp_at + 1_000_002_000, 700, 1_750_007_201)  # and followed from its count
+check(k.e_imp == h.e_imp + 2_000, "replacement meter followed: %d" % k.e_imp)
+
+# no bound without a known time: no clock given, or a fresh board whose clock is not set
+u = Registers("uregs", power_w=10_000)
+u.counters(7_000_000_000, 0)
+u.counters(9_000_000_000, 0)
+check((u.e_imp, u.fault) == (9_000_000_000, False), "no time, no bound: %d" % u.e_imp)
+print("ALL OK")
+"""
+
+
+def test_counter_jumps_beyond_max_power_are_refused(tmp_path: Path) -> None:
+    # before: every advance of a chip's counter was added, and every decrease was taken for a reset
+    # and followed: one CRC-valid garbled count, or a replacement meter with a higher count, added
+    # its difference to the registers for good (the registers never run backwards)
+    out = run_micropython(BOUND, heap="64k", cwd=tmp_path).stdout
+    assert "ALL OK" in out, out
