@@ -19,15 +19,7 @@ from drivers.modbus_rtu import ModbusMaster
 from fakes.modbus_rtu import FakeModbusSlave
 from errors import BusTimeout, CrcError, FrameError, ModbusError
 
-class Ticks:  # the master's clock, stepped by its own sleeps: timeouts without waiting
-    def __init__(self):
-        self.ms = 0
-    def ticks_ms(self):
-        return self.ms
-    def ticks_diff(self, a, b):
-        return a - b
-    def sleep_ms(self, ms):
-        self.ms += ms
+from onboard.ticks import Ticks  # the driver's clock, stepped by the test and its sleeps
 
 class Wire:  # the bus between master and slave, recording the request and able to garble
     def __init__(self, slave):

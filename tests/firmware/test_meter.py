@@ -96,17 +96,7 @@ from fakes.dsmr_p1 import FakeP1Port
 from meter import Meter
 from registers import Registers
 
-class Ticks:  # the driver's clock (hal.ticks_ms and friends), stepped by the test
-    def __init__(self):
-        self.ms = 0
-    def ticks_ms(self):
-        return self.ms
-    def ticks_diff(self, a, b):
-        return a - b
-    def ticks_add(self, t, d):
-        return t + d
-    def sleep_ms(self, ms):
-        self.ms += ms
+from onboard.ticks import Ticks  # the driver's clock, stepped by the test and its sleeps
 
 class Hw:
     def uart(self, fe):
