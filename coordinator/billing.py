@@ -4,16 +4,24 @@ Amounts are nano-cent in the ledger (mWh x mc/kWh) and are shown in currency uni
 remainder kept exact until the final rounding to cents. The total is rounded half away from zero;
 each line is rounded once, down or up, the lines with the largest remainders up first, so that
 the lines a member reads add up to the total (``line_cents``).
+
+Periods are days of the community's billing time zone (``[billing] timezone``, UTC by default): a
+local day starts at local midnight, so it lasts 23 or 25 hours across a daylight-saving change.
+Fixed charges and subscriptions are charged per started local day of the member's membership
+within the period (``fee_days``). See docs/billing.md.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import io
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger, LedgerError
 from coordinator.market import Contract, subscription_charges
 
@@ -34,6 +42,116 @@ ACCOUNTS = {
     "subscription": "Subscription",
     "contract_subscription": "Subscription of the chosen-producer contract",
 }
+PER_DAY = ("fixed", "subscription")  # charged per day of membership (``fee_days``)
+
+
+UTC = "UTC"
+QUARTER_HOUR = 900
+ZONE_CHECK_YEARS = (2000, 2100)  # check_zone: the offsets a zone has in these years
+
+
+class BillingError(CoordinatorError):
+    """A billing time zone that does not exist or whose local days are not whole intervals."""
+
+
+def zone(name: str) -> datetime.tzinfo:
+    """The time zone called ``name`` (IANA, e.g. ``Europe/Zurich``); ``UTC`` needs no time zone
+    database."""
+    if name == UTC:
+        return datetime.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise BillingError(
+            f"no time zone {name!r} (an IANA name such as 'Europe/Zurich'; without a system time zone "
+            "database, pip install tzdata)"
+        ) from None
+
+
+def check_zone(name: str, interval_s: int = QUARTER_HOUR) -> None:
+    """Refuse a zone whose local midnight is not always an interval boundary: intervals are
+    UTC-aligned, so a local day is whole intervals only while the zone's offset from UTC is a
+    multiple of the interval (a whole quarter hour for 15-minute intervals). Offsets are looked at
+    weekly over ``ZONE_CHECK_YEARS``; ``day_start`` checks every day it converts as well."""
+    tz = zone(name)
+    day = datetime.datetime(ZONE_CHECK_YEARS[0], 1, 1)
+    last = datetime.datetime(ZONE_CHECK_YEARS[1], 1, 1)
+    while day < last:
+        off = tz.utcoffset(day)
+        if off is not None and off.total_seconds() % interval_s:
+            raise BillingError(
+                f"{name!r} is {_hhmm(off)} from UTC on {day.date()}: its local midnight is not an "
+                f"interval boundary ({interval_s} s intervals, UTC-aligned); bills are made of whole "
+                "intervals, so only zones whose offset is a multiple of the interval can be used"
+            )
+        day += datetime.timedelta(days=7)
+
+
+def _hhmm(off: datetime.timedelta) -> str:
+    s = int(off.total_seconds())
+    sign, s = ("-", -s) if s < 0 else ("+", s)
+    return f"{sign}{s // 3600:02d}:{s % 3600 // 60:02d}" + (f":{s % 60:02d}" if s % 60 else "")
+
+
+def day_start(day: datetime.date, zone_name: str = UTC) -> int:
+    """The instant (Unix s) the local calendar ``day`` starts in ``zone_name``: its local midnight,
+    or the first instant of the day when a daylight-saving change skips midnight. Refused when it
+    is not a whole quarter hour (a zone or an era with an odd offset)."""
+    try:
+        t = datetime.datetime(day.year, day.month, day.day, tzinfo=zone(zone_name)).timestamp()
+    except (OverflowError, ValueError):
+        raise BillingError(f"day {day} is out of range") from None
+    if t % QUARTER_HOUR:
+        raise BillingError(
+            f"the day {day} starts at {datetime.datetime.fromtimestamp(t, datetime.UTC):%H:%M:%S} UTC in "
+            f"{zone_name}, not on a quarter hour: its intervals are not whole"
+        )
+    return int(t)
+
+
+def local_day(t: int, zone_name: str = UTC) -> datetime.date:
+    """The local calendar day in ``zone_name`` that the instant ``t`` (Unix s) falls in."""
+    return datetime.datetime.fromtimestamp(t, zone(zone_name)).date()
+
+
+def fee_days(
+    start: int, end: int, zone_name: str = UTC, joined: int | None = None, left: int | None = None
+) -> int:
+    """The days a member pays fixed charges and subscriptions for in ``[start, end)``: every local
+    day of ``zone_name`` in which some instant of the period is also in the membership
+    ``[joined, left)`` (None: no bound), i.e. each started local day of membership in the period.
+    For a period of whole local days and a member all along, its number of local days."""
+    lo = start if joined is None else max(start, joined)
+    hi = end if left is None else min(end, left)
+    if lo >= hi:
+        return 0
+    return (local_day(hi - 1, zone_name) - local_day(lo, zone_name)).days + 1
+
+
+def membership(ledger: Ledger, member: str) -> tuple[int | None, int | None]:
+    """``(joined, left)`` of a member (Unix s; ``left`` None while a member), ``(None, None)`` for a
+    party that is no member (the supplier, the grid operator): no bound."""
+    row = ledger.conn.execute("SELECT created, left_at FROM members WHERE id=?", (member,)).fetchone()
+    return (None, None) if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
+
+
+def record_leave(ledger: Ledger, member: str, left: int, zone_name: str = UTC) -> datetime.date:
+    """Record that ``member`` left at ``left`` (Unix s) and return its last day charged (the
+    local day of the instant before). Refused when an invoice already issued for the member
+    covers days after it: that invoice charged them, and it stays as issued."""
+    for (period,) in ledger.conn.execute("SELECT period FROM invoices WHERE member_id=?", (member,)):
+        _, _, until = str(period).partition("..")
+        try:
+            end = day_start(datetime.date.fromisoformat(until), zone_name)
+        except (ValueError, BillingError):  # not a period this version writes
+            continue
+        if end > left:
+            raise LedgerError(
+                f"an invoice for {member} over {period} (end exclusive) was already issued and charged "
+                f"its days: the member can leave at the end of that period ({until}) at the earliest"
+            )
+    ledger.leave_member(member, left)
+    return local_day(left - 1, zone_name)
 
 
 @dataclass(frozen=True)
@@ -50,6 +168,8 @@ class Statement:
     end: int
     lines: tuple[Line, ...]
     intervals: int
+    zone: str = UTC  # the billing time zone the period's days are in
+    days: int = 0  # the days the fixed charge and subscription were charged for (``fee_days``)
 
     @property
     def total(self) -> int:
@@ -85,14 +205,24 @@ def subscription_per_day(member: dict[str, Any] | None) -> int:
     return int(member["prefs"].get("subscription_per_day", 0)) if member else 0
 
 
-def contract_subscriptions(contracts: Iterable[Contract], member: str, start: int, end: int) -> int:
+def contract_subscriptions(
+    contracts: Iterable[Contract],
+    member: str,
+    start: int,
+    end: int,
+    joined: int | None = None,
+    left: int | None = None,
+) -> int:
     """What ``member`` owes for the subscriptions of its chosen-producer contracts (as consumer)
-    in force during ``[start, end)``: each contract's ``subscription`` once per billing period
-    (``market.subscription_charges``), nano-cent."""
+    in force during ``[start, end)`` while a member (``[joined, left)``, None: no bound): each
+    contract's ``subscription`` once per billing period (``market.subscription_charges``),
+    nano-cent, not pro-rated."""
     mine = [c for c in contracts if c.consumer == member]
-    if not mine or start >= end:
+    lo = start if joined is None else max(start, joined)
+    hi = end if left is None else min(end, left)
+    if not mine or lo >= hi:
         return 0
-    return sum(c.amount for c in subscription_charges(mine, start, end))
+    return sum(c.amount for c in subscription_charges(mine, lo, hi))
 
 
 def statement(
@@ -104,11 +234,13 @@ def statement(
     fixed_per_day: int = 0,
     subscription_per_day: int = 0,
     contracts: Iterable[Contract] = (),
+    zone: str = UTC,
 ) -> Statement:
-    """Postings of ``member`` for intervals starting in ``[start, end)``, plus the fixed charge,
-    the member's subscription (nano-cent per started day of the period, paid to the supplier) and
-    the subscriptions of its chosen-producer contracts (``[[market.contracts]]``: each once per
-    billing period in which it is in force, ``contract_subscription``)."""
+    """Postings of ``member`` for intervals starting in ``[start, end)``, plus the fixed charge and
+    the member's subscription (nano-cent per day, paid to the supplier) for each started local day
+    of ``zone`` on which it was a member (``fee_days``), and the subscriptions of its
+    chosen-producer contracts (``[[market.contracts]]``: each once per billing period in which it
+    is in force while a member, ``contract_subscription``)."""
     rows = ledger.conn.execute(
         "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY account ORDER BY account",
@@ -119,15 +251,16 @@ def statement(
         (member, start, end),
     ).fetchone()[0]
     lines = [Line(a, int(e), int(m)) for a, e, m in rows]
-    days = -(-(end - start) // 86_400)
-    if fixed_per_day:
+    joined, left = membership(ledger, member)
+    days = fee_days(start, end, zone, joined, left)
+    if fixed_per_day and days:
         lines.append(Line("fixed", 0, -fixed_per_day * days))
-    if subscription_per_day:
+    if subscription_per_day and days:
         lines.append(Line("subscription", 0, -subscription_per_day * days))
-    owed = contract_subscriptions(contracts, member, start, end)
+    owed = contract_subscriptions(contracts, member, start, end, joined, left)
     if owed:
         lines.append(Line("contract_subscription", 0, -owed))
-    return Statement(member, start, end, tuple(lines), int(n))
+    return Statement(member, start, end, tuple(lines), int(n), zone, days)
 
 
 def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
@@ -138,9 +271,7 @@ def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
     import sqlite3
     import time
 
-    period = (
-        time.strftime("%Y-%m-%d", time.gmtime(s.start)) + ".." + time.strftime("%Y-%m-%d", time.gmtime(s.end))
-    )
+    period = f"{local_day(s.start, s.zone)}..{local_day(s.end, s.zone)}"
     settled = ledger.conn.execute(
         "SELECT max(start + length) FROM intervals WHERE state='settled'"
     ).fetchone()
@@ -164,18 +295,16 @@ def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
 
 def render(s: Statement, currency: str = "CHF") -> str:
     """A statement a member can read."""
-    import time
-
-    def day(t: int) -> str:
-        return time.strftime("%Y-%m-%d", time.gmtime(t))
-
+    where = "" if s.zone == UTC else f" ({s.zone})"
     out = [
         f"peergrid statement for {s.member}",
-        f"period {day(s.start)} to {day(s.end)}, {s.intervals} intervals",
+        f"period {local_day(s.start, s.zone)} to {local_day(s.end, s.zone)}{where}, {s.intervals} intervals",
         "",
     ]
     for x, c in zip(s.lines, line_cents(s), strict=True):
         label = ACCOUNTS.get(x.account, x.account)
+        if x.account in PER_DAY:
+            label += f", {s.days} day{'' if s.days == 1 else 's'}"
         kwh = f"{abs(x.energy) / 1e6:10.3f} kWh" if x.energy else " " * 14
         out.append(f"{label:<42} {kwh} {c / 100:>12.2f} {currency}")
     out.append("")

@@ -144,10 +144,15 @@ def _ledger_verify(args: argparse.Namespace) -> int:
 
 
 def _members(args: argparse.Namespace) -> int:
-    from coordinator import config
+    import datetime
+    import time
+
+    from coordinator import billing, config
+    from coordinator.export import parse_day
     from coordinator.ledger import Ledger
 
     cfg = config.load(args.config)
+    tz = cfg.timezone
     with Ledger.open(cfg.ledger) as ledger:
         if args.action == "add":
             prefs = {
@@ -159,22 +164,40 @@ def _members(args: argparse.Namespace) -> int:
                 )
                 if v is not None
             }
+            joined = int(time.time()) if args.joined is None else parse_day(args.joined, tz)
             ledger.add_member(
                 args.id,
                 args.name,
                 args.role,
-                now=int(__import__("time").time()),
+                now=joined,
                 feeder=args.feeder,
                 bus=args.bus,
                 prefs=prefs,
             )
-            print(f"member {args.id} added")
+            print(f"member {args.id} added, a member from {billing.local_day(joined, tz)}")
         elif args.action == "approve":
             ledger.activate_board(args.board, args.member)
             print(f"board {args.board} enrolled for member {args.member}")
+        elif args.action == "leave":
+            if args.at is None:
+                left = int(time.time())
+            else:  # the member's last day: it leaves as the next local day starts
+                last_day = billing.local_day(parse_day(args.at, tz), tz)
+                left = billing.day_start(last_day + datetime.timedelta(days=1), tz)
+            last = billing.record_leave(ledger, args.id, left, tz)
+            boards = [b.board_id for b in ledger.boards("active") if b.member_id == args.id]
+            print(f"member {args.id} left: fixed charges and subscriptions up to {last} included")
+            if boards:
+                print(
+                    f"its boards are still active and settled: {', '.join(boards)} "
+                    "(peergrid board retire --board ID when they are removed)"
+                )
         else:
             for m in ledger.members():
-                print(f"{m['id']:<16} {m['role']:<9} feeder {m['feeder'] or '-':<8} {m['name']}")
+                since = f"from {billing.local_day(m['created'], tz)}"
+                if m["left_at"] is not None:
+                    since += f" to {billing.local_day(m['left_at'] - 1, tz)}"
+                print(f"{m['id']:<16} {m['role']:<9} feeder {m['feeder'] or '-':<8} {m['name']} ({since})")
             for b in ledger.boards():
                 print(
                     f"  board {b.board_id:<16} {b.status:<8} member {b.member_id or '-':<16} {b.board_type}"
@@ -184,11 +207,18 @@ def _members(args: argparse.Namespace) -> int:
 
 def _bill(args: argparse.Namespace) -> int:
     from coordinator import billing, config
-    from coordinator.export import parse_day
+    from coordinator.export import parse_day, parse_period
     from coordinator.ledger import Ledger
 
     cfg = config.load(args.config)
-    start, end = parse_day(args.start), parse_day(args.end)
+    if args.period is not None:
+        if args.start is not None or args.end is not None:
+            raise CoordinatorError("give --period or --from and --to, not both")
+        start, end = parse_period(args.period, cfg.timezone)
+    elif args.start is None or args.end is None:
+        raise CoordinatorError("give --period YYYY-MM (or a day, or FROM..TO), or --from and --to")
+    else:
+        start, end = parse_day(args.start, cfg.timezone), parse_day(args.end, cfg.timezone)
     with Ledger.open(cfg.ledger) as ledger:
         known = {m["id"]: m for m in ledger.members()}
         if args.member and args.member not in known:
@@ -202,6 +232,7 @@ def _bill(args: argparse.Namespace) -> int:
                 fixed_per_day=cfg.fixed_per_day,
                 subscription_per_day=billing.subscription_per_day(known[m]),
                 contracts=cfg.contracts or (),
+                zone=cfg.timezone,
             )
             for m in ([args.member] if args.member else list(known))
         ]
@@ -292,18 +323,28 @@ def build_parser() -> argparse.ArgumentParser:
     ma.add_argument("--min-sell", type=int, help="lowest price to sell at, mc/kWh (default: feed-in)")
     ma.add_argument("--max-buy", type=int, help="highest price to buy at, mc/kWh (default: retail)")
     ma.add_argument("--subscription-per-day", type=int, help="subscription fee, nano-cent per day")
+    ma.add_argument(
+        "--joined", metavar="YYYY-MM-DD", help="first day of membership, local (default: now); fees from it"
+    )
     mp = msub.add_parser("approve", help="enrol a board that asked to join, for a member")
     mp.add_argument("--config", required=True)
     mp.add_argument("--board", required=True)
     mp.add_argument("--member", required=True)
-    for x in (ml, ma, mp):
+    mv = msub.add_parser("leave", help="record that a member left: no fixed charges after its last day")
+    mv.add_argument("--config", required=True)
+    mv.add_argument("--id", required=True)
+    mv.add_argument(
+        "--at", metavar="YYYY-MM-DD", help="its last day of membership, local, charged (default: now)"
+    )
+    for x in (ml, ma, mp, mv):
         x.set_defaults(func=_members)
 
     b = sub.add_parser("bill", help="members' statements for a period")
     b.add_argument("--config", required=True)
     b.add_argument("--member", help="one member (default: all)")
-    b.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD (UTC, inclusive)")
-    b.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD (UTC, exclusive)")
+    b.add_argument("--period", help="YYYY-MM, YYYY-MM-DD or FROM..TO (local days of [billing] timezone)")
+    b.add_argument("--from", dest="start", help="YYYY-MM-DD (local day of [billing] timezone, inclusive)")
+    b.add_argument("--to", dest="end", help="YYYY-MM-DD (local day, exclusive)")
     b.add_argument("--csv", action="store_true")
     b.add_argument("--issue", action="store_true", help="record the statements as invoices (once per period)")
     b.set_defaults(func=_bill)

@@ -28,12 +28,15 @@ class Source:
     key_file: Path | None
     web_listen: str | None = None  # the config's [web] listen, if any
     contracts: tuple[Any, ...] = ()  # market.Contract: chosen-producer subscriptions on bills
+    timezone: str = "UTC"  # [billing] timezone: periods are its local days
 
 
 def _source(args: argparse.Namespace) -> Source:
     from coordinator import config
 
     if getattr(args, "config", None):
+        if getattr(args, "timezone", None):
+            raise CoordinatorError("--timezone goes with --ledger: with --config, [billing] timezone applies")
         cfg = config.load(args.config)
         return Source(
             cfg.ledger,
@@ -43,12 +46,17 @@ def _source(args: argparse.Namespace) -> Source:
             cfg.key,
             cfg.web_listen,
             cfg.contracts or (),
+            cfg.timezone,
         )
     if getattr(args, "ledger", None):
+        from coordinator.billing import check_zone
+
         p = Path(args.ledger)
         if not p.exists():
             raise CoordinatorError(f"{p}: no such ledger")
-        return Source(p, args.grid, Tariff(*DEFAULT_TARIFF), 0, None)
+        tz = getattr(args, "timezone", None) or "UTC"
+        check_zone(tz)
+        return Source(p, args.grid, Tariff(*DEFAULT_TARIFF), 0, None, timezone=tz)
     raise CoordinatorError("give --config FILE (or --ledger FILE --grid ID)")
 
 
@@ -65,7 +73,7 @@ def _site(src: Source, ledger: Any, live: bool) -> Any:
     from coordinator.audit.bundle import Charges
     from coordinator.web.api import Site
 
-    charges = Charges(src.tariff, src.fixed_per_day, contracts=src.contracts)
+    charges = Charges(src.tariff, src.fixed_per_day, contracts=src.contracts, timezone=src.timezone)
     return Site(ledger, src.grid, charges, _coordinator_key(src), live=live)
 
 
@@ -122,11 +130,11 @@ def _audit_export(args: argparse.Namespace) -> int:
     key = _coordinator_key(src)
     if key is None:
         raise AuditError("the coordinator key is needed to name the key its results are signed with")
-    start, end = parse_period(args.period)
+    start, end = parse_period(args.period, src.timezone)
     with Ledger.open(src.ledger) as ledger:
         known = {m["id"]: m for m in ledger.members()}
         sub = billing.subscription_per_day(known.get(args.member))
-        charges = Charges(src.tariff, src.fixed_per_day, sub, src.contracts)
+        charges = Charges(src.tariff, src.fixed_per_day, sub, src.contracts, src.timezone)
         b = bundle(ledger, src.grid, args.member, start, end, charges, key)
     out = Path(args.out or f"audit-{args.member}-{args.period.replace('..', '_')}.json")
     out.write_text(dumps(b))
@@ -151,7 +159,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
     print(f"coordinator key {rep.coordinator_key}{' (pinned)' if pinned else ' (from the bundle)'}")
     print(
         f"bill of {rep.member}, recomputed from {rep.readings} signed readings and "
-        f"{rep.intervals} signed results:"
+        f"{rep.intervals} signed results (fixed charges for {rep.days} day{'' if rep.days == 1 else 's'} "
+        f"of {rep.zone}):"
     )
     for account, (energy, amount) in rep.lines.items():
         kwh = f"{abs(energy) / 1e6:10.3f} kWh" if energy else " " * 14
@@ -166,9 +175,11 @@ def _export(args: argparse.Namespace) -> int:
     from coordinator.ledger import Ledger
 
     src = _source(args)
-    start, end = parse_period(args.period)
+    start, end = parse_period(args.period, src.timezone)
     with Ledger.open(src.ledger) as ledger:
-        text = export_csv(ledger, args.kind, start, end, args.member, src.fixed_per_day, src.contracts)
+        text = export_csv(
+            ledger, args.kind, start, end, args.member, src.fixed_per_day, src.contracts, src.timezone
+        )
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -201,6 +212,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="coordinator TOML file")
     p.add_argument("--ledger", help="a ledger file instead of --config")
     p.add_argument("--grid", default="demo", help="grid id with --ledger")
+    p.add_argument("--timezone", help="billing time zone with --ledger (default UTC; a config's [billing])")
 
 
 def register(sub: Any) -> None:
@@ -227,7 +239,9 @@ def register(sub: Any) -> None:
     ae = asub.add_parser("export", help="write a member's audit bundle for a period")
     _source_args(ae)
     ae.add_argument("--member", required=True)
-    ae.add_argument("--period", required=True, help="YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC)")
+    ae.add_argument(
+        "--period", required=True, help="YYYY-MM, YYYY-MM-DD or FROM..TO (local days of [billing] timezone)"
+    )
     ae.add_argument("--out", help="file to write (default audit-MEMBER-PERIOD.json)")
     ae.set_defaults(func=_audit_export)
     av = asub.add_parser("verify", help="check every signature in a bundle and recompute the bill")
@@ -238,7 +252,9 @@ def register(sub: Any) -> None:
     e = sub.add_parser("export", help="CSV of readings, trades or bills")
     e.add_argument("kind", choices=["readings", "trades", "bills"])
     _source_args(e)
-    e.add_argument("--period", required=True, help="YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC)")
+    e.add_argument(
+        "--period", required=True, help="YYYY-MM, YYYY-MM-DD or FROM..TO (local days of [billing] timezone)"
+    )
     e.add_argument("--member", help="one member (default: all)")
     e.add_argument("--out", help="file (default: standard output)")
     e.set_defaults(func=_export)
@@ -269,7 +285,14 @@ def services(cfg: Any, stop: asyncio.Event) -> list[asyncio.Task[None]]:
 
         parse_listen(cfg.web_listen)  # a malformed address stops the start with its error
         src = Source(
-            cfg.ledger, cfg.grid, Tariff(*cfg.tariff), cfg.fixed_per_day, cfg.key, None, cfg.contracts or ()
+            cfg.ledger,
+            cfg.grid,
+            Tariff(*cfg.tariff),
+            cfg.fixed_per_day,
+            cfg.key,
+            None,
+            cfg.contracts or (),
+            cfg.timezone,
         )
 
         async def web() -> None:

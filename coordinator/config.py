@@ -15,6 +15,10 @@ password = "..."               # optional
 batch = 500                    # readings per SQLite transaction
 flush_ms = 200                 # at most this long between a reading's arrival and its commit
 group = "ingest"               # optional: MQTT shared subscription for several workers
+
+[billing]
+timezone = "Europe/Zurich"     # the community's calendar: bill days and months, contract dates
+                               # (default "UTC"); see docs/billing.md
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Config:
     log_level: str = "info"
     health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (coordinator/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
+    timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -100,6 +105,8 @@ def load(path: str | Path) -> Config:
     for name in ("coordinator", "broker", "ingest", "market", "delivery", "web", "hass", "log", "health"):
         if not isinstance(data.get(name, {}), dict):
             raise ConfigError(f"{p}: [{name}] must be a table, got {data[name]!r}")
+    if not isinstance(data.get("billing", {}), dict):
+        raise ConfigError(f"{p}: [billing] must be a table, got {data['billing']!r}")
     c = data.get("coordinator") or {}
     b = data.get("broker") or {}
     i = data.get("ingest") or {}
@@ -128,11 +135,12 @@ def load(path: str | Path) -> Config:
     interval_s = _get(m, "interval_s", "market", int, 900)
     if not 60 <= interval_s <= 86_400 or 86_400 % interval_s:
         raise ConfigError(f"market.interval_s must divide a day and be 60..86400, got {interval_s}")
+    timezone = _timezone(data.get("billing") or {}, interval_s)
     tariff = tuple(
         _get(m, k, "market", int, d)
         for k, d in (("feed_in", 4_000), ("retail", 20_750), ("grid_fee", 6_000), ("grid_fee_local", 3_000))
     )
-    sharing, contracts, wholesale_file = _scheme_options(m, scheme, p.parent)
+    sharing, contracts, wholesale_file = _scheme_options(m, scheme, p.parent, timezone)
     wholesale = None if wholesale_file is None else load_wholesale(wholesale_file)
     dl = data.get("delivery") or {}
     grid_file = None
@@ -171,24 +179,41 @@ def load(path: str | Path) -> Config:
         batch=batch,
         flush_ms=flush,
         group=group,
+        timezone=timezone,
     )
 
 
-def _date(v: object, where: str) -> int:
-    import calendar
-    import time
+def _timezone(bl: dict[str, Any], interval_s: int) -> str:
+    """``[billing] timezone``: an IANA zone whose local midnight is always an interval boundary."""
+    from coordinator.billing import BillingError, check_zone
+
+    name: str = _get(bl, "timezone", "billing", str, "UTC")
+    try:
+        check_zone(name, interval_s)
+    except BillingError as e:
+        raise ConfigError(f"billing.timezone: {e}") from None
+    return name
+
+
+def _date(v: object, where: str, timezone: str = "UTC") -> int:
+    """A ``YYYY-MM-DD`` day of the billing time zone as the instant it starts (Unix s)."""
+    from coordinator.billing import BillingError
+    from coordinator.export import ExportError, parse_day
 
     if not isinstance(v, str):
         raise ConfigError(f"{where} must be a date string YYYY-MM-DD")
     try:
-        return calendar.timegm(time.strptime(v, "%Y-%m-%d"))
-    except ValueError:
+        return parse_day(v, timezone)
+    except ExportError:
         raise ConfigError(f"{where} {v!r} is not YYYY-MM-DD") from None
+    except BillingError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
-def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, Any, Any]:
-    """``[market.sharing]``, ``[[market.contracts]]`` and the ``market.wholesale`` file's path,
-    checked by the market's own types (their errors name the problem)."""
+def _scheme_options(m: dict[str, Any], scheme: str, base: Path, timezone: str) -> tuple[Any, Any, Any]:
+    """``[market.sharing]``, ``[[market.contracts]]`` (start and end: local days of the billing
+    time zone) and the ``market.wholesale`` file's path, checked by the market's own types (their
+    errors name the problem)."""
     from coordinator.market import Contract, MarketError, Sharing
 
     sharing = contracts = wholesale = None
@@ -205,8 +230,8 @@ def _scheme_options(m: dict[str, Any], scheme: str, base: Path) -> tuple[Any, An
                     contract_id=str(x.get("id")),
                     consumer=x.get("consumer"),
                     producer=x.get("producer"),
-                    start=_date(x.get("start"), f"market.contracts[{i}].start"),
-                    end=_date(x.get("end"), f"market.contracts[{i}].end"),
+                    start=_date(x.get("start"), f"market.contracts[{i}].start", timezone),
+                    end=_date(x.get("end"), f"market.contracts[{i}].end", timezone),
                     price=x.get("price"),
                     markup=x.get("markup"),
                     floor=x.get("floor"),

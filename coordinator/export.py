@@ -6,8 +6,8 @@ ledger's exact integers, so a spreadsheet total matches the bill to the nano-cen
 
 from __future__ import annotations
 
-import calendar
 import csv
+import datetime
 import io
 import time
 from collections.abc import Iterable
@@ -24,31 +24,44 @@ class ExportError(CoordinatorError):
     """An export was asked for something that does not exist or a malformed period."""
 
 
-def parse_day(text: str) -> int:
-    """``YYYY-MM-DD`` (UTC) as Unix seconds."""
+def _date(text: str) -> datetime.date:
     try:
-        return calendar.timegm(time.strptime(text, "%Y-%m-%d"))
+        t = time.strptime(text, "%Y-%m-%d")
     except ValueError:
         raise ExportError(f"date {text!r} is not YYYY-MM-DD") from None
+    return datetime.date(t.tm_year, t.tm_mon, t.tm_mday)
 
 
-def parse_period(text: str) -> tuple[int, int]:
+def parse_day(text: str, zone: str = billing.UTC) -> int:
+    """``YYYY-MM-DD``, a local calendar day of the billing time zone ``zone``, as the Unix seconds
+    it starts at (its local midnight)."""
+    return billing.day_start(_date(text), zone)
+
+
+def parse_period(text: str, zone: str = billing.UTC) -> tuple[int, int]:
     """``YYYY-MM`` (a month), ``YYYY-MM-DD`` (a day) or ``YYYY-MM-DD..YYYY-MM-DD`` (end exclusive),
-    UTC, as ``(start, end)`` Unix seconds."""
+    local calendar days of the billing time zone ``zone``, as ``(start, end)`` Unix seconds: from
+    the first day's local midnight to the local midnight after the last (a local day lasts 23 or
+    25 hours across a daylight-saving change)."""
     if ".." in text:
         a, _, b = text.partition("..")
-        start, end = parse_day(a), parse_day(b)
+        first, after = _date(a), _date(b)
     elif len(text) == 7:
         try:
             t = time.strptime(text, "%Y-%m")
         except ValueError:
             raise ExportError(f"period {text!r} is not YYYY-MM, YYYY-MM-DD or FROM..TO") from None
-        start = calendar.timegm(t)
         y, m = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
-        end = calendar.timegm((y, m, 1, 0, 0, 0, 0, 0, 0))
+        first = datetime.date(t.tm_year, t.tm_mon, 1)
+        if y > datetime.MAXYEAR:
+            raise ExportError(f"period {text!r} is out of range")
+        after = datetime.date(y, m, 1)
     else:
-        start = parse_day(text)
-        end = start + 86_400
+        first = _date(text)
+        if first == datetime.date.max:
+            raise ExportError(f"period {text!r} is out of range")
+        after = first + datetime.timedelta(days=1)
+    start, end = billing.day_start(first, zone), billing.day_start(after, zone)
     if end <= start:
         raise ExportError(f"period {text!r} ends before it starts")
     return start, end
@@ -113,6 +126,7 @@ def statements(
     members: Iterable[str],
     fixed_per_day: int = 0,
     contracts: Iterable[Contract] = (),
+    zone: str = billing.UTC,
 ) -> list[billing.Statement]:
     known = {m["id"]: m for m in ledger.members()}
     out = []
@@ -129,6 +143,7 @@ def statements(
                 fixed_per_day=fixed_per_day,
                 subscription_per_day=sub,
                 contracts=contracts,
+                zone=zone,
             )
         )
     return out
@@ -141,9 +156,10 @@ def bills_csv(
     member: str | None = None,
     fixed_per_day: int = 0,
     contracts: Iterable[Contract] = (),
+    zone: str = billing.UTC,
 ) -> str:
     members = [member] if member is not None else [m["id"] for m in ledger.members()]
-    return billing.to_csv(statements(ledger, start, end, members, fixed_per_day, tuple(contracts)))
+    return billing.to_csv(statements(ledger, start, end, members, fixed_per_day, tuple(contracts), zone))
 
 
 def export_csv(
@@ -154,11 +170,12 @@ def export_csv(
     member: str | None = None,
     fixed_per_day: int = 0,
     contracts: Iterable[Contract] = (),
+    zone: str = billing.UTC,
 ) -> str:
     if kind == "readings":
         return readings_csv(ledger, start, end, member)
     if kind == "trades":
         return trades_csv(ledger, start, end, member)
     if kind == "bills":
-        return bills_csv(ledger, start, end, member, fixed_per_day, contracts)
+        return bills_csv(ledger, start, end, member, fixed_per_day, contracts, zone)
     raise ExportError(f"no export {kind!r} (one of {', '.join(KINDS)})")

@@ -10,6 +10,8 @@ The bundle is one JSON document:
   and the readings each of the member's boards settled between (``spans``);
 - ``tariff``: the prices and fixed charges the bill applies, with the terms of the member's
   chosen-producer contracts (their subscriptions are billed once per period in force);
+- ``timezone`` and ``membership``: the billing time zone whose local days the fixed charges are
+  counted in, and when the member joined and left (``billing.fee_days``);
 - ``statement``: the bill as the coordinator computed it, for ``verify`` to compare.
 
 The clearing record lists every party of the interval (the signed digest covers all of them).
@@ -33,12 +35,14 @@ from protocol import frame, topics
 @dataclass(frozen=True)
 class Charges:
     """The tariff of a bill: market prices (mc/kWh), fixed charges (nano-cent per day) and the
-    chosen-producer contracts (``[[market.contracts]]``), whose subscriptions the bill carries."""
+    chosen-producer contracts (``[[market.contracts]]``), whose subscriptions the bill carries;
+    ``timezone``: the billing time zone, whose local days periods and fixed charges count in."""
 
     tariff: Tariff
     fixed_per_day: int = 0
     subscription_per_day: int = 0
     contracts: tuple[Contract, ...] = ()
+    timezone: str = billing.UTC
 
 
 def split_rows(
@@ -148,13 +152,18 @@ def bundle(
         fixed_per_day=charges.fixed_per_day,
         subscription_per_day=charges.subscription_per_day,
         contracts=charges.contracts,
+        zone=charges.timezone,
     )
+    joined, left = billing.membership(ledger, member)
     t = charges.tariff
     return {
         "format": FORMAT,
         "grid": grid,
         "member": member,
         "period": [start, end],
+        # the local days the period and the fixed charges are counted in, and the membership
+        "timezone": charges.timezone,
+        "membership": {"joined": joined, "left": left},
         "created": int(time.time()),
         "coordinator_key": coordinator_key.hex(),
         "tariff": {

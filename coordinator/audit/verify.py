@@ -10,9 +10,11 @@ Checks, each failure named by what it concerns (board and sequence number, inter
    the settlement names, chained reading to reading (nothing skipped or counted twice), and equals
    what the member bought minus sold in the clearing and its other rows;
 4. supplier trades are at the tariff's retail / feed-in prices, local trades within them;
-5. the bill, recomputed per account from those trades plus the fixed charges (and the
-   subscriptions of the member's chosen-producer contracts in force in the period), equals the
-   coordinator's statement to the nano-cent.
+5. the bill, recomputed per account from those trades plus the fixed charges (per started local
+   day of the bundle's ``timezone`` on which the member was a member, ``membership``; a bundle
+   without them: UTC days, a member all along) and the subscriptions of the member's
+   chosen-producer contracts in force in the period while a member, equals the coordinator's
+   statement to the nano-cent.
 
 Accounts that no signed record backs (e.g. flexibility, redispatch compensation, reconciliation)
 are listed as unverifiable, not silently accepted.
@@ -26,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from coordinator import billing
 from coordinator.audit import FORMAT, AuditError
 from coordinator.ledger.verify import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
@@ -47,6 +50,8 @@ class Report:
     lines: dict[str, tuple[int, int]] = field(default_factory=dict)  # account -> (energy mWh, nano-cent)
     total: int = 0
     coordinator_key: str = ""
+    zone: str = "UTC"  # the billing time zone of the period's days
+    days: int = 0  # the days the fixed charges were recomputed for
 
     @property
     def ok(self) -> bool:
@@ -259,14 +264,24 @@ def _add(acc: dict[str, list[int]], account: str, energy: int, amount: int) -> N
 
 def _bill(b: dict[str, Any], acc: dict[str, list[int]], rep: Report) -> None:
     start, end = (int(x) for x in b["period"])
-    days = -(-(end - start) // 86_400)
+    ms = b.get("membership") or {}
+    joined, left = (None if ms.get(k) is None else int(ms[k]) for k in ("joined", "left"))
+    zone = str(b.get("timezone", billing.UTC))
+    try:
+        days = billing.fee_days(start, end, zone, joined, left)
+    except billing.BillingError as e:
+        rep.problems.append(f"the fixed charges cannot be recomputed: time zone {zone!r}: {e}")
+        days = 0
+    rep.zone, rep.days = zone, days
     t = b["tariff"]
-    if t.get("fixed_per_day"):
+    if t.get("fixed_per_day") and days:
         _add(acc, "fixed", 0, -int(t["fixed_per_day"]) * days)
-    if t.get("subscription_per_day"):
+    if t.get("subscription_per_day") and days:
         _add(acc, "subscription", 0, -int(t["subscription_per_day"]) * days)
-    for x in t.get("contracts", ()):  # once per billing period in which the contract is in force
-        if int(x["subscription"]) and int(x["start"]) < end and start < int(x["end"]):
+    lo = start if joined is None else max(start, joined)
+    hi = end if left is None else min(end, left)
+    for x in t.get("contracts", ()):  # once per billing period in force while a member
+        if int(x["subscription"]) and int(x["start"]) < hi and lo < int(x["end"]) and lo < hi:
             _add(acc, "contract_subscription", 0, -int(x["subscription"]))
     claimed = {x["account"]: (int(x["energy"]), int(x["amount"])) for x in b["statement"]["lines"]}
     for account in sorted(set(acc) | set(claimed)):

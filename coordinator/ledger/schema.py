@@ -322,4 +322,9 @@ MIGRATIONS: list[str] = [
         changes INTEGER NOT NULL CHECK (changes >= 0)
     ) STRICT;
     """,
+    # 11: when a member left the community (NULL: still a member); with ``created`` (when it
+    # joined) it bounds the days its bills charge fixed charges and subscriptions for
+    """
+    ALTER TABLE members ADD COLUMN left_at INTEGER;
+    """,
 ]

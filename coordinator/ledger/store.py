@@ -127,16 +127,34 @@ class Ledger:
         bus: str | None = None,
         prefs: dict[str, Any] | None = None,
     ) -> None:
+        """Add a member who joined at ``now`` (Unix s, kept as ``created``): its bills charge fixed
+        charges and subscriptions from the local day it falls in (``billing.fee_days``)."""
         if not messages.id_ok(member_id):
             raise LedgerError(f"member id {member_id!r} is not an identifier ([a-z0-9_-], 1-32)")
         try:
             with self.transaction():
                 self.conn.execute(
-                    "INSERT INTO members VALUES (?,?,?,?,?,?,?,?)",
+                    "INSERT INTO members (id, name, role, tariff, feeder, bus, prefs, created) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
                     (member_id, name, role, tariff, feeder, bus, json.dumps(prefs or {}), now),
                 )
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"cannot add member {member_id!r}: {e}") from None
+
+    def leave_member(self, member_id: str, at: int) -> None:
+        """Record that ``member_id`` left the community at ``at`` (Unix s): its bills charge no
+        fixed charge or subscription after it. Its boards are not touched (retire them with
+        ``peergrid board retire``). Refused for a member that already left or before it joined."""
+        with self.transaction():
+            q = "SELECT created, left_at FROM members WHERE id=?"
+            row = self.conn.execute(q, (member_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"no member {member_id!r}")
+            if row[1] is not None:
+                raise LedgerError(f"member {member_id!r} already left (at {row[1]})")
+            if at <= row[0]:
+                raise LedgerError(f"member {member_id!r} joined at {row[0]}: it cannot leave at {at}")
+            self.conn.execute("UPDATE members SET left_at=? WHERE id=?", (at, member_id))
 
     def members(self) -> list[dict[str, Any]]:
         cur = self.conn.execute("SELECT * FROM members ORDER BY id")

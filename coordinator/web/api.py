@@ -106,11 +106,13 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
 
 
 def _period(request: web.Request, site: Site) -> tuple[int, int]:
+    """``?period=`` (default: this month), local days of the billing time zone."""
+    zone = site.charges.timezone
     text = request.query.get("period")
     if text:
-        return export.parse_period(text)
-    t = time.gmtime(site.as_of())
-    return export.parse_period(f"{t.tm_year:04d}-{t.tm_mon:02d}")
+        return export.parse_period(text, zone)
+    today = billing.local_day(site.as_of(), zone)
+    return export.parse_period(f"{today.year:04d}-{today.month:02d}", zone)
 
 
 def _member(site: Site, member: str) -> None:
@@ -199,7 +201,9 @@ async def member_bill(request: web.Request) -> web.Response:
     _member(site, m)
     start, end = _period(request, site)
     ch = site.charges
-    return web.json_response(queries.bill(site.ledger, m, start, end, ch.fixed_per_day, ch.contracts))
+    return web.json_response(
+        queries.bill(site.ledger, m, start, end, ch.fixed_per_day, ch.contracts, ch.timezone)
+    )
 
 
 async def member_disputes(request: web.Request) -> web.Response:
@@ -252,6 +256,7 @@ async def member_audit(request: web.Request) -> web.Response:
         site.charges.fixed_per_day,
         billing.subscription_per_day(known[m]),
         site.charges.contracts,
+        site.charges.timezone,
     )
     b = bundle.bundle(site.ledger, site.grid, m, start, end, charges, site.coordinator_key)
     return web.json_response(b)
@@ -264,7 +269,9 @@ async def export_csv(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"no export {kind!r}")
     start, end = _period(request, site)
     ch = site.charges
-    text = export.export_csv(site.ledger, kind, start, end, _scope(request), ch.fixed_per_day, ch.contracts)
+    text = export.export_csv(
+        site.ledger, kind, start, end, _scope(request), ch.fixed_per_day, ch.contracts, ch.timezone
+    )
     return web.Response(
         text=text,
         content_type="text/csv",

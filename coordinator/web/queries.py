@@ -214,8 +214,16 @@ def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
 
 
 def bill(
-    ledger: Ledger, member: str, start: int, end: int, fixed_per_day: int, contracts: Iterable[Contract] = ()
+    ledger: Ledger,
+    member: str,
+    start: int,
+    end: int,
+    fixed_per_day: int,
+    contracts: Iterable[Contract] = (),
+    zone: str = billing.UTC,
 ) -> dict[str, Any]:
+    """The member's bill over ``[start, end)``; ``from`` and ``to`` name the period as local days
+    of the billing time zone ``zone`` (``to`` exclusive), ``days`` the days fixed charges count."""
     known = {m["id"]: m for m in ledger.members()}
     sub = billing.subscription_per_day(known.get(member))
     st = billing.statement(
@@ -226,6 +234,7 @@ def bill(
         fixed_per_day=fixed_per_day,
         subscription_per_day=sub,
         contracts=contracts,
+        zone=zone,
     )
     running = []
     acc = 0
@@ -240,6 +249,10 @@ def bill(
         "member": member,
         "start": start,
         "end": end,
+        "from": billing.local_day(start, zone).isoformat(),
+        "to": billing.local_day(end, zone).isoformat(),
+        "timezone": zone,
+        "days": st.days,
         "intervals": st.intervals,
         "lines": [  # in cents adding up to total_cents, as on the issued bill
             {

@@ -39,11 +39,13 @@ class Community:
     boards: dict[str, VirtualBoard]
 
 
-def build(tmp: Path, hours: int = 2, step: int = 60) -> Community:
+def build(tmp: Path, hours: int = 2, step: int = 60, timezone: str | None = None) -> Community:
+    """The community in ``tmp``; ``timezone``: its config's ``[billing] timezone``."""
     cfg = tmp / "site.toml"
     cfg.write_text(
         f'[coordinator]\ngrid = "{GRID}"\nledger = "ledger.db"\nkey = "coordinator.key"\n'
         f"[market]\nfixed_per_day = {FIXED_PER_DAY}\n"
+        + ("" if timezone is None else f'[billing]\ntimezone = "{timezone}"\n')
     )
     c = config.load(cfg)
     assert c.key is not None

@@ -253,3 +253,49 @@ def test_contract_subscription_is_in_the_bundle_and_recomputed(
     b = load(out)
     b["tariff"]["contracts"][0]["start"] = c.start + 86_400  # not in force in the period
     assert not verify_bundle(b, c.key.public).ok
+
+
+def test_verify_agrees_with_the_bill_in_a_local_time_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a Swiss community bills Zurich days; alice joined at 00:30 local on the 20th (23:30 UTC on
+    # the 19th): over the local 19th and 20th she pays one day's fixed charge, where UTC days
+    # would count two. The bundle carries the zone and her membership, so verify counts the same.
+    import calendar
+
+    from coordinator.export import parse_period
+
+    c = build(tmp_path, timezone="Europe/Zurich")
+    joined = calendar.timegm((2025, 11, 19, 23, 30, 0, 0, 0, 0))
+    with Ledger.open(c.ledger) as led:
+        led.conn.execute("UPDATE members SET created=? WHERE id='alice'", (joined,))
+    period = "2025-11-19..2025-11-21"
+    out = tmp_path / "alice.json"
+    args = ["--config", str(c.config), "--member", "alice", "--period", period]
+    assert main(["audit", "export", *args, "--out", str(out)]) == 0
+    assert main(["bill", *args, "--csv"]) == 0
+    capsys.readouterr()
+    assert main(["bill", *args]) == 0
+    bill = capsys.readouterr().out
+    assert "period 2025-11-19 to 2025-11-21 (Europe/Zurich), 8 intervals" in bill
+    assert "Fixed charge, 1 day " in bill
+    b = load(out)
+    start, end = parse_period(period, "Europe/Zurich")
+    assert b["period"] == [start, end] == [calendar.timegm((2025, 11, 18, 23, 0, 0, 0, 0, 0)), end]
+    assert b["timezone"] == "Europe/Zurich" and b["membership"] == {"joined": joined, "left": None}
+    with Ledger.open(c.ledger) as led:
+        st = billing.statement(led, "alice", start, end, fixed_per_day=FIXED_PER_DAY, zone="Europe/Zurich")
+    assert st.days == 1 and billing.fee_days(start, end, "UTC", joined) == 2
+    rep = verify_bundle(b, c.key.public)
+    assert rep.ok, rep.problems
+    assert rep.total == st.total == b["statement"]["total"]
+    assert rep.lines["fixed"] == (0, -FIXED_PER_DAY) and (rep.zone, rep.days) == ("Europe/Zurich", 1)
+    assert main(["audit", "verify", str(out), "--coordinator-key", c.key.public.hex()]) == 0
+    text = capsys.readouterr().out
+    assert "fixed charges for 1 day of Europe/Zurich" in text and "audit verify: OK" in text
+    assert f"{billing.cents(st.total) / 100:.2f}" in text
+    b["timezone"] = "UTC"  # the days counted in another zone: the fixed charge does not match
+    assert any(p.startswith("bill line fixed") for p in verify_bundle(b, c.key.public).problems)
+    b["timezone"] = "Mars/Olympus"
+    rep = verify_bundle(b, c.key.public)
+    assert any("time zone 'Mars/Olympus'" in p for p in rep.problems), rep.problems

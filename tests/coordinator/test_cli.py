@@ -25,7 +25,10 @@ def config(tmp: Path) -> Path:
 def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(tmp_path)
     assert (
-        main(["members", "add", "--config", str(cfg), "--id", "alice", "--name", "Alice", "--feeder", "f1"])
+        main(
+            ["members", "add", "--config", str(cfg), "--id", "alice", "--name", "Alice", "--feeder", "f1"]
+            + ["--joined", "2025-12-01"]  # fixed charges from that day (default: when added)
+        )
         == 0
     )
     assert (
@@ -45,6 +48,8 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
                 "18000",
                 "--subscription-per-day",
                 "2000000000",
+                "--joined",
+                "2025-12-01",
             ]
         )
         == 0
