@@ -37,6 +37,8 @@ class Ingest:
     grid: str
     now: Callable[[], float]
     auto_enrol: bool = False
+    # whether the registry holds a board id (in any status): auto_enrol takes only new ids
+    registered: Callable[[str], bool] = lambda board: False
     boards: dict[str, BoardState] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)
@@ -51,6 +53,8 @@ class Ingest:
                 raise RejectedMessage("key_conflict", f"{msg.board} is enrolled with another key")
             if known is None and not self.auto_enrol:
                 raise RejectedMessage("enrol_pending", f"{msg.board} awaits operator approval")
+            if known is None and self.registered(msg.board):  # pending or retired: the operator's
+                raise RejectedMessage("not_enrollable", f"{msg.board} is registered already (not here)")
             return crypto.Verifier(msg.pubkey)  # proof of possession: signed by the key it carries
         board = messages.board_of(msg)
         if msg.DIR != messages.UP or board is None:

@@ -50,7 +50,9 @@ class IngestService:
     _first: float = 0.0
 
     def __post_init__(self) -> None:
-        self.ingest = Ingest(self.grid, now=self.now, auto_enrol=self.auto_enrol)
+        self.ingest = Ingest(
+            self.grid, now=self.now, auto_enrol=self.auto_enrol, registered=self.ledger.has_board
+        )
         self.reload_boards()
 
     def reload_boards(self) -> None:
@@ -66,7 +68,8 @@ class IngestService:
     def _handle(self, m: Inbound) -> None:
         msg = self.ingest.handle(m.topic, m.payload)
         if msg is None:  # refused: counted and logged by Ingest; acknowledged, never redelivered
-            self._acks.append(m)
+            if m.qos:  # held for its PUBACK only (in order, at the next flush): not its payload
+                self._acks.append(Inbound("", b"", False, m.mid, m.qos))
             return
         if isinstance(msg, messages.Reading):
             if not self._pending and not self._order_acks:

@@ -37,7 +37,7 @@ PINGRESP = 0xD0
 DISCONNECT = 0xE0
 
 READ_CHUNK = 1 << 16
-MAX_PACKET = 1 << 20  # far above any peergrid frame; the broker's own limit is lower in production
+MAX_PACKET = 1 << 20  # far above any peergrid frame; a longer PUBLISH is passed on cut to this (parse)
 
 _CONNACK_CODES = {
     1: "unacceptable protocol version",
@@ -66,7 +66,13 @@ def _packet(kind: int, body: bytes) -> bytes:
 
 def parse(buf: bytearray, out: list[tuple[int, bytes]]) -> int:
     """Split the complete packets at the start of ``buf`` into ``out`` as (first byte, body);
-    return how many bytes they took (the rest is an incomplete packet)."""
+    return how many bytes they took (the rest is an incomplete packet).
+
+    A PUBLISH longer than MAX_PACKET (the broker may pass on up to 256 MB) is not an error: a
+    session failing on it would get it redelivered by the broker every time. Its first MAX_PACKET
+    bytes (topic, packet id, the start of the payload) are handed on as its body, so the caller
+    refuses and acknowledges it, and the rest is skipped: the count returned then runs past the end
+    of ``buf`` by the bytes still to come that belong to it."""
     pos = 0
     end = len(buf)
     while end - pos >= 2:
@@ -84,11 +90,14 @@ def parse(buf: bytearray, out: list[tuple[int, bytes]]) -> int:
             shift += 7
             if shift > 21:
                 raise MqttError("malformed remaining length from the broker")
+        keep = n
         if n > MAX_PACKET:
-            raise MqttError(f"packet of {n} bytes from the broker exceeds {MAX_PACKET}")
-        if end - k < n:
+            if buf[pos] & 0xF0 != PUBLISH:
+                raise MqttError(f"packet of {n} bytes from the broker exceeds {MAX_PACKET}")
+            keep = MAX_PACKET
+        if end - k < keep:
             return pos
-        out.append((buf[pos], bytes(buf[k : k + n])))
+        out.append((buf[pos], bytes(buf[k : k + keep])))
         pos = k + n
     return pos
 
@@ -106,6 +115,7 @@ class Subscriber:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._buf = bytearray()
+        self._skip = 0  # bytes of an oversized PUBLISH still to discard
         self._acks = bytearray()
         self._ack_scheduled = False
         self._suback: dict[int, asyncio.Future[bytes]] = {}
@@ -218,12 +228,17 @@ class Subscriber:
                 raise MqttError(f"connection to the broker lost: {e}") from e
             if not data:
                 raise MqttError("the broker closed the connection")
+            if self._skip:  # the rest of an oversized PUBLISH, already handed on truncated
+                cut = min(self._skip, len(data))
+                self._skip -= cut
+                data = data[cut:]
             buf = self._buf
             if buf:
                 buf += data
             else:
                 buf = bytearray(data)
             used = parse(buf, out)
+            self._skip = max(0, used - len(buf))
             del buf[:used]
             self._buf = buf
         return out

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from coordinator.errors import MqttError
 from coordinator.mqtt import BrokerAddress, Connection
-from coordinator.subscriber import Subscriber, _packet, parse
+from coordinator.subscriber import MAX_PACKET, Subscriber, _packet, parse
 from tests.broker import Mosquitto
 
 
@@ -37,9 +37,26 @@ def test_parse_refuses_malformed_and_oversized_lengths() -> None:
     with pytest.raises(MqttError, match="malformed remaining length"):
         parse(bytearray(b"\x30\xff\xff\xff\xff\x01"), [])
     with pytest.raises(MqttError, match="exceeds"):
-        parse(bytearray(b"\x30\xff\xff\xff\x7f"), [])
+        parse(bytearray(b"\x90\xff\xff\xff\x7f"), [])  # only a PUBLISH may be that long
     out: list[tuple[int, bytes]] = []
     assert parse(bytearray(b"\x30\x05abc"), out) == 0 and not out  # incomplete: wait for more
+
+
+def test_parse_truncates_an_oversized_publish_and_skips_the_rest() -> None:
+    """A PUBLISH above MAX_PACKET (any client may publish up to what the broker allows) is handed
+    on cut to MAX_PACKET bytes, for the ingest to refuse and acknowledge; the count of bytes taken
+    runs past the buffer by the rest of it, which the subscriber skips as it arrives."""
+    body = b"\x00\x03t/x\x00\x07" + bytes(range(256)) * (MAX_PACKET // 128)
+    stream = _packet(0x32, body) + _packet(0x30, b"\x00\x03t/yok")
+    head = len(_packet(0x32, body)) - len(body)  # first byte and remaining length
+    out: list[tuple[int, bytes]] = []
+    buf = bytearray(stream[: head + MAX_PACKET - 1])
+    assert parse(buf, out) == 0 and not out  # the first MAX_PACKET bytes are not all there yet
+    buf = bytearray(stream[: head + MAX_PACKET + 10])
+    used = parse(buf, out)
+    assert out == [(0x32, body[:MAX_PACKET])] and used == head + len(body)
+    rest = bytearray(stream[used:])
+    assert parse(rest, out) == len(rest) and out[-1] == (0x30, b"\x00\x03t/yok")
 
 
 def test_receives_in_order_and_redelivers_what_was_not_acknowledged(mosquitto: Mosquitto) -> None:
