@@ -235,3 +235,84 @@ def test_the_dashboard_bill_carries_contract_subscriptions(community: Community)
                 assert rep.lines["contract_subscription"] == (0, -sub)
 
     asyncio.run(main())
+
+
+def test_the_dashboard_bill_of_a_local_day(community: Community) -> None:
+    # a Swiss community: ?period=2025-11-20 is the Zurich day, 2025-11-19 23:00 to 2025-11-20
+    # 23:00 UTC, and the default period the local month; exports and bundles use the same days
+    import calendar
+
+    from coordinator.audit.bundle import Charges
+
+    zurich = "Europe/Zurich"
+
+    def utc(y: int, mo: int, d: int, hh: int) -> int:
+        return calendar.timegm((y, mo, d, hh, 0, 0, 0, 0, 0))
+
+    async def main() -> None:
+        with Ledger.open(community.ledger) as led:
+            token = auth.issue(led, "carol", now=community.start)
+            charges = Charges(TARIFF, FIXED_PER_DAY, timezone=zurich)
+            site = Site(led, GRID, charges, community.key.public, live=False)
+            async with TestClient(TestServer(app(site))) as client:
+                carol = h(token)
+                bill = await (
+                    await client.get("/api/members/carol/bill?period=2025-11-20", headers=carol)
+                ).json()
+                assert (bill["start"], bill["end"]) == (utc(2025, 11, 19, 23), utc(2025, 11, 20, 23))
+                assert (bill["from"], bill["to"], bill["timezone"]) == ("2025-11-20", "2025-11-21", zurich)
+                assert bill["intervals"] == 8 and bill["days"] == 1
+                lines = {x["account"]: x for x in bill["lines"]}
+                assert lines["fixed"]["amount"] == -FIXED_PER_DAY
+                month = await (await client.get("/api/members/carol/bill", headers=carol)).json()
+                assert (month["start"], month["end"]) == (utc(2025, 10, 31, 23), utc(2025, 11, 30, 23))
+                # carol joined on the 20th: fixed charges for the 20th to the 30th
+                assert (month["from"], month["to"], month["days"]) == ("2025-11-01", "2025-12-01", 11)
+                r = await client.get("/api/export/bills.csv?period=2025-11-20", headers=carol)
+                rows = (await r.text()).splitlines()[1:]
+                assert {tuple(x.split(",")[1:3]) for x in rows} == {
+                    (str(utc(2025, 11, 19, 23)), str(utc(2025, 11, 20, 23)))
+                }
+                assert sum(int(x.split(",")[5]) for x in rows) == bill["total"]
+                b = await (
+                    await client.get("/api/members/carol/audit?period=2025-11-20", headers=carol)
+                ).json()
+                assert b["timezone"] == zurich and b["period"] == [bill["start"], bill["end"]]
+                rep = verify_bundle(b, community.key.public)
+                assert rep.ok and rep.total == bill["total"]
+
+    asyncio.run(main())
+
+
+def test_responses_carry_security_headers(community: Community) -> None:
+    """The page may not be framed (a click on "flag" or an export from another site's frame) and
+    runs only its own scripts; nothing is sniffed into another type; the API's answers (bills,
+    readings, audit bundles of one member) are never kept by a browser or proxy cache."""
+
+    async def body(client: TestClient[Any, Any], tokens: dict[str, str], led: Ledger) -> None:
+        page = await client.get("/")
+        csp = page.headers.get("Content-Security-Policy", "")
+        directives = dict((d.strip().split(" ", 1) + [""])[:2] for d in csp.split(";") if d.strip())
+        assert directives.get("frame-ancestors") == "'none'", csp
+        assert directives.get("default-src") == "'none'" and directives.get("script-src") == "'self'", csp
+        assert "unsafe" not in csp
+        assert page.headers.get("X-Frame-Options") == "DENY"
+        carol = h(tokens["carol"])
+        for path, hd in (
+            ("/", {}),
+            ("/static/app.js", {}),
+            ("/api/openapi.json", {}),
+            ("/api/members/carol/bill", carol),
+            ("/api/export/readings.csv", carol),
+            ("/api/members/bob/bill", carol),  # 403
+            ("/api/me", {}),  # 401
+        ):
+            r = await client.get(path, headers=hd)
+            assert r.headers.get("X-Content-Type-Options") == "nosniff", path
+            assert r.headers.get("Referrer-Policy") == "no-referrer", path
+            if path.startswith("/api/"):
+                assert r.headers.get("Cache-Control") == "no-store", path
+        r = await client.post("/api/members/carol/disputes", headers=carol, data=b"{")
+        assert r.status == 400 and r.headers.get("Cache-Control") == "no-store"
+
+    run(community, body)

@@ -4,6 +4,7 @@ another member's, an operator sees all, a dispute filed from the page records it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -173,3 +174,54 @@ def test_a_bad_token_gets_the_sign_in_form(served: Any, browser: Any) -> None:
     page.wait_for_selector("body[data-loaded]", timeout=15_000)
     assert page.text_content("#who") == "member bob"
     page.close()
+
+
+def test_the_page_runs_under_its_policy_and_cannot_be_framed(served: Any, browser: Any) -> None:
+    """Under the page's Content-Security-Policy every chart and legend still draws (no inline
+    style or script is refused: that shows as a console error); another site cannot frame the
+    signed-in page to have its "flag" or export buttons clicked through a decoy."""
+    url, tokens, _ = served
+    page = _open(browser, url, tokens["operator"])
+    swatches = page.eval_on_selector_all(
+        "#legend-microgrid i", "is => is.map(i => getComputedStyle(i).backgroundColor)"
+    )
+    assert swatches == ["rgb(214, 39, 40)", "rgb(44, 160, 44)", "rgb(85, 85, 85)"]
+    assert page.errors == []
+    page.close()
+    # a decoy page of another site (another origin: another port) frames the signed-in page
+    decoy = browser.new_page()
+    with _decoy_site(f'<iframe src="{url}/"></iframe>') as other:
+        decoy.goto(other)
+        decoy.wait_for_timeout(1500)
+    (framed,) = [f for f in decoy.frames if f != decoy.main_frame]
+    assert framed.evaluate("() => document.getElementById('dispute-form') !== null") is False
+    decoy.close()
+
+
+@contextlib.contextmanager
+def _decoy_site(html: str) -> Iterator[str]:
+    """A page served from another local port (a local address: Chromium blocks a public page
+    from framing the local dashboard anyway, which would prove nothing)."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -81,8 +81,9 @@ var Charts = (function () {
       var p = el("path", { d: d, stroke: color, "class": "series", "data-name": ser.name }, svg);
       el("title", {}, p).textContent = ser.name;
       if (legend) {
-        var span = document.createElement("span");
-        span.innerHTML = '<i style="background:' + color + '"></i>';
+        var span = document.createElement("span"), swatch = document.createElement("i");
+        swatch.style.background = color;  // not a style attribute: the page's CSP allows no inline style
+        span.appendChild(swatch);
         span.appendChild(document.createTextNode(ser.name));
         legend.appendChild(span);
       }
