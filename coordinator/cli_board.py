@@ -159,6 +159,9 @@ def _broker(args: argparse.Namespace) -> int:
         site = Site(d)
         if args.action == "add-board":
             site.add_board(args.board)
+        elif args.action == "add-hass":
+            user, _ = site.add_hass(args.name, args.board)
+            print(f"Home Assistant: user {user}, password in {d / 'secrets' / (user + '.password')}")
         elif args.action == "revoke":
             if not site.revoke(args.board):
                 raise ProvisionError(f"{args.board!r} has no broker credentials here")
@@ -250,9 +253,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mc = msub.add_parser("config", help="regenerate passwd, acl and mosquitto.conf")
     ma = msub.add_parser("add-board", help="create a board's credentials (bundle does this)")
     mr = msub.add_parser("revoke", help="remove a board's credentials")
+    mh = msub.add_parser("add-hass", help="credentials for a member's Home Assistant (reads its boards only)")
+    mh.add_argument("--name", required=True, help="user hass-<name>, e.g. the member id")
+    mh.add_argument("--board", action="append", required=True, help="a board it may read (repeat)")
     for x in (ma, mr):
         x.add_argument("--board", required=True)
-    for x in (mi, mc, ma, mr):
+    for x in (mi, mc, ma, mr, mh):
         x.add_argument("--dir", required=True, help="broker directory, e.g. /etc/peergrid/broker")
         x.set_defaults(func=_broker)
 

@@ -6,13 +6,17 @@ A site's broker directory (e.g. ``/etc/peergrid/broker``) holds::
     ca.crt ca.key        the local CA (pki.py); ca.key never leaves this directory
     server.crt server.key  Mosquitto's certificate
     secrets/<user>.password  each client's password (0600): the coordinator's, one per board
+    hass.json            Home Assistant users (``hass-<name>``) and the boards each may read
     passwd acl mosquitto.conf  generated from the above by ``render``
 
 Each board's MQTT user name is its board id. The ACL lets a board publish only on its own
 ``reading``, ``ack``, ``status`` and ``enrol`` topics and read only its own ``order`` topic; the
 coordinator reads every board's upward topics of its grid and writes orders and results. The
 board listener forces the MQTT client id to the user name, so no board can take over another
-board's session. The password file uses Mosquitto's own PBKDF2-SHA512 format (``$7$``).
+board's session. A member's Home Assistant gets a user ``hass-<name>`` that may only read the
+discovery configs and states of the boards it is given (``peergrid broker add-hass``), and only
+the coordinator may write them. The password file uses Mosquitto's own PBKDF2-SHA512 format
+(``$7$``). No client may send a packet over ``MAX_PACKET`` bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from coordinator.provision.pki import Pki, create, write_secret
 from protocol.messages import id_ok
 
 COORDINATOR = "coordinator"
+HASS = "hass-"  # prefix of Home Assistant users: each reads its member's boards' topics only
+# the largest MQTT packet the broker takes: a signed frame is at most 512 bytes and a topic 128;
+# Home Assistant discovery configs are the largest messages (~700 bytes)
+MAX_PACKET = 4096
 ITERATIONS = 101  # what mosquitto_passwd uses
 BOARD_WRITES = ("reading", "ack", "status", "enrol")
 
@@ -110,11 +118,31 @@ class Site:
         return p.read_text().strip()
 
     def add_board(self, board: str) -> str:
-        if board == COORDINATOR:
-            raise ProvisionError(f"{board!r} is reserved for the coordinator")
+        if board == COORDINATOR or board.startswith(HASS):
+            raise ProvisionError(f"{board!r} is reserved: no board id is {COORDINATOR!r} or starts {HASS!r}")
         pw = self.password(board)
         self.render()
         return pw
+
+    def hass_users(self) -> dict[str, list[str]]:
+        """Home Assistant user -> the boards whose topics it may read."""
+        p = self.directory / "hass.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def add_hass(self, name: str, boards: list[str]) -> tuple[str, str]:
+        """Credentials for a member's Home Assistant (user ``hass-<name>``), read-only on the
+        discovery configs and states of ``boards``: (user, password)."""
+        user = HASS + name
+        if not id_ok(name) or not id_ok(user) or not boards or not all(id_ok(b) for b in boards):
+            raise ProvisionError(
+                f"a Home Assistant user needs a name and board ids ([a-z0-9_-]); got {name!r}"
+            )
+        users = self.hass_users()
+        users[user] = sorted(set(boards))
+        (self.directory / "hass.json").write_text(json.dumps(users, indent=1, sort_keys=True) + "\n")
+        pw = self.password(user)
+        self.render()
+        return user, pw
 
     def revoke(self, board: str) -> bool:
         """Remove a board's credentials (a replaced or stolen board); True if it had any."""
@@ -144,7 +172,17 @@ class Site:
             *(f"topic read $share/+/peergrid/{g}/b/+/{leaf}" for leaf in BOARD_WRITES),
             f"topic write peergrid/{g}/b/+/order",
             f"topic readwrite peergrid/{g}/market/#",
+            "# Home Assistant discovery and states (coordinator [hass] discovery = true)",
+            "topic write homeassistant/sensor/#",
+            f"topic write peergrid/{g}/hass/#",
         ]
+        for user, boards in sorted(self.hass_users().items()):
+            if user not in self.users():  # revoked
+                continue
+            lines += ["", f"user {user}"]
+            for b in boards:
+                lines.append(f"topic read homeassistant/sensor/peergrid_{g}_{b}/#")
+                lines.append(f"topic read peergrid/{g}/hass/{b}")
         return "\n".join(lines) + "\n"
 
     def passwd(self) -> str:
@@ -165,6 +203,9 @@ max_inflight_messages {s.max_inflight}
 # kept per client while it is offline or behind: {s.max_queued} readings are about
 # {s.max_queued / 36_000:.1f} h of 100 boards at one reading per 10 s
 max_queued_messages {s.max_queued}
+max_queued_bytes {s.max_queued * 1024}
+# no client may send a packet larger than this (a signed frame is at most 512 bytes)
+max_packet_size {MAX_PACKET}
 persistent_client_expiration 30d
 
 # the coordinator, on this host

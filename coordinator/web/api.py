@@ -38,7 +38,8 @@ class Site:
     def refuse(self, request: web.Request, status: int, reason: str, text: str) -> web.Response:
         """Count and log a refused request; the client gets the reason as JSON."""
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        log.warning("%s %s refused (%d %s): %s", request.method, request.path, status, reason, text)
+        # the path as sent (still percent-encoded) and quoted: a decoded one could forge log lines
+        log.warning("%s %r refused (%d %s): %s", request.method, request.raw_path, status, reason, text)
         return _error(status, text)
 
     def as_of(self) -> int:
@@ -224,12 +225,12 @@ async def flag_dispute(request: web.Request) -> web.Response:
         return site.refuse(
             request, 400, "bad_dispute", 'expected a JSON object {"interval": <start>, "reason": "..."}'
         )
-    if type(interval) is not int or not isinstance(reason, str):
+    if type(interval) is not int or not 0 <= interval <= 0xFFFFFFFF or not isinstance(reason, str):
         return site.refuse(
             request,
             400,
             "bad_dispute",
-            "interval must be an integer (the interval's start) and reason a string",
+            "interval must be an integer (the interval's start, Unix seconds) and reason a string",
         )
     try:
         d = dispute.flag(site.ledger, m, interval, reason, now=int(time.time()))

@@ -78,6 +78,53 @@ def test_acls_pin_each_board_to_its_own_topics(secure_broker: SecureBroker) -> N
     assert asyncio.run(received(b, coord, [f"{G}/market/result"], sends)) == [f"{G}/market/result"]
 
 
+def test_home_assistant_reads_only_its_members_boards_and_packets_are_bounded(
+    secure_broker: SecureBroker,
+) -> None:
+    """A member's Home Assistant user (``broker add-hass``) reads the discovery configs and states of
+    its own boards only; only the coordinator writes them; a packet over the broker's limit is
+    dropped with its sender's connection."""
+    from coordinator.hass import discovery, state_topic
+    from coordinator.provision.brokerconf import MAX_PACKET
+
+    b = secure_broker
+    user, _ = b.site.add_hass("alice", ["m01"])
+    b.reload()
+    alice_ha, m01, coord = b.board(user), b.board("m01"), b.coordinator
+    disc = {board: [t for t, _ in discovery(GRID, board, None, "virtual")] for board in ("m01", "m02")}
+    sends = [(coord, t) for t in disc["m01"] + disc["m02"]]
+    sends += [(coord, state_topic(GRID, "m01")), (coord, state_topic(GRID, "m02"))]
+    # neither a board nor Home Assistant itself may write them
+    sends += [(m01, disc["m01"][0]), (alice_ha, state_topic(GRID, "m01"))]
+    got = asyncio.run(received(b, alice_ha, ["homeassistant/#", f"{G}/#"], sends))
+    assert got == sorted([*disc["m01"], state_topic(GRID, "m01")])
+    assert asyncio.run(received(b, alice_ha, [f"{G}/b/+/reading"], [(m01, f"{G}/b/m01/reading")])) == []
+
+    async def oversized() -> list[str]:
+        got: list[str] = []
+        async with Connection(coord, "listen-big") as c:
+            await c.subscribe(f"{G}/b/+/reading")
+
+            async def listen() -> None:
+                async for m in c.messages():
+                    got.append(f"{m.topic} {len(m.payload)}")
+
+            task = asyncio.create_task(listen())
+            try:
+                async with Connection(m01, "send-big") as s:
+                    await s.publish(f"{G}/b/m01/reading", bytes(MAX_PACKET))
+                    await s.publish(f"{G}/b/m01/reading", b"small")
+            except MqttError:
+                pass  # the broker drops the sender on the oversized packet
+            async with Connection(m01, "send-after") as s:
+                await s.publish(f"{G}/b/m01/reading", b"after")
+            await asyncio.sleep(0.5)
+            task.cancel()
+        return got
+
+    assert asyncio.run(oversized()) == [f"{G}/b/m01/reading 5"]
+
+
 def test_tls_needs_the_site_ca_and_revocation_takes_effect_on_reload(
     secure_broker: SecureBroker, tmp_path: Path
 ) -> None:

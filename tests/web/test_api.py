@@ -4,6 +4,7 @@ the OpenAPI document matching the routes, exports, disputes and audit bundles ov
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_cli_tokens(community: Community, tmp_path: Path, capsys: pytest.Capture
     assert "no member 'zed'" in capsys.readouterr().err
 
 
-def test_refused_requests_are_counted(community: Community) -> None:
+def test_refused_requests_are_counted(community: Community, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         with Ledger.open(community.ledger) as led:
             token = auth.issue(led, "bob", now=community.start)
@@ -199,8 +200,16 @@ def test_refused_requests_are_counted(community: Community) -> None:
                 assert r.status == 404 and "no coordinator key" in (await r.json())["error"]
                 r = await client.post("/api/members/bob/disputes", headers=h(token), data=b"{")
                 assert r.status == 400
+                huge = {"interval": 10**30, "reason": "x"}  # was a 500 (OverflowError deep in the evidence)
+                r = await client.post("/api/members/bob/disputes", headers=h(token), json=huge)
+                assert r.status == 400 and "Unix seconds" in (await r.json())["error"]
+                # a forged log line in the path stays inside one quoted, still-encoded field
+                with caplog.at_level(logging.WARNING, logger="peergrid.web"):
+                    forged = "/api/x%0a2025-01-01%2000:00:00,000%20INFO%20peergrid.web:%20forged"
+                    assert (await client.get(forged)).status == 401
+                assert all("\n" not in r.getMessage() for r in caplog.records)
                 assert (await client.get("/api/me", headers=h(token))).status == 200  # still serving
-            assert site.refused == {"no_token": 1, "other_member": 1, "bad_request": 1, "bad_dispute": 1}
+            assert site.refused == {"no_token": 2, "other_member": 1, "bad_request": 1, "bad_dispute": 2}
 
     asyncio.run(main())
 
