@@ -15,7 +15,8 @@ _LIMIT = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum
 _PERIOD = {
     "name": "period",
     "in": "query",
-    "description": "YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (UTC, end exclusive); default: this month",
+    "description": "YYYY-MM, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (local days of [billing] timezone, end "
+    "exclusive); default: this month",
     "schema": {"type": "string"},
 }
 _AS_MEMBER = {

@@ -156,8 +156,8 @@
     var m = billMember();
     if (!m) return Promise.resolve();
     return api("/api/members/" + encodeURIComponent(m) + "/bill").then(function (b) {
-      $("bill-period").textContent = m + ", " + new Date(b.start * 1000).toISOString().slice(0, 10) +
-        " to " + new Date(b.end * 1000).toISOString().slice(0, 10) + ", + credit / - to pay";
+      $("bill-period").textContent = m + ", " + b.from + " to " + b.to + " (" + b.timezone + ")" +
+        ", + credit / - to pay";
       Charts.line($("chart-bill"), b.running.map(function (r) { return r[0]; }),
         [{ name: "running total", values: b.running.map(function (r) { return r[2] / 100; }) }]);
       var rows = b.lines.map(function (l) { return [l.label, l.energy ? kwh(Math.abs(l.energy)) : "", money(l.cents)]; });
