@@ -15,7 +15,19 @@ from spool import Spool
 
 from protocol import crypto, frame, messages, topics
 
+try:
+    from micropython import const
+except ImportError:  # CPython (the simulator)
+
+    def const(x):  # type: ignore[no-untyped-def]
+        return x
+
+
 FW_VERSION = "0.1.0"
+# Board seconds a task may take beyond its own period before the watchdog counts it stuck: more
+# than the longest wait it makes without showing progress (a session's set-up: connect, CONNACK,
+# SUBACK and two PUBACKs at 10 s each; a reading: Modbus reads, signature, a PUBACK, a flash write)
+_SLACK = const(120)
 
 
 class Board:
@@ -54,6 +66,10 @@ class Board:
         self.errors = 0
         self.started = clock.now()
         self.stop = False
+        # the watchdog: fed by the metering task only while the readings and the link task each
+        # showed progress by its deadline here (board time; moved with the clock when physics()
+        # sets it, the only place a board's clock is set after boot)
+        self.due = [self.started + _SLACK, self.started + _SLACK]
         self.wdt = hw.wdt()
 
     # -- readings ---------------------------------------------------------------------------
@@ -108,13 +124,21 @@ class Board:
         while not self.stop:
             now = self.clock.now()
             self.hw.physics(now)
+            t = self.clock.now()
+            if not 0 <= t - now <= 60:  # physics() set the clock (NTP: years at a first sync):
+                self.due = [d + t - now for d in self.due]  # the deadlines move with it
             self.meter.poll(now)
             self.regs.maybe_save(now)
             ack = self.orders.tick(now)
             if ack:
                 self.outbox.append(ack)
             if self.wdt is not None:
-                self.wdt.feed()
+                # a stuck readings or link task (waiting for ever, not dead: the metering goes on)
+                # stops the feeding, and the hardware resets the board
+                if min(self.due) > t:
+                    self.wdt.feed()
+                else:
+                    print("peergrid: a task is stuck, watchdog not fed:", self.due, t)
             await self.clock.sleep(poll)
 
     async def readings(self):
@@ -127,12 +151,23 @@ class Board:
                 print("peergrid: reading error:", repr(e))
                 self.errors += 1
             gc.collect()
-            await self.clock.sleep(every - now % every if now % every else every)
+            # the next one at the slot after this one's, however long this one took: before, the
+            # wait was reckoned from the start of this one, so a reading slow to send (a PUBACK
+            # timeout) skipped a slot. A wake up to 2 s early (sleep rounding, the ticks against
+            # the wall clock) is that slot's reading, not one more before it. Bounded: the clock
+            # may have been set meanwhile.
+            tol = min(2, every // 4)
+            slot = now + tol
+            slot += every - slot % every
+            t = self.clock.now()
+            self.due[0] = t + every + tol + _SLACK
+            await self.clock.sleep(min(max(slot - t, 0), every + tol))
 
     async def link(self):
         backoff = 1
         while not self.stop:
             began = self.clock.now()
+            self.due[1] = began + _SLACK
             try:
                 await self._session()
             except (MqttError, OSError) as e:
@@ -145,6 +180,7 @@ class Board:
                 break
             if self.clock.now() - began >= 60:  # only a session that lasted resets the backoff:
                 backoff = 1  # a broker that drops each one at once is not hammered every second
+            self.due[1] = self.clock.now() + backoff + _SLACK  # a broker down for days is no stuck task
             await self.clock.sleep(backoff)
             backoff = min(backoff * 2, 60)
 
@@ -166,6 +202,7 @@ class Board:
             await self.client.publish(self.t_status, self.status(messages.S_ONLINE, now), retain=True)
             last_status = last_ping = now
             while not self.stop and self.client.connected:
+                self.due[1] = self.clock.now() + _SLACK
                 fr = self.spool.peek()
                 if fr is not None:  # replay in order, oldest first
                     await self.client.publish(self.t_reading, fr)
@@ -185,8 +222,11 @@ class Board:
                     await self.client.publish(self.t_status, self.status(state, now), retain=True)
                     last_status = now
                 if self.client.keepalive and now - last_ping >= self.client.keepalive:
-                    await self.client.ping()  # without it the broker drops a board whose
-                    last_ping = now  # readings are further apart than 1.5 x keepalive
+                    # without pings the broker drops a board whose readings are further apart
+                    # than 1.5 x keepalive; and one that no packet answers ends a dead session
+                    # (a half-open TCP link takes writes without error for many minutes)
+                    await self.client.ping()
+                    last_ping = now
                 if reader.done():
                     break
                 await self.clock.sleep(0.2)
@@ -206,6 +246,9 @@ class Board:
             await asyncio.sleep(0)
             for t in tasks:
                 t.cancel()
+            # MicroPython's loop stops with its main task: without this yield a cancelled task
+            # never ran its handler, and a reading waiting for its PUBACK was lost, not spooled
+            await asyncio.sleep(0)
             self.client.close()
 
 

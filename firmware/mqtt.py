@@ -1,9 +1,11 @@
 # A small MQTT 3.1.1 client for the board, on asyncio streams (MicroPython and CPython).
 #
 # QoS 0/1 publish (QoS 1 waits for PUBACK), QoS 1 subscribe (a refusal in the SUBACK raises),
-# last will, keepalive pings, TCP_NODELAY (without it every small publish waits ~40 ms for a
-# delayed ACK), optional TLS.
-# No reconnect logic here: a failed session raises MqttError and `link.py` reconnects with backoff.
+# last will, keepalive pings that detect a dead link, TCP_NODELAY (without it every small publish
+# waits ~40 ms for a delayed ACK), optional TLS. Every wait is bounded: connect, CONNACK, each
+# send, each acknowledgement, each ping's answer.
+# No reconnect logic here: a failed session raises MqttError and the link task (app.py) reconnects
+# with backoff.
 import asyncio
 import struct
 
@@ -37,6 +39,7 @@ _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 
 _MAX_PACKET = const(2048)  # the board never expects anything larger (an order frame is < 200 bytes)
+_SEND_S = const(10)  # a packet not taken by the TCP stack in this time: the link is dead
 
 
 class MqttError(FirmwareError):
@@ -89,15 +92,6 @@ class MQTTClient:
         return self._pid
 
     async def connect(self, clean_session=False, timeout_ms=10000):
-        if self.ssl is not None:
-            self._r, self._w = await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
-        else:
-            self._r, self._w = await asyncio.open_connection(self.host, self.port)
-        sock = getattr(self._w, "s", None) or self._w.get_extra_info("socket")
-        try:
-            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass  # TLS-wrapped or a port without the option: slower, still correct
         flags = 0x02 if clean_session else 0
         var = bytearray()
         _str(var, "MQTT")
@@ -117,8 +111,23 @@ class MQTTClient:
                 _str(payload, self.password)
         var.append(flags)
         var.extend(struct.pack("!H", self.keepalive))
-        await self._send(_header(_CONNECT, len(var) + len(payload)) + var + payload)
-        got = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)  # type: Any
+        # each step bounded (TCP connect and TLS handshake, then CONNACK): a broker host that
+        # drops packets must not hold the link task (and so the watchdog) for minutes
+        try:
+            if self.ssl is not None:
+                got = asyncio.open_connection(self.host, self.port, ssl=self.ssl)  # type: Any
+            else:
+                got = asyncio.open_connection(self.host, self.port)
+            self._r, self._w = await asyncio.wait_for(got, timeout_ms / 1000)
+            sock = getattr(self._w, "s", None) or self._w.get_extra_info("socket")
+            try:
+                sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass  # TLS-wrapped or a port without the option: slower, still correct
+            await self._send(_header(_CONNECT, len(var) + len(payload)) + var + payload)
+            got = await asyncio.wait_for(self._read_packet(), timeout_ms / 1000)
+        except (asyncio.TimeoutError, EOFError):  # neither is an OSError on MicroPython: the
+            raise MqttError("connect failed: no CONNACK") from None  # link took them for a bug
         kind, body = got
         if kind != _CONNACK or len(body) != 2:
             raise MqttError("expected CONNACK")
@@ -132,7 +141,11 @@ class MQTTClient:
             if self._w is None:  # checked under the lock: close() may run while we wait for it
                 raise MqttError("not connected")
             self._w.write(data)
-            await self._w.drain()
+            try:
+                await asyncio.wait_for(self._w.drain(), _SEND_S)
+            except asyncio.TimeoutError:  # a half-open link with a full send buffer; and a packet
+                self.close()  # cut off mid-stream cannot be resumed: end the session
+                raise MqttError("send timed out") from None
 
     async def _read_packet(self):
         hdr = await self._r.readexactly(1)
@@ -208,13 +221,31 @@ class MQTTClient:
             raise MqttError("connection lost before SUBACK for %s" % topic)
 
     async def ping(self):
-        await self._send(bytes((_PINGREQ, 0)))
+        """PINGREQ, then wait keepalive / 2 (at most 10 s) for any packet, the PINGRESP or any
+        other: the link is alive. Without one it is dead: MqttError, the session ends. A
+        half-open TCP link (the broker's host gone, a NAT entry expired) takes writes without
+        error for many minutes; before, only a reading's PUBACK timeout showed it."""
+        waiter = [asyncio.Event(), False]  # type: list[Any]
+        self._acks[0] = waiter  # 0 is never a packet id: run() sets it on any packet
+        try:
+            await self._send(bytes((_PINGREQ, 0)))
+            await asyncio.wait_for(waiter[0].wait(), min(self.keepalive, 20) / 2 or 10)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._acks.pop(0, None)
+        if not waiter[1]:  # no packet in time, or the connection closed meanwhile
+            raise MqttError("no answer to PINGREQ")
 
     async def run(self):
         """Read packets until the connection fails; dispatch PUBLISH to the callback."""
         try:
             while True:
                 kind, body = await self._read_packet()
+                waiter = self._acks.get(0)  # a ping waiting: any packet shows the link alive
+                if waiter is not None:
+                    waiter[1] = True
+                    waiter[0].set()
                 t = kind & 0xF0
                 if t == _PUBLISH:
                     await self._on_publish(kind, body)

@@ -92,11 +92,13 @@ def test_board_publishes_signed_readings_and_survives_restart(tmp_path: Path, mo
     first = boot(tmp_path, mosquitto, START, 600, pzem_mwh=0)
     # a second boot (firmware restart): the PZEM kept counting while the board was down
     second = boot(tmp_path, mosquitto, START + 700, 300, pzem_mwh=int(first[2]) + 25_000)
-    # let the collector catch up with what the broker acknowledged (a loaded machine is slow)
+    # let the collector catch up with what the broker acknowledged (a loaded machine is slow);
+    # distinct frames: a reading spooled at the first shutdown and replayed at the second boot
+    # reaches the collector twice but is counted once in `sent`
     expected = int(first[0]) + int(second[0])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        got = sum(1 for t, _ in list(frames) if t.endswith("/reading"))
+        got = len({p for t, p in list(frames) if t.endswith("/reading")})
         if got >= expected:
             break
         time.sleep(0.1)
@@ -117,8 +119,10 @@ def test_board_publishes_signed_readings_and_survives_restart(tmp_path: Path, mo
     # nothing lost: every sequence number the board used arrived; the restart resumed above
     # the persisted ceiling (SEQ_BLOCK = 64) so no number was reused
     used = sorted(set(range(int(first[3]))) | set(range(64, int(second[3]))))
-    left = int(second[1])  # still in the flash spool after the last shutdown (sent next boot)
-    assert left <= 1 and seqs == used[: len(used) - left]
+    # still in the flash spool after the last shutdown (sent next boot); when only its PUBACK was
+    # cut off by the shutdown, the broker has it already
+    left = int(second[1])
+    assert left <= 1 and seqs in (used, used[: len(used) - left])
     assert len(seqs) >= 85
     assert [r.e_imp for r in readings] == sorted(r.e_imp for r in readings)
     # energy: the register after the restart includes what the chip counted while down
@@ -238,7 +242,7 @@ def test_orders_clamped_acknowledged_and_broker_restart(tmp_path: Path, mosquitt
         res = proc.stdout.split("RESULT")[1].split(None, 6)
         expected = int(res[2]) - int(res[1])  # sequence numbers used, less those still spooled
         for _ in range(100):  # let the collector catch up (a loaded machine is slow)
-            if sum(1 for t, _ in frames if t.endswith("/reading")) >= expected:
+            if len({p for t, p in frames if t.endswith("/reading")}) >= expected:  # distinct
                 break
             await asyncio.sleep(0.1)
         task.cancel()
@@ -274,5 +278,6 @@ def test_orders_clamped_acknowledged_and_broker_restart(tmp_path: Path, mosquitt
     assert first.reason == "ev_ma limited to 16000"
     assert [a.status for a in acks[1:]] == [messages.ST_REJECTED, messages.ST_REJECTED]
     assert "signature" in acks[1].reason and "replayed order 5" in acks[2].reason
-    # the broker restart lost nothing: readings spooled on the board were replayed in order
-    assert seqs == set(range(seq - left)) and sent + left >= seq - 1
+    # the broker restart lost nothing: readings spooled on the board were replayed in order. One
+    # spooled at the shutdown may have reached the broker already (only its PUBACK cut off)
+    assert seqs in (set(range(seq)), set(range(seq - left))) and sent + left >= seq - 1
