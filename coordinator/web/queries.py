@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from coordinator import billing
-from coordinator.export import boards_of
+from coordinator.export import boards_of, statements
 from coordinator.ledger import Ledger
 from coordinator.market import SUPPLIER, Contract
 
@@ -224,18 +224,7 @@ def bill(
 ) -> dict[str, Any]:
     """The member's bill over ``[start, end)``; ``from`` and ``to`` name the period as local days
     of the billing time zone ``zone`` (``to`` exclusive), ``days`` the days fixed charges count."""
-    known = {m["id"]: m for m in ledger.members()}
-    sub = billing.subscription_per_day(known.get(member))
-    st = billing.statement(
-        ledger,
-        member,
-        start,
-        end,
-        fixed_per_day=fixed_per_day,
-        subscription_per_day=sub,
-        contracts=contracts,
-        zone=zone,
-    )
+    (st,) = statements(ledger, start, end, [member], fixed_per_day, tuple(contracts), zone)
     running = []
     acc = 0
     for t, amount in ledger.conn.execute(
