@@ -105,6 +105,12 @@ class IntervalLoop:
         prefs = self.prefs()
         self.reload_wholesale()
         for start in self.due():
+            sealed: list[tuple[str, bytes]] = []  # the signed Result, made once by settle
+
+            def seal(c: Clearing, sealed: list[tuple[str, bytes]] = sealed) -> bytes:
+                sealed.append(self.result(c))
+                return sealed[-1][1]
+
             try:
                 c = settle(
                     self.ledger,
@@ -114,14 +120,14 @@ class IntervalLoop:
                     self.tariff,
                     prefs,
                     now=int(self.now()),
-                    seal=lambda c: self.result(c)[1],  # stored with the settlement, in one transaction
+                    seal=seal,  # the Result is stored with the settlement, in one transaction
                     **self.options,
                 )
             except MissingPrice as e:  # later intervals wait too: intervals settle in order
                 self._wait(start, e)
                 break
             self._waiting = None
-            topic, fr = self.result(c)  # Ed25519 is deterministic: the frame just stored
+            topic, fr = sealed[-1]  # the frame just stored with the settlement
             await self.publish(topic, fr)
             log.info("interval %d settled: %d mWh local at %s mc/kWh", start, c.traded, c.price)
             done.append(c)
