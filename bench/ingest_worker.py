@@ -9,9 +9,9 @@ import logging
 import signal
 import sys
 
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
+from coordinator.transaction.ingest_service import IngestService
 
 
 async def work(ledger_path: str, port: int, grid: str, client_id: str, group: str | None) -> None:

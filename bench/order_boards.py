@@ -16,7 +16,7 @@ import sys
 import time
 
 from bench.reliability.fuzz import _Actuators, _orders_module, _Registers
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import crypto, topics
 
 BOARD_CFG = {"battery": {"max_charge_w": 5000, "max_discharge_w": 5000}, "relays": []}

@@ -24,11 +24,11 @@ from pathlib import Path
 from bench.order_boards import board_id, board_key
 from bench.reliability.faults import BROKER_CONF
 from bench.table import Row
-from coordinator.dispatch import Dispatch
-from coordinator.ingest_service import IngestService
+from coordinator.delivery.dispatch import Dispatch
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
-from coordinator.mqtt import Connection
+from coordinator.service.mqtt import Connection
+from coordinator.transaction.ingest_service import IngestService
 from protocol import crypto, messages
 from tests.broker import Mosquitto
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import CoordinatorError
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 from protocol.messages import id_ok
 
 
@@ -74,9 +74,9 @@ class Config:
     grid_file: Path | None = None  # pilot grid TOML: enables the delivery guard before dispatch
     web_listen: str | None = None  # [web] listen = "host:port": serve the dashboard
     hass: bool = False  # [hass] discovery = true: publish Home Assistant MQTT discovery and states
-    log_format: str = "text"  # [log] format = "json": JSON lines (coordinator/logs.py)
+    log_format: str = "text"  # [log] format = "json": JSON lines (coordinator/service/logs.py)
     log_level: str = "info"
-    health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (coordinator/health.py)
+    health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (service/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
     timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
 
@@ -185,7 +185,7 @@ def load(path: str | Path) -> Config:
 
 def _timezone(bl: dict[str, Any], interval_s: int) -> str:
     """``[billing] timezone``: an IANA zone whose local midnight is always an interval boundary."""
-    from coordinator.billing import BillingError, check_zone
+    from coordinator.transaction.billing import BillingError, check_zone
 
     name: str = _get(bl, "timezone", "billing", str, "UTC")
     try:
@@ -197,8 +197,8 @@ def _timezone(bl: dict[str, Any], interval_s: int) -> str:
 
 def _date(v: object, where: str, timezone: str = "UTC") -> int:
     """A ``YYYY-MM-DD`` day of the billing time zone as the instant it starts (Unix s)."""
-    from coordinator.billing import BillingError
-    from coordinator.export import ExportError, parse_day
+    from coordinator.transaction.billing import BillingError
+    from coordinator.transaction.export import ExportError, parse_day
 
     if not isinstance(v, str):
         raise ConfigError(f"{where} must be a date string YYYY-MM-DD")
@@ -309,7 +309,7 @@ def _listen(v: object, where: str) -> str | None:
 
 def _ops(data: dict[str, Any]) -> dict[str, Any]:
     """``[log]`` and ``[health]``."""
-    from coordinator.logs import FORMATS, LEVELS
+    from coordinator.service.logs import FORMATS, LEVELS
 
     lg = data.get("log") or {}
     fmt = _get(lg, "format", "log", str, "text")

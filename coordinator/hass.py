@@ -21,7 +21,7 @@ from typing import Any
 
 from coordinator.errors import MqttError
 from coordinator.ledger import Ledger
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import messages
 
 log = logging.getLogger("peergrid.hass")

@@ -9,7 +9,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import topics
 from sim.board import MWS_PER_MWH, VirtualBoard
 

@@ -1,6 +1,6 @@
 """The MQTT broker a run talks to, and how a run restarts it (a fault it may inject).
 
-- ``Embedded``: the in-process broker (amqtt, coordinator/broker.py), stopped and started again on
+- ``Embedded``: the in-process broker (amqtt, coordinator/service/broker.py), stopped and started again on
   the same port; it keeps no sessions across a restart (what was in flight is resent by the
   at-least-once ends: boards' spools and the coordinator's unacknowledged messages).
 - ``External``: a broker someone else runs (``--broker HOST:PORT``); a run cannot restart it.
@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from coordinator.broker import EmbeddedBroker
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.broker import EmbeddedBroker
+from coordinator.service.mqtt import BrokerAddress
 from sim import mosquitto
 from sim.errors import SimError
 

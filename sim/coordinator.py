@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coordinator.dispatch import Dispatch
+from coordinator.delivery.dispatch import Dispatch
 from coordinator.errors import MqttError
-from coordinator.ingest_service import IngestService
-from coordinator.interval import IntervalLoop
 from coordinator.ledger import Ledger
 from coordinator.market import Clearing, Sharing, Tariff
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.interval import IntervalLoop
+from coordinator.service.mqtt import BrokerAddress, Connection
+from coordinator.transaction.ingest_service import IngestService
 from protocol import crypto
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 from protocol import frame, messages
 from sim import attacks
 from sim.errors import SimError

@@ -24,9 +24,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from coordinator.delivery.flexibility import BASELINE_INTERVALS
 from coordinator.errors import MqttError
-from coordinator.flexmarket import BASELINE_INTERVALS
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 from sim import attacks

@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from coordinator.broker import free_port
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.broker import free_port
+from coordinator.service.mqtt import BrokerAddress
 from sim.errors import SimError
 
 START_S = 10.0  # longest wait for the broker to listen

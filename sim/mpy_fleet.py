@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 from protocol import crypto
 from sim import attacks
 from sim.errors import SimError

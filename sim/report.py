@@ -7,8 +7,8 @@ import time
 from html import escape
 from pathlib import Path
 
-from coordinator import billing
 from coordinator.market import DSO, SUPPLIER
+from coordinator.transaction import billing
 from sim import svg
 from sim.metrics import Summary
 from sim.run import RunResult

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordinator import billing, flexmarket
+from coordinator.delivery import flexibility
 from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
+from coordinator.transaction import billing
 from protocol import crypto
 from sim import gridflow
 from sim.brokers import Broker, Embedded
@@ -57,7 +58,7 @@ class Bill:
 
 @dataclass(frozen=True)
 class FlexResult:
-    request: flexmarket.FlexRequest
+    request: flexibility.FlexRequest
     ordered_w: int
     delivered_mwh: int
     ordered_mwh: int
@@ -312,7 +313,7 @@ async def _orders_taken(coord: SimCoordinator, fleet: VirtualFleet, interval: in
 
 def _flex_orders(
     sc: Scenario, fleet: Fleet
-) -> list[tuple[flexmarket.FlexRequest, list[flexmarket.FlexOrder]]]:
+) -> list[tuple[flexibility.FlexRequest, list[flexibility.FlexOrder]]]:
     """Clear each flexibility request against the offers of the batteries on its congestion point;
     the accepted batteries discharge by their ordered power during the request."""
     out = []
@@ -321,18 +322,18 @@ def _flex_orders(
         start = sc.start + f.start_s
         start -= start % length
         n = f.hours * 3600 // length
-        if start - flexmarket.BASELINE_INTERVALS * length < sc.start or start + n * length > sc.end:
+        if start - flexibility.BASELINE_INTERVALS * length < sc.start or start + n * length > sc.end:
             continue  # the run does not cover the request and its baseline
-        req = flexmarket.FlexRequest(
+        req = flexibility.FlexRequest(
             f"req{i + 1}", f.congestion_point, start, n, f.direction, f.power_w, f.price_cap
         )
         offers = [
-            flexmarket.FlexOffer(
+            flexibility.FlexOffer(
                 f"o-{h.member}", req.request_id, h.member, h.board, h.battery_w, 12_000 + 500 * k, 0
             )
             for k, h in enumerate(x for x in sc.homes if x.battery_w and x.feeder == f.congestion_point)
         ]
-        orders = flexmarket.clear_flex(req, offers)
+        orders = flexibility.clear_flex(req, offers)
         for od in orders:
             fleet.flex.setdefault(od.offer.party, []).append(FlexDuty(start, start + n * length, od.power_w))
         out.append((req, orders))
@@ -341,13 +342,13 @@ def _flex_orders(
 
 def _settle_flex(
     coord: SimCoordinator,
-    flex: list[tuple[flexmarket.FlexRequest, list[flexmarket.FlexOrder]]],
+    flex: list[tuple[flexibility.FlexRequest, list[flexibility.FlexOrder]]],
     length: int,
 ) -> list[FlexResult]:
     out = []
     for req, orders in flex:
-        settled = flexmarket.verify(coord.ledger, req, orders, length)
-        flexmarket.settle_orders(coord.ledger, req, settled)
+        settled = flexibility.verify(coord.ledger, req, orders, length)
+        flexibility.settle_orders(coord.ledger, req, settled)
         per = sum(o.power_w for o in orders) * length * 10 // 36 * req.intervals
         out.append(
             FlexResult(

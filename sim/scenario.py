@@ -47,7 +47,7 @@ Format (see sim/scenarios/*.toml for complete examples; unknown keys are refused
     battery_kwh = 0              # behind-the-meter battery, dispatched by the coordinator
     battery_kw = 0
 
-    [[flex]]                     # a grid operator's flexibility request (coordinator/flexmarket.py)
+    [[flex]]                     # a grid operator's flexibility request (coordinator/delivery/flexibility.py)
     congestion_point = "f2"
     start = "17:00"              # time of day
     hours = 2

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from coordinator import boardfile
-from coordinator.boardfile import BoardFileError
+from coordinator.provision import boardfile
+from coordinator.provision.boardfile import BoardFileError
 from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
 
 TYPES = boardfile.board_types()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import demo
+from sim import demo
 from sim.errors import SimError
 from tests.broker import Mosquitto
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.reliability.fuzz import GRID, NOW, _Actuators, _orders_module, _Registers
-from coordinator import boardfile
 from coordinator.errors import RejectedMessage
-from coordinator.ingest import MAX_AGE_S, MAX_FUTURE_S, Ingest
+from coordinator.provision import boardfile
+from coordinator.transaction.ingest import MAX_AGE_S, MAX_FUTURE_S, Ingest
 from protocol import crypto, frame, messages, topics
 
 

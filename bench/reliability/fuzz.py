@@ -10,7 +10,7 @@ Targets and what counts as a clean refusal:
   raises; a refusal is an Ack with status REJECTED and its reason.
 - ``codec``: ``protocol.codec.unpack`` and ``messages.from_list``: only ``ProtocolError``.
 - ``config``: ``coordinator.config.load`` on a mutated coordinator TOML: only ``ConfigError``.
-- ``boardfile``: ``coordinator.boardfile.load`` on mutated board files: only ``BoardFileError``.
+- ``boardfile``: ``coordinator.provision.boardfile.load`` on mutated board files: only ``BoardFileError``.
 
 Mutants start from valid seeds (frames of every type, the example config, the shipped board
 files). Half of the frame and codec mutants have one to three fields replaced by edge values
@@ -38,11 +38,12 @@ from typing import Any
 
 import msgpack
 
-from coordinator import boardfile, config
+from coordinator import config
 from coordinator.errors import CoordinatorError
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
-from coordinator.mqtt import BrokerAddress, Inbound
+from coordinator.provision import boardfile
+from coordinator.service.mqtt import BrokerAddress, Inbound
+from coordinator.transaction.ingest_service import IngestService
 from protocol import codec, crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 

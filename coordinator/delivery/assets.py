@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from coordinator.delivery.errors import AssetError
-from coordinator.redispatch import Resource
+from coordinator.delivery.redispatch import Resource
 
 PV = "pv_limit"
 BATTERY = "battery"

@@ -8,7 +8,7 @@ the bus's SimBench load and PV (PV x ``pv_scale``), and on the buses round robin
   the cheapest intervals of their window (the local price curve :data:`PRICES`): they all pick the
   same cheap night hours, so without the guard the transformer overloads;
 - home batteries (5 kW, 10 kWh) and one community battery (50 kW, 150 kWh) that trade in the
-  local market: a day plan (:func:`coordinator.integrator.plan`) against the local price, charging
+  local market: a day plan (:func:`coordinator.delivery.integrator.plan`) against the local price, charging
   at the cheap sunny midday and selling in the evening;
 - heat pumps (3 kW) on a relay, four hours of runs from 22:00; a paused run is caught up within
   three more hours (pausing costs the member little: :data:`COSTS`).
@@ -32,9 +32,9 @@ import numpy as np
 from coordinator.delivery.assets import Assets, Costs
 from coordinator.delivery.grid import Connection, GridModel
 from coordinator.delivery.guard import Change, redispatch_assets
+from coordinator.delivery.integrator import Home, Slot, plan
 from coordinator.delivery.schedules import simbench_parts, simbench_peak_pv_step
 from coordinator.delivery.screen import GridState, Screen
-from coordinator.integrator import Home, Slot, plan
 
 STEP = 900  # SimBench's profile step, s
 # The local price (mc/kWh) by hour of day: cheap night, morning peak, sunny midday near the

@@ -2,7 +2,7 @@
 
 Preferences (``members.prefs``, JSON), every key optional:
 
-- ``storage``: a battery or an EV as :mod:`coordinator.dispatch` describes it (market-cleared);
+- ``storage``: a battery or an EV as :mod:`coordinator.delivery.dispatch` describes it (market-cleared);
 - ``ev``: an EV beside a battery on an integrator home: ``{"max_charge_w": 11000, "phases": 3,
   "need_mwh": 20000000, "arrive": "17:00", "departure": "07:00"}`` (UTC);
 - ``deferrable``: a load on a relay that may be postponed: ``{"w": 3000, "relay": 0, "hours":
@@ -13,7 +13,7 @@ Preferences (``members.prefs``, JSON), every key optional:
   in :class:`~coordinator.delivery.assets.Costs`, PV at the feed-in tariff) and ``price``, what it
   asks per kWh in the flexibility market (default: its costs);
 - ``integrator``: ``{"horizon": 16}``: the home's battery and EV follow the integrator plan
-  (:mod:`coordinator.integrator`) instead of the market.
+  (:mod:`coordinator.delivery.integrator`) instead of the market.
 
 Pure: the dispatcher passes in the state of charge and the planned setpoints.
 """

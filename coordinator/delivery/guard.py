@@ -5,7 +5,7 @@ the members.
 :func:`redispatch_assets` works on every device a board has (:mod:`coordinator.delivery.assets`):
 PV output limits, battery charge/discharge, EV charging current and deferrable loads. Each round
 screens the schedule, linearises the constraints near their limits at the current point and lets
-:func:`coordinator.redispatch.redispatch` pick the cheapest effect per unit of cost; up to
+:func:`coordinator.delivery.redispatch.redispatch` pick the cheapest effect per unit of cost; up to
 ``rounds`` rounds re-linearise. The schedule it returns is checked again (AC power flow where the
 screen is not sure), so a remaining violation is reported, never hidden.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from coordinator.delivery.assets import LOAD, PV, Assets, Costs
 from coordinator.delivery.grid import GridModel
+from coordinator.delivery.redispatch import redispatch
 from coordinator.delivery.screen import CheckResult, Screen
 from coordinator.delivery.summary import GridSummary, summarize
-from coordinator.redispatch import redispatch
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from numpy.typing import NDArray
 
 from coordinator.delivery.errors import GridDefinitionError, PowerFlowError, ScheduleError
 from coordinator.delivery.grid import GridModel
-from coordinator.redispatch import Constraint
+from coordinator.delivery.redispatch import Constraint
 
 F64 = NDArray[np.float64]
 C128 = NDArray[np.complex128]
@@ -438,7 +438,7 @@ class Screen:
         window_loading_pp: float = 30.0,
         tighten: bool = True,
     ) -> list[Constraint]:
-        """Constraints for :func:`coordinator.redispatch.redispatch` at the schedule's predicted point.
+        """Constraints for :func:`~coordinator.delivery.redispatch.redispatch` at the predicted point.
 
         Each has the predicted value, its limit and d value / d injection (per W) at each connection
         bus, linearised at the predicted voltages. Only those within the window of their limit are

@@ -5,7 +5,7 @@ The bundle directory is what goes onto the board's flash (``peergrid board flash
     main.py             entry point (source: MicroPython runs main.py, not main.mpy)
     *.mpy drivers/      the firmware, compiled with mpy-cross for the board's architecture
     protocol/*.mpy      the wire protocol (CPython-only backends ``*_c.py`` left out)
-    board.json          the board file in compact form (coordinator/boardfile.py)
+    board.json          the board file in compact form (coordinator/provision/boardfile.py)
     settings.json       board id, grid, coordinator public key, broker and Wi-Fi settings
     ca.der              the broker's CA certificate, when the broker uses TLS
     MANIFEST.json       what was built from what: every file's SHA-256, the mpy-cross version
@@ -29,7 +29,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator import boardfile
+from coordinator.provision import boardfile
 from coordinator.provision.errors import ProvisionError
 from protocol.messages import id_ok
 

@@ -13,9 +13,9 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
-from coordinator.ingest import BoardState, Ingest
 from coordinator.ledger import Ledger
 from coordinator.provision.errors import ProvisionError
+from coordinator.transaction.ingest import BoardState, Ingest
 from protocol import crypto
 
 log = logging.getLogger("peergrid.enrol")

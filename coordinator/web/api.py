@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator import billing, export
-from coordinator.audit import AuditError, bundle, dispute
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
+from coordinator.transaction import billing, export
+from coordinator.transaction.audit import AuditError, bundle, dispute
 from coordinator.web import openapi, queries
 from coordinator.web.auth import Principal, identify
 

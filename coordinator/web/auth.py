@@ -10,8 +10,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from coordinator.export import check_member
 from coordinator.ledger import Ledger
+from coordinator.transaction.export import check_member
 
 PREFIX = "pg_"
 

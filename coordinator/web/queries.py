@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from coordinator import billing
-from coordinator.export import boards_of, statements
 from coordinator.ledger import Ledger
 from coordinator.market import SUPPLIER, Contract
+from coordinator.transaction import billing
+from coordinator.transaction.export import boards_of, statements
 
 ONLINE_S = 300  # a board whose last reading is older than this is shown offline
 MAX_POINTS = 240

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import config
-from coordinator.interval import IntervalLoop
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
+from coordinator.service.interval import IntervalLoop
 from protocol import crypto
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from coordinator import billing
-from coordinator.audit import AuditError
-from coordinator.audit.verify import load, verify_bundle
 from coordinator.cli import main
 from coordinator.ledger import Ledger
+from coordinator.transaction import billing
+from coordinator.transaction.audit import AuditError
+from coordinator.transaction.audit.verify import load, verify_bundle
 from protocol import messages
 from tests.audit.community import FIXED_PER_DAY, GRID, build
 
@@ -160,7 +160,7 @@ def test_disputes_keep_the_evidence(exported: tuple[Any, Path], capsys: pytest.C
     assert "dispute #1: member carol" in out and "signed result present" in out
     assert main(["dispute", "list", "--config", str(c.config), "--member", "carol"]) == 0
     assert "I was away" in capsys.readouterr().out
-    from coordinator.audit import dispute
+    from coordinator.transaction.audit import dispute
 
     with Ledger.open(c.ledger) as led:
         (d,) = dispute.disputes(led, "carol")
@@ -263,7 +263,7 @@ def test_verify_agrees_with_the_bill_in_a_local_time_zone(
     # would count two. The bundle carries the zone and her membership, so verify counts the same.
     import calendar
 
-    from coordinator.export import parse_period
+    from coordinator.transaction.export import parse_period
 
     c = build(tmp_path, timezone="Europe/Zurich")
     joined = calendar.timegm((2025, 11, 19, 23, 30, 0, 0, 0, 0))

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator import billing
-from coordinator.billing import NC_PER_CENT, Line, Statement
 from coordinator.ledger import LedgerError
-from coordinator.settlement import settle
+from coordinator.transaction import billing
+from coordinator.transaction.billing import NC_PER_CENT, Line, Statement
+from coordinator.transaction.settlement import settle
 from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
 
 

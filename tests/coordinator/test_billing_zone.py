@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import billing, config
-from coordinator.billing import BillingError, Line
+from coordinator import config
 from coordinator.cli import main
-from coordinator.export import parse_day, parse_period
 from coordinator.ledger import Ledger, LedgerError
 from coordinator.market import Contract
+from coordinator.transaction import billing
+from coordinator.transaction.billing import BillingError, Line
+from coordinator.transaction.export import parse_day, parse_period
 
 Z = "Europe/Zurich"
 FIXED = 3_000_000_000  # 3 cents a day

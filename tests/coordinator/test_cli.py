@@ -9,7 +9,7 @@ import pytest
 from coordinator.cli import main
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
-from coordinator.settlement import settle
+from coordinator.transaction.settlement import settle
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
 

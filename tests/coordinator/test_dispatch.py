@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.delivery.assets import Costs
-from coordinator.dispatch import Dispatch
-from coordinator.ingest import Ingest
+from coordinator.delivery.dispatch import Dispatch
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
-from coordinator.settlement import settle
+from coordinator.transaction.ingest import Ingest
+from coordinator.transaction.settlement import settle
 from protocol import crypto, frame, messages, topics
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
@@ -317,7 +317,7 @@ def test_flex_request_gets_offers_orders_setpoints_and_payment(tmp_path: Path) -
     """A grid operator's request to cut import on feeder f1: offers come from the members' devices,
     the cheapest clear, the delivering boards get setpoints in the request's intervals, and the
     readings prove delivery against the baseline, which is paid."""
-    from coordinator.flexmarket import FlexRequest, clear_flex, record_orders, settle_orders, verify
+    from coordinator.delivery.flexibility import FlexRequest, clear_flex, record_orders, settle_orders, verify
 
     led = Ledger.open(tmp_path / "l.db")
     bat = {"capacity_mwh": 20_000_000, "max_charge_w": 5_000, "max_discharge_w": 5_000, "min_soc": 100}
@@ -387,7 +387,7 @@ def test_integrator_home_follows_its_plan_and_stacks_a_flex_order(tmp_path: Path
     """An integrator home's battery is not bid into the market: its setpoint is the first step of
     its own plan. With a flexibility order on the home, the plan discharges into it (the order pays
     more than the energy is worth), and the order is not applied twice."""
-    from coordinator.flexmarket import FlexOffer, FlexOrder, FlexRequest, record_orders
+    from coordinator.delivery.flexibility import FlexOffer, FlexOrder, FlexRequest, record_orders
 
     led = Ledger.open(tmp_path / "l.db")
     bat = {"capacity_mwh": 10_000_000, "max_charge_w": 4_000, "max_discharge_w": 4_000}
@@ -509,7 +509,7 @@ def test_bad_preferences_leave_out_one_member_not_the_interval(tmp_path: Path) -
 
 
 def test_interval_loop_runs_the_whole_dispatch_once_per_interval(tmp_path: Path) -> None:
-    from coordinator.interval import IntervalLoop
+    from coordinator.service.interval import IntervalLoop
 
     led, _ = street_ledger(tmp_path / "l.db")
     calls: list[int] = []
@@ -539,7 +539,7 @@ def test_interval_loop_runs_the_whole_dispatch_once_per_interval(tmp_path: Path)
 
 
 def test_ev_offers_flexibility_only_when_it_can_still_leave_full(tmp_path: Path) -> None:
-    from coordinator.flexmarket import FlexRequest
+    from coordinator.delivery.flexibility import FlexRequest
 
     led = Ledger.open(tmp_path / "l.db")
     req = FlexRequest("r1", "f1", START + 3600, 2, "reduce", 5_000, 30_000)

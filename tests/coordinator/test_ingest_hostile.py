@@ -8,11 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
-from coordinator.mqtt import Connection
 from coordinator.provision import enrol
-from coordinator.subscriber import MAX_PACKET
+from coordinator.service.mqtt import Connection
+from coordinator.transaction.ingest_service import IngestService
+from coordinator.transaction.subscriber import MAX_PACKET
 from protocol import frame, messages
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
-from coordinator.mqtt import Connection
-from coordinator.settlement import settle
+from coordinator.service.mqtt import Connection
+from coordinator.transaction.settlement import settle
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
 
@@ -208,7 +208,7 @@ def test_a_failed_commit_is_retried_not_lost(tmp_path: Path, mosquitto: Mosquitt
     starts a new session and the broker delivers them again."""
     import sqlite3
 
-    from coordinator.ingest_service import IngestService
+    from coordinator.transaction.ingest_service import IngestService
 
     db = tmp_path / "ledger.db"
     b = VirtualBoard("g1", "m01", bytes([9]) * 32, lambda ts: 900)

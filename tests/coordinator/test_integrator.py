@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.delivery.devices import Devices
-from coordinator.integrator import Home, PlanError, Slot, ev_schedule, first_step, plan, slot_cost
+from coordinator.delivery.integrator import Home, PlanError, Slot, ev_schedule, first_step, plan, slot_cost
 
 L = 900
 E = 1000 * L * 10 // 36  # mWh of 1 kW for one slot

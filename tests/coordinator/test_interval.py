@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.interval import IntervalLoop
 from coordinator.ledger import Ledger
 from coordinator.market import Clearing
-from coordinator.settlement import settle
+from coordinator.service.interval import IntervalLoop
+from coordinator.transaction.settlement import settle
 from protocol import crypto, frame, messages, topics
 from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
 

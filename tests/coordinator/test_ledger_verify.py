@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main
-from coordinator.ingest import Ingest
 from coordinator.ledger import Ledger
 from coordinator.ledger.verify import verify
-from coordinator.settlement import settle
+from coordinator.transaction.ingest import Ingest
+from coordinator.transaction.settlement import settle
 from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
 from tests.coordinator.test_settlement import START, TARIFF

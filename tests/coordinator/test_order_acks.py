@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
 from coordinator.ledger.store import ACK_KEPT
-from coordinator.mqtt import BrokerAddress, Inbound
+from coordinator.service.mqtt import BrokerAddress, Inbound
+from coordinator.transaction.ingest_service import IngestService
 from protocol import crypto, frame, messages, topics
 
 START = 1_750_000_000 - 1_750_000_000 % 900

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import billing, reconcile
 from coordinator.cli import main
 from coordinator.ledger import Ledger
 from coordinator.market import SUPPLIER
-from coordinator.reconcile import ReconcileError
-from coordinator.settlement import settle
+from coordinator.transaction import billing, reconcile
+from coordinator.transaction.reconcile import ReconcileError
+from coordinator.transaction.settlement import settle
 from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.redispatch import Constraint, RedispatchError, Resource, redispatch
+from coordinator.delivery.redispatch import Constraint, RedispatchError, Resource, redispatch
 
 # A feeder end where PV export raises the voltage: 0.01 pu per 10 kW injected at B2, half at B1.
 V = Constraint("v:B2", 1.08, 1.05, {"B1": 0.5e-6, "B2": 1.0e-6})

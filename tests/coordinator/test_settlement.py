@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import billing
 from coordinator.ledger import Ledger, LedgerError
 from coordinator.market import DSO, SUPPLIER, Preferences, Tariff
-from coordinator.settlement import measure, settle
+from coordinator.transaction import billing
+from coordinator.transaction.settlement import measure, settle
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
 

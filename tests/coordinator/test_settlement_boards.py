@@ -9,7 +9,7 @@ from pathlib import Path
 
 from coordinator.ledger import Ledger
 from coordinator.provision import enrol
-from coordinator.settlement import measure, settle
+from coordinator.transaction.settlement import measure, settle
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
 from tests.coordinator.test_settlement import PROFILES, START, TARIFF

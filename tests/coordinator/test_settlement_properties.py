@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
 from coordinator.provision import enrol
-from coordinator.settlement import settle
+from coordinator.transaction.settlement import settle
 from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
 

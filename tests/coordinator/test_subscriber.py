@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coordinator.errors import MqttError
-from coordinator.mqtt import BrokerAddress, Connection
-from coordinator.subscriber import MAX_PACKET, Subscriber, _packet, parse
+from coordinator.service.mqtt import BrokerAddress, Connection
+from coordinator.transaction.subscriber import MAX_PACKET, Subscriber, _packet, parse
 from tests.broker import Mosquitto
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from coordinator.delivery.day import COSTS, HP_HOURS, PRICES, simulate
 from coordinator.delivery.grid import GridModel
+from coordinator.delivery.redispatch import Resource, redispatch
 from coordinator.delivery.schedules import simbench_peak_pv_step, simbench_schedules
 from coordinator.delivery.screen import Screen
-from coordinator.redispatch import Resource, redispatch
 
 FEED_IN = 4_000  # mc/kWh: what a curtailed kWh of export would have earned
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from coordinator.delivery.bench import bench_screen
 from coordinator.delivery.errors import PowerFlowError, ScheduleError
 from coordinator.delivery.grid import GridModel
+from coordinator.delivery.redispatch import Resource, redispatch
 from coordinator.delivery.schedules import simbench_peak_pv_step, simbench_schedules
 from coordinator.delivery.screen import (
     EXPORT,
@@ -21,7 +22,6 @@ from coordinator.delivery.screen import (
     VOLTAGE_HIGH,
     Screen,
 )
-from coordinator.redispatch import Resource, redispatch
 from tests.delivery.conftest import SIMBENCH, screen_by_name
 
 
@@ -131,7 +131,7 @@ def test_board_limits_and_pilot(pilot: GridModel) -> None:
 
 
 def test_constraints_feed_redispatch_which_the_ac_check_accepts(pilot: GridModel) -> None:
-    """Curtail PV on the pilot with coordinator.redispatch on the screen's sensitivities."""
+    """Curtail PV on the pilot with coordinator.delivery.redispatch on the screen's sensitivities."""
     scr = Screen(pilot)
     sched = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
     where = {c.board: c.bus for c in pilot.connections}

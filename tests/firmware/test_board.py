@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from coordinator.errors import MqttError
-from coordinator.ingest import Ingest
-from coordinator.mqtt import Connection
+from coordinator.service.mqtt import Connection
+from coordinator.transaction.ingest import Ingest
 from protocol import crypto, messages, topics
 from tests.broker import Mosquitto
 from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.broker import free_port
 from coordinator.cli import main
-from coordinator.mqtt import BrokerAddress
 from coordinator.provision.brokerconf import Site
+from coordinator.service.broker import free_port
+from coordinator.service.mqtt import BrokerAddress
 from tests.broker import launch, terminate
 
 GRID = "g1"

@@ -15,10 +15,10 @@ import pytest
 
 from coordinator import config
 from coordinator.errors import MqttError
-from coordinator.mqtt import BrokerAddress, Connection
 from coordinator.provision import pki
 from coordinator.provision.brokerconf import check_password, hash_password
 from coordinator.provision.errors import ProvisionError
+from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import topics
 from tests.provision.conftest import GRID, SecureBroker, init_site
 

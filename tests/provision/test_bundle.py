@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
 from coordinator.provision import bundle, enrol, flash
 from coordinator.provision.errors import ProvisionError
+from coordinator.transaction.ingest_service import IngestService
 from protocol import crypto
 from tests.broker import Mosquitto
 

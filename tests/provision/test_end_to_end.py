@@ -26,10 +26,10 @@ import pytest
 from coordinator import config
 from coordinator.cli import main
 from coordinator.errors import MqttError
-from coordinator.ingest_service import IngestService
 from coordinator.ledger import Ledger
-from coordinator.mqtt import Connection
 from coordinator.provision.flash import micropython_exe, unix_env
+from coordinator.service.mqtt import Connection
+from coordinator.transaction.ingest_service import IngestService
 from protocol import crypto, frame, messages, topics
 from tests.provision.conftest import GRID, SecureBroker
 

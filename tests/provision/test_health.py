@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from coordinator import config, logs
-from coordinator.broker import free_port
-from coordinator.health import Health
+from coordinator import config
 from coordinator.ledger import Ledger
+from coordinator.service import logs
+from coordinator.service.broker import free_port
+from coordinator.service.health import Health
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
 from tests.coordinator.readings import store

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main
-from coordinator.ingest import Ingest
 from coordinator.ledger import Ledger
 from coordinator.provision import enrol
 from coordinator.provision.errors import ProvisionError
+from coordinator.transaction.ingest import Ingest
 from protocol import crypto
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store

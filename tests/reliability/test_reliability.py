@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bench.reliability import attacks, faults, fuzz
 from bench.reliability.__main__ import main
 from coordinator.errors import RejectedMessage
-from coordinator.ingest import Ingest
+from coordinator.transaction.ingest import Ingest
 from protocol import codec, crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 

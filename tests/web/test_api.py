@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from coordinator.audit.bundle import Charges
-from coordinator.audit.verify import verify_bundle
 from coordinator.ledger import Ledger
+from coordinator.transaction.audit.bundle import Charges
+from coordinator.transaction.audit.verify import verify_bundle
 from coordinator.web import auth
 from coordinator.web.api import Site
 from coordinator.web.server import app
@@ -251,7 +251,7 @@ def test_the_dashboard_bill_of_a_local_day(community: Community) -> None:
     # 23:00 UTC, and the default period the local month; exports and bundles use the same days
     import calendar
 
-    from coordinator.audit.bundle import Charges
+    from coordinator.transaction.audit.bundle import Charges
 
     zurich = "Europe/Zurich"
 

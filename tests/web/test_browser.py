@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from coordinator.broker import free_port
 from coordinator.ledger import Ledger
+from coordinator.service.broker import free_port
 from coordinator.web import auth
 from tests.audit.community import Community, build
 
@@ -134,7 +134,7 @@ def test_member_dashboard_shows_charts_and_only_its_own_data(served: Any, browse
     assert "recorded with its evidence" in page.inner_text("#dispute-msg")
     page.close()
     with Ledger.open(c.ledger) as led:
-        from coordinator.audit.dispute import disputes
+        from coordinator.transaction.audit.dispute import disputes
 
         (d,) = disputes(led, "alice")
         assert d.reason == "export looks low" and d.evidence["spans"][0]["board"] == "b-alice"

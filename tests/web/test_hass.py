@@ -8,7 +8,7 @@ from pathlib import Path
 
 from coordinator.hass import HassPublisher
 from coordinator.ledger import Ledger
-from coordinator.mqtt import Connection
+from coordinator.service.mqtt import Connection
 from tests.audit.community import GRID, build
 from tests.broker import Mosquitto
 from tests.coordinator.readings import store

@@ -13,9 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from coordinator.broker import free_port
 from coordinator.ledger import Ledger
-from coordinator.mqtt import Connection
+from coordinator.service.broker import free_port
+from coordinator.service.mqtt import Connection
 from coordinator.web import auth
 from tests.audit.community import build
 from tests.broker import Mosquitto

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator import billing
-from coordinator.flexmarket import (
+from coordinator.delivery.flexibility import (
     Capability,
     FlexError,
     FlexOffer,
@@ -26,6 +25,7 @@ from coordinator.flexmarket import (
 )
 from coordinator.ledger import Ledger
 from coordinator.market import DSO
+from coordinator.transaction import billing
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 
 DEFAULT_SCENARIO = "quartierstrom"
 DEMO_ATTACKS = {"bad_signature": 1, "replay": 1, "wrong_topic": 1}

@@ -28,11 +28,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from coordinator import billing
-from coordinator.audit import FORMAT, AuditError
 from coordinator.ledger.verify import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
-from coordinator.settlement import digest
+from coordinator.transaction import billing
+from coordinator.transaction.audit import FORMAT, AuditError
+from coordinator.transaction.settlement import digest
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 

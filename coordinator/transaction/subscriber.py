@@ -1,6 +1,6 @@
 """A lean MQTT 3.1.1 subscriber for the ingest's receive path.
 
-The general client (``coordinator.mqtt.Connection``, aiomqtt on paho) handles one packet per
+The general client (``coordinator.service.mqtt.Connection``, aiomqtt on paho) handles one packet per
 event-loop wake-up and several small socket reads per message: about as much CPU per reading as
 its signature check. Ingest only needs to receive QoS 1 messages on a persistent session and
 acknowledge them after its commit, so this client reads the socket in large chunks, parses every
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 from coordinator.errors import MqttError
-from coordinator.mqtt import BrokerAddress, Inbound
+from coordinator.service.mqtt import BrokerAddress, Inbound
 
 CONNECT = 0x10
 CONNACK = 0x20

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from coordinator.errors import BrokerError
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -12,10 +12,10 @@ from typing import Any
 
 def _bundle(args: argparse.Namespace) -> int:
     from coordinator import config
-    from coordinator.mqtt import BrokerAddress
     from coordinator.provision import bundle
     from coordinator.provision.brokerconf import Site
     from coordinator.provision.errors import ProvisionError
+    from coordinator.service.mqtt import BrokerAddress
     from protocol import crypto
 
     cfg = config.load(args.config)
@@ -268,9 +268,9 @@ def services(
 ) -> list[asyncio.Task[None]]:
     """For ``coordinator run``: logging as configured, the registry watch (boards enrolled,
     re-keyed or retired by the operator take effect at once) and ``/healthz`` if configured."""
-    from coordinator import logs
-    from coordinator.health import Health
     from coordinator.provision import enrol
+    from coordinator.service import logs
+    from coordinator.service.health import Health
 
     logs.setup(cfg.log_format, cfg.log_level)
     tasks = [asyncio.create_task(enrol.watch(svc.ingest, ledger, stop))]

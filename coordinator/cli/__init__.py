@@ -8,15 +8,17 @@ import logging
 import sys
 from typing import Any
 
-from coordinator import __version__, cli_board, cli_web
+from coordinator import __version__
+from coordinator.cli import board as cli_board
+from coordinator.cli import web as cli_web
 from coordinator.errors import CoordinatorError
-from coordinator.mqtt import BrokerAddress
+from coordinator.service.mqtt import BrokerAddress
 
 
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from coordinator import demo
+    from sim import demo
 
     broker = BrokerAddress.parse(args.broker) if args.broker else None
     result = asyncio.run(
@@ -41,13 +43,13 @@ def _coordinator_run(args: argparse.Namespace) -> int:
     import time
 
     from coordinator import config
-    from coordinator.dispatch import Dispatch
+    from coordinator.delivery.dispatch import Dispatch
     from coordinator.errors import MqttError
-    from coordinator.ingest_service import IngestService
-    from coordinator.interval import IntervalLoop
     from coordinator.ledger import Ledger
     from coordinator.market import Tariff
-    from coordinator.mqtt import Connection
+    from coordinator.service.interval import IntervalLoop
+    from coordinator.service.mqtt import Connection
+    from coordinator.transaction.ingest_service import IngestService
     from protocol import crypto
 
     cfg = config.load(args.config)
@@ -147,9 +149,10 @@ def _members(args: argparse.Namespace) -> int:
     import datetime
     import time
 
-    from coordinator import billing, config
-    from coordinator.export import parse_day
+    from coordinator import config
     from coordinator.ledger import Ledger
+    from coordinator.transaction import billing
+    from coordinator.transaction.export import parse_day
 
     cfg = config.load(args.config)
     tz = cfg.timezone
@@ -206,9 +209,10 @@ def _members(args: argparse.Namespace) -> int:
 
 
 def _bill(args: argparse.Namespace) -> int:
-    from coordinator import billing, config
-    from coordinator.export import parse_day, parse_period
+    from coordinator import config
     from coordinator.ledger import Ledger
+    from coordinator.transaction import billing
+    from coordinator.transaction.export import parse_day, parse_period
 
     cfg = config.load(args.config)
     if args.period is not None:
@@ -251,9 +255,10 @@ def _bill(args: argparse.Namespace) -> int:
 def _reconcile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from coordinator import config, reconcile
+    from coordinator import config
     from coordinator.ledger import Ledger
     from coordinator.market import Tariff
+    from coordinator.transaction import reconcile
 
     cfg = config.load(args.config)
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from coordinator.errors import MqttError
 from coordinator.ledger import Ledger
-from coordinator.mqtt import BrokerAddress, Connection
+from coordinator.service.mqtt import BrokerAddress, Connection
 
 log = logging.getLogger("peergrid.health")
 MAX_REQUEST = 8192

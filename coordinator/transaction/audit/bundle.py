@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator import billing
-from coordinator.audit import FORMAT, AuditError
-from coordinator.export import check_member, member_boards
 from coordinator.ledger import Ledger
 from coordinator.market import SUPPLIER, Contract, Tariff
+from coordinator.transaction import billing
+from coordinator.transaction.audit import FORMAT, AuditError
+from coordinator.transaction.export import check_member, member_boards
 from protocol import frame, topics
 
 

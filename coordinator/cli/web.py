@@ -49,7 +49,7 @@ def _source(args: argparse.Namespace) -> Source:
             cfg.timezone,
         )
     if getattr(args, "ledger", None):
-        from coordinator.billing import check_zone
+        from coordinator.transaction.billing import check_zone
 
         p = Path(args.ledger)
         if not p.exists():
@@ -70,7 +70,7 @@ def _coordinator_key(src: Source) -> bytes | None:
 
 
 def _site(src: Source, ledger: Any, live: bool) -> Any:
-    from coordinator.audit.bundle import Charges
+    from coordinator.transaction.audit.bundle import Charges
     from coordinator.web.api import Site
 
     charges = Charges(src.tariff, src.fixed_per_day, contracts=src.contracts, timezone=src.timezone)
@@ -120,11 +120,11 @@ def _dashboard_token(args: argparse.Namespace) -> int:
 
 
 def _audit_export(args: argparse.Namespace) -> int:
-    from coordinator import billing
-    from coordinator.audit import AuditError
-    from coordinator.audit.bundle import Charges, bundle, dumps
-    from coordinator.export import parse_period
     from coordinator.ledger import Ledger
+    from coordinator.transaction import billing
+    from coordinator.transaction.audit import AuditError
+    from coordinator.transaction.audit.bundle import Charges, bundle, dumps
+    from coordinator.transaction.export import parse_period
 
     src = _source(args)
     key = _coordinator_key(src)
@@ -146,8 +146,8 @@ def _audit_export(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from coordinator.audit.verify import hexbytes, load, verify_bundle
-    from coordinator.billing import ACCOUNTS, cents
+    from coordinator.transaction.audit.verify import hexbytes, load, verify_bundle
+    from coordinator.transaction.billing import ACCOUNTS, cents
 
     b = load(args.bundle)
     pinned = hexbytes(args.coordinator_key, "--coordinator-key") if args.coordinator_key else None
@@ -171,8 +171,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from coordinator.export import export_csv, parse_period
     from coordinator.ledger import Ledger
+    from coordinator.transaction.export import export_csv, parse_period
 
     src = _source(args)
     start, end = parse_period(args.period, src.timezone)
@@ -188,8 +188,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dispute(args: argparse.Namespace) -> int:
-    from coordinator.audit import dispute
     from coordinator.ledger import Ledger
+    from coordinator.transaction.audit import dispute
 
     src = _source(args)
     with Ledger.open(src.ledger) as ledger:

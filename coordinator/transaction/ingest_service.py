@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import MqttError
-from coordinator.ingest import BoardState, Ingest
 from coordinator.ledger import Ledger
 from coordinator.ledger.store import ACK_KEPT, ACK_RECORDED
-from coordinator.mqtt import BrokerAddress, Inbound
-from coordinator.subscriber import Subscriber
+from coordinator.service.mqtt import BrokerAddress, Inbound
+from coordinator.transaction.ingest import BoardState, Ingest
+from coordinator.transaction.subscriber import Subscriber
 from protocol import crypto, frame, messages, topics
 
 log = logging.getLogger("peergrid.ingest")
@@ -149,7 +149,7 @@ class IngestService:
                 await asyncio.sleep(0.5)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        # The lean subscriber (coordinator/subscriber.py): batches per socket read, PUBACKs after
+        # The lean subscriber (coordinator/transaction/subscriber.py): batches per socket read, PUBACKs after
         # the commit; the broker's in-flight window (unacknowledged messages) bounds the inbox.
         async with Subscriber(self.broker, self.client_id, clean_session=False) as conn:
             for leaf in ("reading", "enrol", "ack", "status"):

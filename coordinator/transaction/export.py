@@ -12,10 +12,10 @@ import io
 import time
 from collections.abc import Iterable
 
-from coordinator import billing
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
 from coordinator.market import Contract
+from coordinator.transaction import billing
 
 KINDS = ("readings", "trades", "bills")
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coordinator.dispatch import Dispatch
+from coordinator.delivery.dispatch import Dispatch
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
 from coordinator.market import Clearing, MissingPrice, Preferences, Tariff
-from coordinator.settlement import digest, settle
+from coordinator.transaction.settlement import digest, settle
 from protocol import crypto, frame, messages, topics
 
 log = logging.getLogger("peergrid.interval")

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.audit import AuditError
-from coordinator.export import check_member
 from coordinator.ledger import Ledger
+from coordinator.transaction.audit import AuditError
+from coordinator.transaction.export import check_member
 
 MAX_REASON = 500
 

@@ -13,9 +13,9 @@ state of charge in ``bat_soc`` (ISO 15118 or the car's API). The forecast of eve
 is its measured net energy in the last settled interval (persistence forecast).
 
 :meth:`Dispatch.run` is the whole step for one interval: the market's storage setpoints, the
-integrator homes' plans (:func:`coordinator.integrator.first_step`), the setpoints of active flexibility
-orders, then the delivery check (``check``, in a worker thread: it runs pandapower) with every
-board's devices (:mod:`coordinator.delivery.devices`), whose changes are recorded with their
+integrator homes' plans (:func:`coordinator.delivery.integrator.first_step`), the setpoints of
+active flexibility orders, then the delivery check (``check``, in a worker thread: it runs pandapower)
+with every board's devices (:mod:`coordinator.delivery.devices`), whose changes are recorded with their
 reason in ``redispatches``, compensated, and merged into one signed order per board.
 """
 
@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.delivery.assets import Assets, Costs, ev_ma, ev_w
 from coordinator.delivery.devices import Devices, hhmm, next_time
 from coordinator.delivery.errors import AssetError
-from coordinator.errors import CoordinatorError
-from coordinator.flexmarket import (
+from coordinator.delivery.flexibility import (
     Capability,
     FlexOffer,
     FlexRequest,
@@ -39,7 +38,8 @@ from coordinator.flexmarket import (
     injection_change,
     orders_at,
 )
-from coordinator.integrator import PlanError, first_step
+from coordinator.delivery.integrator import PlanError, first_step
+from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
 from coordinator.market import (
     BUY,
