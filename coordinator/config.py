@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.errors import CoordinatorError
+from coordinator.market import Contract, Sharing
 from coordinator.service.mqtt import BrokerAddress
 from protocol.messages import id_ok
 
@@ -67,8 +68,8 @@ class Config:
     settle_delay_s: int = 60
     tariff: tuple[int, int, int, int] = (4_000, 20_750, 6_000, 3_000)
     fixed_per_day: int = 0
-    sharing: Any = None  # market.Sharing for self_consumption
-    contracts: tuple[Any, ...] | None = None  # market.Contract for bilateral
+    sharing: Sharing | None = None  # self_consumption: allocation keys
+    contracts: tuple[Contract, ...] | None = None  # bilateral: chosen-producer contracts
     wholesale: dict[int, int] | None = None
     wholesale_file: Path | None = None  # market.wholesale: re-read by settlement when it changes
     grid_file: Path | None = None  # pilot grid TOML: enables the delivery guard before dispatch

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordinator.config import Config
 from coordinator.delivery import flexibility
 from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
 from coordinator.transaction import billing
@@ -137,10 +138,18 @@ async def run(
         fleet = MicroPythonFleet(sc, GRID, physics, key.public, broker.address, workdir)
     grid = gridflow.load(sc)
     guard = gridflow.check(grid, sc.market.interval_s) if grid is not None and sc.delivery_check else None
-    coord = SimCoordinator(
-        workdir / "ledger.db", GRID, broker.address, sc.market.scheme, sc.market.interval_s,
-        sc.market.settle_delay_s, tariff, key, now, sharing=_sharing(sc), check=guard,
-    )  # fmt: skip
+    cfg = Config(
+        GRID,
+        workdir / "ledger.db",
+        broker.address,
+        flush_ms=20,
+        scheme=sc.market.scheme,
+        interval_s=sc.market.interval_s,
+        settle_delay_s=sc.market.settle_delay_s,
+        tariff=(tariff.feed_in, tariff.retail, tariff.grid_fee, tariff.grid_fee_local),
+        sharing=_sharing(sc),
+    )
+    coord = SimCoordinator(cfg, key, now, check=guard)
     _register(coord, sc, fleet)
     events: list[str] = []
     if start_broker:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Any
 
 from coordinator import __version__
 from coordinator.cli import board as cli_board
@@ -40,90 +39,31 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _coordinator_run(args: argparse.Namespace) -> int:
     import signal
-    import time
 
     from coordinator import config
-    from coordinator.delivery.dispatch import Dispatch
-    from coordinator.errors import MqttError
-    from coordinator.ledger import Ledger
-    from coordinator.market import Tariff
-    from coordinator.service.interval import IntervalLoop
-    from coordinator.service.mqtt import Connection
-    from coordinator.transaction.ingest_service import IngestService
-    from protocol import crypto
+    from coordinator.service import app, logs
 
     cfg = config.load(args.config)
-    cfg.ledger.parent.mkdir(parents=True, exist_ok=True)
-    assert cfg.key is not None
-    key = crypto.SigningKey(config.load_key(cfg.key))
-    client_id = args.client_id or f"peergrid-{cfg.grid}"
+    logs.setup(cfg.log_format, cfg.log_level)
+    svc = app.build(cfg, app.Runtime(client_id=args.client_id, ingest_only=args.ingest_only))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        with Ledger.open(cfg.ledger) as ledger:
-            svc = IngestService(
-                ledger,
-                cfg.grid,
-                cfg.broker,
-                batch=cfg.batch,
-                flush_s=cfg.flush_ms / 1000,
-                group=cfg.group,
-                auto_enrol=cfg.auto_enrol,
-                client_id=client_id,
-            )
-            print(
-                f"peergrid coordinator: grid {cfg.grid!r}, ledger {cfg.ledger}, "
-                f"broker {cfg.broker.host}:{cfg.broker.port}, key {key.public.hex()}",
-                flush=True,
-            )
-            tasks = [asyncio.create_task(svc.run(stop)), *cli_web.services(cfg, stop)]
-            tasks += cli_board.services(cfg, svc, ledger, stop, client_id)
-            if not args.ingest_only:
-                async with Connection(cfg.broker, client_id + "-market") as pub:
-
-                    async def publish(topic: str, payload: bytes) -> None:
-                        try:
-                            await pub.publish(topic, payload, retain=True)
-                        except MqttError as e:  # stored in the ledger anyway; retained next time
-                            print(f"peergrid: result not published: {e}", flush=True)
-
-                    tariff = Tariff(*cfg.tariff)
-                    dispatch = Dispatch(
-                        ledger, cfg.grid, cfg.interval_s, tariff, key, publish, check=_grid_check(cfg)
-                    )
-                    intervals = IntervalLoop(
-                        ledger,
-                        cfg.grid,
-                        cfg.scheme,
-                        cfg.interval_s,
-                        cfg.settle_delay_s,
-                        tariff,
-                        key,
-                        time.time,
-                        publish,
-                        dispatch,
-                        {"sharing": cfg.sharing, "contracts": cfg.contracts, "wholesale": cfg.wholesale},
-                        wholesale_file=cfg.wholesale_file,
-                    )
-                    tasks.append(asyncio.create_task(intervals.run(stop)))
-                    await stop.wait()
-            await asyncio.gather(*tasks)
+        print(
+            f"peergrid coordinator: grid {cfg.grid!r}, ledger {cfg.ledger}, "
+            f"broker {cfg.broker.host}:{cfg.broker.port}, key {svc.key.public.hex()}",
+            flush=True,
+        )
+        try:
+            await svc.run(stop)
+        finally:
+            await svc.close()
 
     asyncio.run(main())
     return 0
-
-
-def _grid_check(cfg: Any) -> Any:
-    """The delivery check with every device (PV, batteries, EVs, deferrable loads) for ``coordinator
-    run`` when the config names a grid model."""
-    if cfg.grid_file is None:
-        return None
-    from coordinator.delivery.guard import check_from_file
-
-    return check_from_file(cfg.grid_file, length=cfg.interval_s)
 
 
 def _ledger_verify(args: argparse.Namespace) -> int:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -263,19 +261,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         x.set_defaults(func=_broker)
 
 
-def services(
-    cfg: Any, svc: Any, ledger: Any, stop: asyncio.Event, client_id: str
-) -> list[asyncio.Task[None]]:
-    """For ``coordinator run``: logging as configured, the registry watch (boards enrolled,
-    re-keyed or retired by the operator take effect at once) and ``/healthz`` if configured."""
-    from coordinator.provision import enrol
-    from coordinator.service import logs
-    from coordinator.service.health import Health
-
-    logs.setup(cfg.log_format, cfg.log_level)
-    tasks = [asyncio.create_task(enrol.watch(svc.ingest, ledger, stop))]
-    if cfg.health_listen:
-        host, _, port = cfg.health_listen.rpartition(":")
-        health = Health(ledger, cfg.broker, client_id + "-health", cfg.health_max_age_s)
-        tasks.append(asyncio.create_task(health.serve(host, int(port), stop)))
-    return tasks

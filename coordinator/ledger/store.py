@@ -87,6 +87,11 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
+    def rollback(self) -> None:
+        """Drop an open transaction, as a killed process loses it (the simulator's kill -9)."""
+        if self.conn.in_transaction:
+            self.conn.rollback()
+
     def __enter__(self) -> Ledger:
         return self
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from coordinator.delivery.dispatch import Dispatch
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
-from coordinator.market import Clearing, MissingPrice, Preferences, Tariff
+from coordinator.ledger.queries import service as queries
+from coordinator.market import Clearing, Contract, MissingPrice, Preferences, Sharing
+from coordinator.site import Site
 from coordinator.transaction.settlement import digest, settle
 from protocol import crypto, frame, messages, topics
 
@@ -38,23 +39,38 @@ SETTLE_FILE_S = 2.0  # a wholesale price file is re-read once it has not changed
 _GONE = (-1, -1)  # the wholesale file's stamp while it cannot be read
 
 
+@dataclass(frozen=True)
+class Rules:
+    """How intervals settle: the scheme and its options (``[market]`` of the config)."""
+
+    scheme: str = "pairwise"
+    delay: int = 60  # s after an interval's end before it settles (late readings)
+    sharing: Sharing | None = None  # self_consumption: allocation keys
+    contracts: tuple[Contract, ...] = ()  # bilateral: chosen-producer contracts
+    wholesale: Mapping[int, int] | None = None  # bilateral: wholesale price per interval start
+    wholesale_file: Path | None = None  # market.wholesale: re-read when it changes
+
+
 @dataclass
 class IntervalLoop:
     ledger: Ledger
-    grid: str
-    scheme: str
-    length: int
-    delay: int
-    tariff: Tariff
+    site: Site
+    rules: Rules
     key: crypto.SigningKey
     now: Callable[[], float]
     publish: Callable[[str, bytes], Awaitable[None]]
-    dispatch: Dispatch | None = None  # sends storage boards their orders before each interval
-    options: dict[str, Any] = field(default_factory=dict)  # sharing / contracts / wholesale
+    dispatch: Dispatch | None = None  # sends the boards their orders before each interval
     dispatched: int = -1
-    wholesale_file: Path | None = None  # market.wholesale: re-read when it changes
     _wholesale_stamp: tuple[int, int] | None = None  # (mtime ns, size) of the prices loaded
     _waiting: int | None = None  # the interval waiting for its wholesale price, once logged
+
+    @property
+    def grid(self) -> str:
+        return self.site.grid
+
+    @property
+    def length(self) -> int:
+        return self.site.length
 
     def prefs(self) -> dict[str, Preferences]:
         out = {}
@@ -67,15 +83,15 @@ class IntervalLoop:
 
     def due(self) -> list[int]:
         """Interval starts that are over (with the delay) and not settled yet, oldest first."""
-        row = self.ledger.conn.execute("SELECT max(start + length) FROM intervals").fetchone()
-        if row[0] is not None:  # the first aligned start at or after the last settled end
-            first = -(-row[0] // self.length) * self.length
+        end = queries.settled_end(self.ledger)
+        if end is not None:  # the first aligned start at or after the last settled end
+            first = -(-end // self.length) * self.length
         else:
-            r = self.ledger.conn.execute("SELECT min(ts) FROM readings").fetchone()
-            if r[0] is None:
+            oldest = queries.first_reading_ts(self.ledger)
+            if oldest is None:
                 return []
-            first = r[0] - r[0] % self.length
-        last = int(self.now()) - self.delay - self.length  # latest start whose end + delay passed
+            first = oldest - oldest % self.length
+        last = int(self.now()) - self.rules.delay - self.length  # latest start whose end + delay passed
         out: list[int] = []
         s = first
         while s <= last and len(out) < MAX_CATCH_UP:
@@ -116,12 +132,14 @@ class IntervalLoop:
                     self.ledger,
                     start,
                     self.length,
-                    self.scheme,
-                    self.tariff,
+                    self.rules.scheme,
+                    self.site.tariff,
                     prefs,
                     now=int(self.now()),
                     seal=seal,  # the Result is stored with the settlement, in one transaction
-                    **self.options,
+                    sharing=self.rules.sharing,
+                    contracts=self.rules.contracts or None,
+                    wholesale=self.rules.wholesale,
                 )
             except MissingPrice as e:  # later intervals wait too: intervals settle in order
                 self._wait(start, e)
@@ -144,12 +162,12 @@ class IntervalLoop:
         changed in the last ``SETTLE_FILE_S`` seconds is left for the next pass (an append in
         progress must not settle an interval on half a line, for good); one that cannot be read
         or parsed is logged and the prices read before are kept."""
-        if self.wholesale_file is None:
+        if self.rules.wholesale_file is None:
             return False
         from coordinator.config import load_wholesale
 
         try:
-            st = self.wholesale_file.stat()
+            st = self.rules.wholesale_file.stat()
         except OSError as e:
             if self._wholesale_stamp != _GONE:  # logged once, not every pass
                 self._wholesale_stamp = _GONE
@@ -160,17 +178,17 @@ class IntervalLoop:
             return False
         self._wholesale_stamp = stamp  # a bad file is reported once, and read again when it changes
         try:
-            prices = load_wholesale(self.wholesale_file)
+            prices = load_wholesale(self.rules.wholesale_file)
         except CoordinatorError as e:
             log.error("wholesale prices not re-read, keeping the %d read before: %s", self._n_prices(), e)
             return False
-        if self._n_prices() and prices != self.options.get("wholesale"):
-            log.info("wholesale prices re-read from %s: %d intervals", self.wholesale_file, len(prices))
-        self.options["wholesale"] = prices
+        if self._n_prices() and prices != self.rules.wholesale:
+            log.info("wholesale prices re-read from %s: %d intervals", self.rules.wholesale_file, len(prices))
+        self.rules = replace(self.rules, wholesale=prices)
         return True
 
     def _n_prices(self) -> int:
-        return len(self.options.get("wholesale") or {})
+        return len(self.rules.wholesale or {})
 
     def _wait(self, start: int, e: MissingPrice) -> None:
         if self._waiting == start:
@@ -178,8 +196,8 @@ class IntervalLoop:
             return
         self._waiting = start
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(start))
-        if self.wholesale_file is not None:
-            where = f"append '{start},<mc/kWh>' to {self.wholesale_file}"
+        if self.rules.wholesale_file is not None:
+            where = f"append '{start},<mc/kWh>' to {self.rules.wholesale_file}"
         else:
             where = "set market.wholesale in the config (read at start)"
         log.warning(
@@ -195,15 +213,13 @@ class IntervalLoop:
         """Publish the newest settled interval's stored Result again (retained); its start, or
         None with nothing settled. A Result settled and stored just before a crash was never
         published; the same signed frame again is harmless to subscribers (idempotent)."""
-        row = self.ledger.conn.execute(
-            "SELECT start, result_frame FROM intervals WHERE state='settled' AND result_frame IS NOT NULL "
-            "ORDER BY start DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
+        newest = queries.newest_result(self.ledger)
+        if newest is None:
             return None
-        await self.publish(topics.result_topic(self.grid), bytes(row[1]))
-        log.info("interval %d: stored result published again (retained)", row[0])
-        return int(row[0])
+        start, fr = newest
+        await self.publish(topics.result_topic(self.grid), fr)
+        log.info("interval %d: stored result published again (retained)", start)
+        return start
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -222,5 +238,5 @@ class IntervalLoop:
 
     def _sleep(self) -> float:
         now = self.now()
-        nxt = now - now % self.length + self.length + self.delay
+        nxt = now - now % self.length + self.length + self.rules.delay
         return max(1.0, min(nxt - now, 60.0))

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from coordinator import config
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
-from coordinator.service.interval import IntervalLoop
 from protocol import crypto
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
+from tests.coordinator.service import interval_loop
 
 GRID = "g1"
 START = calendar.timegm((2025, 11, 20, 10, 0, 0, 0, 0, 0))  # a sunny morning, UTC
@@ -64,7 +64,7 @@ def build(tmp: Path, hours: int = 2, step: int = 60, timezone: str | None = None
         async def publish(topic: str, fr: bytes) -> None:
             sent.append((topic, fr))
 
-        loop = IntervalLoop(led, GRID, "pairwise", 900, 60, TARIFF, key, lambda: end + 61, publish)
+        loop = interval_loop(led, key, lambda: end + 61, publish, grid=GRID, tariff=astuple(TARIFF))
         settled = asyncio.run(loop.step())
         assert len(settled) == hours * 4 and len(sent) == hours * 4
         led.count_rejections({"bad_signature": 2, "replay": 1})

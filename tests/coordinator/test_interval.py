@@ -4,6 +4,7 @@ with it (the audit bundle needs it), even when the loop fails between settling a
 from __future__ import annotations
 
 import asyncio
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from coordinator.market import Clearing
 from coordinator.service.interval import IntervalLoop
 from coordinator.transaction.settlement import settle
 from protocol import crypto, frame, messages, topics
+from tests.coordinator.service import interval_loop
 from tests.coordinator.test_settlement import START, TARIFF, ledger_with_readings
 
 KEY = crypto.SigningKey(bytes([7]) * 32)
@@ -22,7 +24,7 @@ def _loop(led: Ledger, now: int, published: list[tuple[str, bytes]]) -> Interval
     async def publish(topic: str, payload: bytes) -> None:
         published.append((topic, payload))
 
-    return IntervalLoop(led, "g1", "pairwise", 900, 60, TARIFF, KEY, lambda: now, publish)
+    return interval_loop(led, KEY, lambda: now, publish, tariff=astuple(TARIFF))
 
 
 def test_due_intervals_start_at_the_first_reading_and_wait_for_the_delay(tmp_path: Path) -> None:
@@ -66,15 +68,11 @@ def test_after_a_change_of_interval_length_intervals_stay_aligned_and_do_not_ove
     for q in range(3):  # 15-minute intervals up to START + 2700
         settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 2760)
     assert START % 3600 == 0
-    longer = IntervalLoop(led, "g1", "pairwise", 3600, 60, TARIFF, KEY, lambda: START + 4 * 3600, _nop)
+    longer = interval_loop(led, KEY, lambda: START + 4 * 3600, interval_s=3600)
     assert longer.due()[0] == START + 3600  # on the hour (the quarter before it carries over)
-    shorter = IntervalLoop(led, "g1", "pairwise", 300, 60, TARIFF, KEY, lambda: START + 4 * 3600, _nop)
+    shorter = interval_loop(led, KEY, lambda: START + 4 * 3600, interval_s=300)
     assert shorter.due()[0] == START + 2700  # not inside the last settled interval
     led.close()
-
-
-async def _nop(topic: str, payload: bytes) -> None:
-    pass
 
 
 def test_a_missing_wholesale_price_waits_and_the_appended_price_unblocks_settlement(
@@ -97,17 +95,15 @@ def test_a_missing_wholesale_price_waits_and_the_appended_price_unblocks_settlem
     async def publish(topic: str, payload: bytes) -> None:
         published.append((topic, payload))
 
-    loop = IntervalLoop(
+    loop = interval_loop(
         led,
-        "g1",
-        "bilateral",
-        900,
-        60,
-        TARIFF,
         KEY,
         lambda: START + 3600 + 60,
         publish,
-        options={"contracts": (contract,), "wholesale": config.load_wholesale(prices)},
+        scheme="bilateral",
+        tariff=astuple(TARIFF),
+        contracts=(contract,),
+        wholesale=config.load_wholesale(prices),
         wholesale_file=prices,
     )
     with caplog.at_level(logging.INFO, logger="peergrid.interval"):
