@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from coordinator.ledger import Ledger, LedgerError
+from coordinator.ledger import Ledger, LedgerError, journal
+from coordinator.ledger.journal import Posting
+from coordinator.ledger.queries import settlement as q
 from coordinator.ledger.store import LastReading
 from coordinator.market import (
     DSO,
@@ -57,13 +59,9 @@ class Span:
 
 
 def _previous(ledger: Ledger, board_id: str, start: int, end: int) -> LastReading | None:
-    row = ledger.conn.execute(
-        "SELECT seq1, e_imp1, e_exp1 FROM board_deliveries WHERE board_id=? AND interval<? "
-        "ORDER BY interval DESC LIMIT 1",
-        (board_id, start),
-    ).fetchone()
-    if row is not None:
-        return LastReading(row[0], 0, row[1], row[2])
+    prev = q.previous_end(ledger, board_id, start)
+    if prev is not None:
+        return prev
     r = ledger.register_at(board_id, start)
     if r is None:  # the board's first settlement, and it started reading inside the interval
         first = ledger.first_reading(board_id)
@@ -138,32 +136,51 @@ def settle(
 ) -> Clearing:
     """Clear and settle interval ``start`` on measured energy, once: a settled interval raises
     LedgerError (nothing is settled twice), as does money that would not sum to zero. ``seal``
-    makes the signed Result frame of the clearing, stored in the same transaction."""
+    makes the signed Result frame of the clearing, stored in the same transaction. Measuring,
+    clearing and recording run in one transaction: the check that the interval is not settled yet
+    and the readings it is settled on hold until its records are committed."""
+    # one transaction from the "already settled?" check to the last record: nothing another
+    # writer does in between can be settled twice or missed
+    with ledger.transaction() as tx:
+        if q.is_settled(tx, start):
+            raise LedgerError(f"interval {start} is already settled")
+        c, rec, postings = _settle(
+            ledger, start, length, scheme, tariff, prefs, sharing, contracts, wholesale
+        )
+        if sum(p.amount for _, rows in postings for p in rows) != 0:
+            raise LedgerError(f"interval {start}: postings do not sum to zero")
+        result = seal(c) if seal is not None else None
+        q.record(tx, replace(rec, result_frame=result))
+        for source, rows in postings:
+            journal.post(tx, start, source, rows)
+    return c
+
+
+def _settle(
+    ledger: Ledger,
+    start: int,
+    length: int,
+    scheme: str,
+    tariff: Tariff,
+    prefs: Mapping[str, Preferences],
+    sharing: Sharing | None,
+    contracts: Sequence[Contract] | None,
+    wholesale: Mapping[int, int] | None,
+) -> tuple[Clearing, q.IntervalRecord, list[tuple[str, list[Posting]]]]:
+    """Measure, clear and book interval ``start`` (inside the settlement's transaction): the
+    clearing, the interval's records (no Result frame yet) and its postings per source."""
     end = start + length
-    done = ledger.conn.execute("SELECT 1 FROM intervals WHERE start=? AND state='settled'", (start,))
-    if done.fetchone():
-        raise LedgerError(f"interval {start} is already settled")
     measured, ends = measure(ledger, start, end)
     # ex-ante schedules (dispatched storage): binding at their cleared prices; every party's
     # ex-post position is what it measured beyond its schedule
     sched: list[Row] = [
-        (b, s_, e, p, f, "schedule", "schedule")
-        for b, s_, e, p, f in ledger.conn.execute(
-            "SELECT buyer, seller, energy, price, fee FROM schedules WHERE interval=? ORDER BY n", (start,)
-        )
+        (b, s_, e, p, f, "schedule", "schedule") for b, s_, e, p, f in q.schedules(ledger, start)
     ]
     scheduled: dict[str, int] = {}
     for b, s_, e, *_ in sched:
         scheduled[b] = scheduled.get(b, 0) + e
         scheduled[s_] = scheduled.get(s_, 0) - e
-    dispatched = {
-        row[0]
-        for row in ledger.conn.execute(
-            "SELECT DISTINCT b.member_id FROM board_orders o JOIN boards b ON b.id = o.board_id "
-            "WHERE o.interval=? AND b.member_id IS NOT NULL",
-            (start,),
-        )
-    }
+    dispatched = q.dispatched_members(ledger, start)
     orders: list[Order] = []
     imbalance: list[Row] = []
     for m in measured.values():
@@ -181,57 +198,39 @@ def settle(
     if sum(flows.values()) != 0:
         raise LedgerError(f"interval {start}: money flows sum to {sum(flows.values())}, not 0")
     market_rows: list[Row] = list(c.trades.rows) + list(c.residual.rows)
-    postings = _postings(start, sched, 0) + _postings(start, imbalance, 10_000_000, "imbalance")
-    postings += _postings(start, market_rows, 20_000_000)
-    if sum(int(x[4]) for x in postings) != 0:  # type: ignore[call-overload]
-        raise LedgerError(f"interval {start}: postings do not sum to zero")
-    result = seal(c) if seal is not None else None
-    with ledger.transaction() as tx:
-        tx.execute(
-            "INSERT INTO intervals (start, length, scheme, state, price, digest, result_frame) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (start, length, scheme, "settled", c.price, digest(c), result),
-        )
-        tx.executemany(
-            "INSERT INTO market_orders VALUES (?,?,?,?,?,?)",
-            [(start, o.order_id, o.party, o.side, o.energy, o.limit) for o in orders],
-        )
-        rows = sched + imbalance + market_rows
-        tx.executemany(
-            "INSERT INTO trades VALUES (?,?,?,?,?,?,?)",
-            [(start, n, r[0], r[1], r[2], r[3], r[4]) for n, r in enumerate(rows)],
-        )
-        tx.executemany(
-            "INSERT INTO deliveries VALUES (?,?,?,?)",
-            [(start, m.party, m.e_imp, m.e_exp) for m in measured.values()],
-        )
-        tx.executemany(
-            "INSERT INTO board_deliveries VALUES (?,?,?,?,?,?,?,?)",
-            [
-                (start, e.board_id, e.r0.seq, e.r1.seq, e.r0.e_imp, e.r0.e_exp, e.r1.e_imp, e.r1.e_exp)
-                for e in ends
-            ],
-        )
-        tx.executemany(
-            "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
-            postings,
-        )
-    return c
+    postings = [
+        (journal.SCHEDULE, _postings(sched)),
+        (journal.IMBALANCE, _postings(imbalance, journal.IMBALANCE_KIND)),
+        (journal.MARKET, _postings(market_rows)),
+    ]
+    rec = q.IntervalRecord(
+        start,
+        length,
+        scheme,
+        c.price,
+        digest(c),
+        None,
+        [q.OrderRecord(o.order_id, o.party, o.side, o.energy, o.limit) for o in orders],
+        [(r[0], r[1], r[2], r[3], r[4]) for r in sched + imbalance + market_rows],
+        [(m.party, m.e_imp, m.e_exp) for m in measured.values()],
+        [
+            q.BoardDelivery(e.board_id, e.r0.seq, e.r1.seq, e.r0.e_imp, e.r0.e_exp, e.r1.e_imp, e.r1.e_exp)
+            for e in ends
+        ],
+    )
+    return c, rec, postings
 
 
 Row = tuple[str, str, int, int, int, str, str]  # buyer, seller, mWh, price, fee, buy id, sell id
 
 
-def _postings(start: int, rows: list[Row], n0: int, kind: str | None = None) -> list[tuple[object, ...]]:
+def _postings(rows: list[Row], kind: str | None = None) -> list[Posting]:
     """Double entry per trade: buyer pays, seller receives net of the fee, the dso the fee."""
-    out: list[tuple[object, ...]] = []
-    n = n0
+    out: list[Posting] = []
     for buyer, seller, energy, price, fee, _, _ in rows:
-        k = kind or ("local" if SUPPLIER not in (buyer, seller) else "supplier")
-        out.append((start, n, buyer, f"energy_bought_{k}", -energy * price, energy, f"from {seller}"))
-        out.append((start, n + 1, seller, f"energy_sold_{k}", energy * (price - fee), -energy, f"to {buyer}"))
-        n += 2
+        k = kind or (journal.LOCAL if SUPPLIER not in (buyer, seller) else journal.SUPPLIER_KIND)
+        out.append(Posting(buyer, journal.bought(k), -energy * price, energy, f"from {seller}"))
+        out.append(Posting(seller, journal.sold(k), energy * (price - fee), -energy, f"to {buyer}"))
         if fee:
-            out.append((start, n, DSO, "grid_fee", energy * fee, 0, f"{buyer} <- {seller}"))
-            n += 1
+            out.append(Posting(DSO, journal.GRID_FEE, energy * fee, 0, f"{buyer} <- {seller}"))
     return out
