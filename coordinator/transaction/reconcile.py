@@ -18,11 +18,11 @@ import io
 from dataclasses import dataclass
 
 from coordinator.errors import CoordinatorError
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, journal
+from coordinator.ledger.journal import Posting
+from coordinator.ledger.queries import reconcile as q
 from coordinator.market import SUPPLIER, Tariff
 from coordinator.market.allocation import largest_remainder
-
-N0 = 30_000_000  # postings numbers of reconciliation entries (interval = period end)
 
 
 class ReconcileError(CoordinatorError):
@@ -70,92 +70,56 @@ def parse_csv(text: str) -> list[tuple[int, int, int, int]]:
 def store(ledger: Ledger, rows: list[tuple[int, int, int, int]]) -> int:
     with ledger.transaction() as tx:
         for a, b, i, e in rows:
-            clash = tx.execute(
-                "SELECT period_start FROM utility_readings WHERE period_start < ? AND period_end > ?", (b, a)
-            ).fetchone()
-            if clash:
-                raise ReconcileError(
-                    f"utility period {a}..{b} overlaps the stored period starting {clash[0]}"
-                )
-            tx.execute(
-                "INSERT INTO utility_readings (period_start, period_end, e_imp, e_exp) VALUES (?,?,?,?)",
-                (a, b, i, e),
-            )
+            clash = q.overlapping_period(tx, a, b)
+            if clash is not None:
+                raise ReconcileError(f"utility period {a}..{b} overlaps the stored period starting {clash}")
+            q.add_period(tx, a, b, i, e)
     return len(rows)
 
 
-def _sum(ledger: Ledger, sql: str, a: int, b: int) -> dict[str, int]:
-    return {p: int(v) for p, v in ledger.conn.execute(sql, (a, b)) if v}
-
-
 def reconcile(ledger: Ledger, period_start: int, tariff: Tariff) -> Reconciliation:
-    """Compare one stored utility period with the settlement and post the differences."""
-    row = ledger.conn.execute(
-        "SELECT period_end, e_imp, e_exp, reconciled FROM utility_readings WHERE period_start=?",
-        (period_start,),
-    ).fetchone()
-    if row is None:
-        raise ReconcileError(f"no utility reading for the period starting {period_start}")
-    end, u_imp, u_exp, done = row
-    if done:
-        raise ReconcileError(f"the period starting {period_start} is already reconciled")
-    straddles = "SELECT count(*) FROM intervals WHERE start < ? AND start + length > ?"
-    if ledger.conn.execute(straddles, (period_start, period_start)).fetchone()[0]:
-        raise ReconcileError("an interval straddles the start of the utility period")
-    if ledger.conn.execute(straddles, (end, end)).fetchone()[0]:
-        raise ReconcileError("an interval straddles the end of the utility period")
-    # every interval of the period must be settled: energy not yet settled would otherwise be
-    # apportioned as losses now and settled again later
-    covered = ledger.conn.execute(
-        "SELECT coalesce(sum(length), 0) FROM intervals WHERE state='settled' AND start >= ? AND start < ?",
-        (period_start, end),
-    ).fetchone()[0]
-    if covered != end - period_start:
-        raise ReconcileError(
-            f"the utility period {period_start}..{end} is not settled yet: settled intervals cover "
-            f"{covered} of its {end - period_start} s"
-        )
-    s_imp = ledger.conn.execute(
-        "SELECT coalesce(sum(energy), 0) FROM trades WHERE seller=? AND interval>=? AND interval<?",
-        (SUPPLIER, period_start, end),
-    ).fetchone()[0]
-    s_exp = ledger.conn.execute(
-        "SELECT coalesce(sum(energy), 0) FROM trades WHERE buyer=? AND interval>=? AND interval<?",
-        (SUPPLIER, period_start, end),
-    ).fetchone()[0]
-    drew = _sum(
-        ledger,
-        "SELECT party, sum(e_imp) FROM deliveries WHERE interval>=? AND interval<? GROUP BY party",
-        period_start,
-        end,
-    )
-    fed = _sum(
-        ledger,
-        "SELECT party, sum(e_exp) FROM deliveries WHERE interval>=? AND interval<? GROUP BY party",
-        period_start,
-        end,
-    )
-    r = Reconciliation(period_start, end, u_imp, u_exp, s_imp, s_exp, {}, {})
-    shares_imp = _apportion(r.diff_imp, drew)
-    shares_exp = _apportion(r.diff_exp, fed)
-    postings: list[tuple[object, ...]] = []
-    n = N0
+    """Compare one stored utility period with the settlement and post the differences (checks,
+    reads and postings in one transaction: a period is reconciled once, on what is settled)."""
+    with ledger.transaction() as tx:
+        p = q.period(tx, period_start)
+        if p is None:
+            raise ReconcileError(f"no utility reading for the period starting {period_start}")
+        end = p.period_end
+        if p.reconciled:
+            raise ReconcileError(f"the period starting {period_start} is already reconciled")
+        if q.straddles(tx, period_start):
+            raise ReconcileError("an interval straddles the start of the utility period")
+        if q.straddles(tx, end):
+            raise ReconcileError("an interval straddles the end of the utility period")
+        # every interval of the period must be settled: energy not yet settled would otherwise be
+        # apportioned as losses now and settled again later
+        covered = q.settled_seconds(tx, period_start, end)
+        if covered != end - period_start:
+            raise ReconcileError(
+                f"the utility period {period_start}..{end} is not settled yet: settled intervals cover "
+                f"{covered} of its {end - period_start} s"
+            )
+        s_imp, s_exp = q.supplier_energy(tx, SUPPLIER, period_start, end)
+        drew, fed = q.member_energy(tx, period_start, end)
+        r = Reconciliation(period_start, end, p.e_imp, p.e_exp, s_imp, s_exp, {}, {})
+        shares_imp = _apportion(r.diff_imp, drew)
+        shares_exp = _apportion(r.diff_exp, fed)
+        journal.post(tx, end, journal.RECONCILE, _postings(shares_imp, shares_exp, tariff))
+        q.mark_reconciled(tx, period_start)
+    return Reconciliation(period_start, end, p.e_imp, p.e_exp, s_imp, s_exp, shares_imp, shares_exp)
+
+
+def _postings(shares_imp: dict[str, int], shares_exp: dict[str, int], tariff: Tariff) -> list[Posting]:
+    out = []
+    imp, exp = journal.RECONCILIATION_IMPORT, journal.RECONCILIATION_EXPORT
     for party, e in sorted(shares_imp.items()):  # + : the member drew this much more than billed
-        postings.append((end, n, party, "reconciliation_import", -e * tariff.retail, e, "utility meter"))
-        postings.append((end, n + 1, SUPPLIER, "reconciliation_import", e * tariff.retail, -e, party))
-        n += 2
+        out.append(Posting(party, imp, -e * tariff.retail, e, "utility meter"))
+        out.append(Posting(SUPPLIER, imp, e * tariff.retail, -e, party))
     for party, e in sorted(shares_exp.items()):  # + : the member fed in this much less than credited
         # energy as on the member's other lines (+ received, - delivered): it delivered e less
-        postings.append((end, n, party, "reconciliation_export", -e * tariff.feed_in, e, "utility meter"))
-        postings.append((end, n + 1, SUPPLIER, "reconciliation_export", e * tariff.feed_in, -e, party))
-        n += 2
-    with ledger.transaction() as tx:
-        tx.executemany(
-            "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
-            postings,
-        )
-        tx.execute("UPDATE utility_readings SET reconciled=1 WHERE period_start=?", (period_start,))
-    return Reconciliation(period_start, end, u_imp, u_exp, s_imp, s_exp, shares_imp, shares_exp)
+        out.append(Posting(party, exp, -e * tariff.feed_in, e, "utility meter"))
+        out.append(Posting(SUPPLIER, exp, e * tariff.feed_in, -e, party))
+    return out
 
 
 def _apportion(diff: int, weights: dict[str, int]) -> dict[str, int]:
