@@ -8,32 +8,32 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
-from coordinator.ledger import Ledger
+from coordinator.config import Config
+from coordinator.service.app import Runtime, build
 from coordinator.service.mqtt import BrokerAddress
-from coordinator.transaction.ingest_service import IngestService
+from protocol import crypto
 
 
 async def work(ledger_path: str, port: int, grid: str, client_id: str, group: str | None) -> None:
+    """An ingest-only coordinator (``coordinator run --ingest-only``), built by the composition root."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    ready = asyncio.Event()
-    with Ledger.open(ledger_path) as led:
-        svc = IngestService(
-            led,
-            grid,
-            BrokerAddress("127.0.0.1", port),
-            client_id=client_id,
-            group=group,
-            batch=500,
-            flush_s=0.05,
-            ready=ready,
-        )
+    cfg = Config(
+        grid, Path(ledger_path), BrokerAddress("127.0.0.1", port), group=group, batch=500, flush_ms=50
+    )
+    key = crypto.SigningKey(bytes(32))  # an ingest worker signs nothing
+    svc = build(cfg, Runtime(client_id=client_id, ingest_only=True, key=key))
+    ready = svc.ingest.ready = asyncio.Event()
+    try:
         task = asyncio.create_task(svc.run(stop))
         await ready.wait()
         print("ready", flush=True)
         await task
-        print(f"stored {svc.stored} rejected {dict(svc.ingest.rejected)}", flush=True)
+    finally:
+        await svc.close()
+    print(f"stored {svc.ingest.stored} rejected {dict(svc.ingest.ingest.rejected)}", flush=True)
 
 
 def main(argv: list[str]) -> int:

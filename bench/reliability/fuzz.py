@@ -42,8 +42,8 @@ from coordinator import config
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
 from coordinator.provision import boardfile
+from coordinator.service.app import Runtime, build
 from coordinator.service.mqtt import BrokerAddress, Inbound
-from coordinator.transaction.ingest_service import IngestService
 from protocol import codec, crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 
@@ -252,7 +252,8 @@ def fuzz_ingest(n: int, seed: int) -> TargetReport:
         for b in names[:3]:
             for o in range(1, 4):
                 led.add_board_order(b, o, NOW, b"order")
-        svc = IngestService(led, GRID, BrokerAddress(), now=lambda: NOW + 1.0)
+        rt = Runtime(now=lambda: NOW + 1.0, ingest_only=True, key=coord)  # the service as built to run
+        svc = build(config.Config(GRID, Path(led.path), BrokerAddress()), rt).ingest
         conn = _Conn()
         ing = svc.ingest
         t0 = time.perf_counter()
