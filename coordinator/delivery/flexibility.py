@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coordinator.errors import CoordinatorError
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, journal
+from coordinator.ledger.journal import Posting
+from coordinator.ledger.queries import flexibility as q
 from coordinator.market import DSO
 
 BASELINE_INTERVALS = 4
-N0 = 40_000_000  # postings numbers of flexibility payments
 
 
 class FlexError(CoordinatorError):
@@ -148,25 +149,17 @@ def verify(
 
 
 def settle_orders(ledger: Ledger, request: FlexRequest, settled: Sequence[FlexSettlement]) -> None:
-    """Post each payment: the operator (``DSO``) pays the member; sums to zero."""
-    rows: list[tuple[object, ...]] = []
-    at = request.start
-    last = ledger.conn.execute("SELECT max(n) FROM postings WHERE interval=? AND n>=?", (at, N0)).fetchone()[
-        0
-    ]
-    n = N0 if last is None else last + 1
+    """Post each payment: the operator (``DSO``) pays the member; sums to zero. The payments are
+    numbered after the request's interval's earlier flexibility postings, in the same transaction."""
+    rows: list[Posting] = []
     for s in settled:
         if not s.payment:
             continue
         memo = f"flex {s.order.order_id}"
-        rows.append((at, n, s.order.offer.party, "flexibility", s.payment, 0, memo))
-        rows.append((at, n + 1, DSO, "flexibility", -s.payment, 0, memo))
-        n += 2
+        rows.append(Posting(s.order.offer.party, journal.FLEXIBILITY, s.payment, 0, memo))
+        rows.append(Posting(DSO, journal.FLEXIBILITY, -s.payment, 0, memo))
     with ledger.transaction() as tx:
-        tx.executemany(
-            "INSERT INTO postings (interval, n, party, account, amount, energy, memo) VALUES (?,?,?,?,?,?,?)",
-            rows,
-        )
+        journal.post(tx, request.start, journal.FLEX, rows)
 
 
 @dataclass(frozen=True)
@@ -211,26 +204,26 @@ def injection_change(direction: str, power_w: int) -> int:
 
 def record_orders(ledger: Ledger, request: FlexRequest, orders: Sequence[FlexOrder]) -> None:
     """Store cleared orders so that the dispatcher sends their setpoints in the request's intervals."""
-    with ledger.transaction() as tx:
-        tx.executemany(
-            "INSERT INTO flex_orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    o.order_id,
-                    request.request_id,
-                    request.congestion_point,
-                    o.offer.party,
-                    o.offer.board_id,
-                    o.offer.asset,
-                    request.direction,
-                    o.power_w,
-                    o.offer.price,
-                    request.start,
-                    request.intervals,
-                )
-                for o in orders
-            ],
-        )
+    r = request
+    q.add_orders(
+        ledger,
+        [
+            q.FlexOrderRecord(
+                o.order_id,
+                r.request_id,
+                r.congestion_point,
+                o.offer.party,
+                o.offer.board_id,
+                o.offer.asset,
+                r.direction,
+                o.power_w,
+                o.offer.price,
+                r.start,
+                r.intervals,
+            )
+            for o in orders
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -246,9 +239,4 @@ class ActiveOrder:
 
 def orders_at(ledger: Ledger, start: int, length: int) -> list[ActiveOrder]:
     """Flexibility orders whose request covers the interval starting at ``start``."""
-    rows = ledger.conn.execute(
-        "SELECT order_id, party, board_id, asset, direction, power_w, price FROM flex_orders "
-        "WHERE start <= ? AND ? < start + intervals * ? ORDER BY order_id",
-        (start, start, length),
-    ).fetchall()
-    return [ActiveOrder(*r) for r in rows]
+    return [ActiveOrder(*r) for r in q.orders_at(ledger, start, length)]
