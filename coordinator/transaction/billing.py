@@ -22,27 +22,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.errors import CoordinatorError
-from coordinator.ledger import Ledger, LedgerError
+from coordinator.ledger import Ledger, LedgerError, journal
+from coordinator.ledger.queries import billing as q
 from coordinator.market import Contract, subscription_charges
 
 NC_PER_CENT = 1_000_000_000  # nano-cent in a cent
 ACCOUNTS = {
-    "energy_bought_local": "Energy bought from community members",
-    "energy_sold_local": "Energy sold to community members",
-    "energy_bought_supplier": "Energy bought from the supplier",
-    "energy_sold_supplier": "Energy sold to the supplier (feed-in)",
-    "energy_bought_imbalance": "Imbalance bought from the supplier",
-    "energy_sold_imbalance": "Imbalance sold to the supplier",
-    "grid_fee": "Grid fees received",
-    "flexibility": "Flexibility delivered to the grid operator",
-    "redispatch_compensation": "Compensation for export limited by the grid operator",
-    "reconciliation_import": "Utility meter reconciliation (losses)",
-    "reconciliation_export": "Utility meter reconciliation (feed-in)",
-    "fixed": "Fixed charge",
-    "subscription": "Subscription",
-    "contract_subscription": "Subscription of the chosen-producer contract",
+    journal.ENERGY_BOUGHT_LOCAL: "Energy bought from community members",
+    journal.ENERGY_SOLD_LOCAL: "Energy sold to community members",
+    journal.ENERGY_BOUGHT_SUPPLIER: "Energy bought from the supplier",
+    journal.ENERGY_SOLD_SUPPLIER: "Energy sold to the supplier (feed-in)",
+    journal.ENERGY_BOUGHT_IMBALANCE: "Imbalance bought from the supplier",
+    journal.ENERGY_SOLD_IMBALANCE: "Imbalance sold to the supplier",
+    journal.GRID_FEE: "Grid fees received",
+    journal.FLEXIBILITY: "Flexibility delivered to the grid operator",
+    journal.REDISPATCH_COMPENSATION: "Compensation for export limited by the grid operator",
+    journal.RECONCILIATION_IMPORT: "Utility meter reconciliation (losses)",
+    journal.RECONCILIATION_EXPORT: "Utility meter reconciliation (feed-in)",
+    journal.FIXED: "Fixed charge",
+    journal.SUBSCRIPTION: "Subscription",
+    journal.CONTRACT_SUBSCRIPTION: "Subscription of the chosen-producer contract",
 }
-PER_DAY = ("fixed", "subscription")  # charged per day of membership (``fee_days``)
+PER_DAY = (journal.FIXED, journal.SUBSCRIPTION)  # charged per day of membership (``fee_days``)
 
 
 UTC = "UTC"
@@ -131,26 +132,28 @@ def fee_days(
 def membership(ledger: Ledger, member: str) -> tuple[int | None, int | None]:
     """``(joined, left)`` of a member (Unix s; ``left`` None while a member), ``(None, None)`` for a
     party that is no member (the supplier, the grid operator): no bound."""
-    row = ledger.conn.execute("SELECT created, left_at FROM members WHERE id=?", (member,)).fetchone()
-    return (None, None) if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
+    m = q.membership(ledger, member)
+    return (None, None) if m is None else m
 
 
 def record_leave(ledger: Ledger, member: str, left: int, zone_name: str = UTC) -> datetime.date:
     """Record that ``member`` left at ``left`` (Unix s) and return its last day charged (the
     local day of the instant before). Refused when an invoice already issued for the member
-    covers days after it: that invoice charged them, and it stays as issued."""
-    for (period,) in ledger.conn.execute("SELECT period FROM invoices WHERE member_id=?", (member,)):
-        _, _, until = str(period).partition("..")
-        try:
-            end = day_start(datetime.date.fromisoformat(until), zone_name)
-        except (ValueError, BillingError):  # not a period this version writes
-            continue
-        if end > left:
-            raise LedgerError(
-                f"an invoice for {member} over {period} (end exclusive) was already issued and charged "
-                f"its days: the member can leave at the end of that period ({until}) at the earliest"
-            )
-    ledger.leave_member(member, left)
+    covers days after it: that invoice charged them, and it stays as issued (checked in the
+    transaction that records the leave, so no invoice is issued in between)."""
+    with ledger.transaction() as tx:
+        for period in q.invoice_periods(tx, member):
+            _, _, until = period.partition("..")
+            try:
+                end = day_start(datetime.date.fromisoformat(until), zone_name)
+            except (ValueError, BillingError):  # not a period this version writes
+                continue
+            if end > left:
+                raise LedgerError(
+                    f"an invoice for {member} over {period} (end exclusive) was already issued and charged "
+                    f"its days: the member can leave at the end of that period ({until}) at the earliest"
+                )
+        ledger.leave_member(member, left)
     return local_day(left - 1, zone_name)
 
 
@@ -241,25 +244,17 @@ def statement(
     of ``zone`` on which it was a member (``fee_days``), and the subscriptions of its
     chosen-producer contracts (``[[market.contracts]]``: each once per billing period in which it
     is in force while a member, ``contract_subscription``)."""
-    rows = ledger.conn.execute(
-        "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
-        "GROUP BY account ORDER BY account",
-        (member, start, end),
-    ).fetchall()
-    n = ledger.conn.execute(
-        "SELECT count(DISTINCT interval) FROM postings WHERE party=? AND interval>=? AND interval<?",
-        (member, start, end),
-    ).fetchone()[0]
-    lines = [Line(a, int(e), int(m)) for a, e, m in rows]
+    lines = [Line(a, e, m) for a, e, m in q.account_totals(ledger, member, start, end)]
+    n = q.posted_intervals(ledger, member, start, end)
     joined, left = membership(ledger, member)
     days = fee_days(start, end, zone, joined, left)
     if fixed_per_day and days:
-        lines.append(Line("fixed", 0, -fixed_per_day * days))
+        lines.append(Line(journal.FIXED, 0, -fixed_per_day * days))
     if subscription_per_day and days:
-        lines.append(Line("subscription", 0, -subscription_per_day * days))
+        lines.append(Line(journal.SUBSCRIPTION, 0, -subscription_per_day * days))
     owed = contract_subscriptions(contracts, member, start, end, joined, left)
     if owed:
-        lines.append(Line("contract_subscription", 0, -owed))
+        lines.append(Line(journal.CONTRACT_SUBSCRIPTION, 0, -owed))
     return Statement(member, start, end, tuple(lines), int(n), zone, days)
 
 
@@ -268,28 +263,23 @@ def issue(ledger: Ledger, s: Statement, *, now: int) -> str:
 
     Refused while the intervals up to the period's end are not all settled: the invoice would leave
     the rest out for good (intervals are settled in order, so the last settled end tells)."""
-    import sqlite3
     import time
 
     period = f"{local_day(s.start, s.zone)}..{local_day(s.end, s.zone)}"
-    settled = ledger.conn.execute(
-        "SELECT max(start + length) FROM intervals WHERE state='settled'"
-    ).fetchone()
-    if settled[0] is None or settled[0] < s.end:
-        upto = (
-            "nothing"
-            if settled[0] is None
-            else f"up to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(settled[0]))} UTC"
-        )
-        raise LedgerError(
-            f"cannot issue an invoice for {s.member} over {period}: the period is not settled to its end "
-            f"yet (settled {upto})"
-        )
-    try:
-        with ledger.transaction() as tx:
-            tx.execute("INSERT INTO invoices VALUES (?,?,?,?)", (s.member, period, s.total, now))
-    except sqlite3.IntegrityError:
-        raise LedgerError(f"an invoice for {s.member} over {period} was already issued") from None
+    with ledger.transaction() as tx:
+        settled = q.settled_until(tx)
+        if settled is None or settled < s.end:
+            upto = (
+                "nothing"
+                if settled is None
+                else f"up to {time.strftime('%Y-%m-%d %H:%M', time.gmtime(settled))} UTC"
+            )
+            raise LedgerError(
+                f"cannot issue an invoice for {s.member} over {period}: the period is not settled to its end "
+                f"yet (settled {upto})"
+            )
+        if not q.add_invoice(tx, s.member, period, s.total, now):
+            raise LedgerError(f"an invoice for {s.member} over {period} was already issued")
     return period
 
 
