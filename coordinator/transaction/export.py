@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import export as q
 from coordinator.market import Contract
 from coordinator.transaction import billing
 
@@ -69,10 +70,7 @@ def parse_period(text: str, zone: str = billing.UTC) -> tuple[int, int]:
 
 def boards_of(ledger: Ledger, member: str | None = None) -> list[tuple[str, str | None]]:
     """``(board, member)`` of the member's boards (every board's for None), by board id."""
-    q = "SELECT id, member_id FROM boards"
-    if member is not None:
-        return list(ledger.conn.execute(q + " WHERE member_id=? ORDER BY id", (member,)))
-    return list(ledger.conn.execute(q + " ORDER BY id"))
+    return q.boards_of(ledger, member)
 
 
 def member_boards(ledger: Ledger, member: str) -> list[str]:
@@ -80,7 +78,7 @@ def member_boards(ledger: Ledger, member: str) -> list[str]:
 
 
 def check_member(ledger: Ledger, member: str) -> None:
-    if not ledger.conn.execute("SELECT 1 FROM members WHERE id=?", (member,)).fetchone():
+    if not q.member_exists(ledger, member):
         raise ExportError(f"no member {member!r}")
 
 
@@ -107,15 +105,9 @@ def trades_csv(ledger: Ledger, start: int, end: int, member: str | None = None) 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(TRADE_HEADER)
-    q = "SELECT interval, n, buyer, seller, energy, price, fee FROM trades "
-    q += "WHERE interval >= ? AND interval < ?"
-    args: tuple[object, ...] = (start, end)
     if member is not None:
         check_member(ledger, member)
-        q += " AND (buyer = ? OR seller = ?)"
-        args += (member, member)
-    for row in ledger.conn.execute(q + " ORDER BY interval, n", args):
-        w.writerow(row)
+    w.writerows(q.trades(ledger, start, end, member))
     return buf.getvalue()
 
 
