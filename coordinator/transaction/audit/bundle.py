@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import audit as q
 from coordinator.market import SUPPLIER, Contract, Tariff
 from coordinator.transaction import billing
 from coordinator.transaction.audit import FORMAT, AuditError
@@ -51,19 +52,12 @@ def split_rows(
     """The stored trades of interval ``start`` as the clearing had them: (local trades, supplier
     trades, other rows). Other rows are ex-ante schedules and imbalance, which settle outside the
     clearing; they carry their kind ("schedule" or "imbalance") last."""
-    n_sched = ledger.conn.execute("SELECT count(*) FROM schedules WHERE interval=?", (start,)).fetchone()[0]
-    orders = {
-        (party, side): oid
-        for oid, party, side in ledger.conn.execute(
-            "SELECT order_id, party, side FROM market_orders WHERE interval=?", (start,)
-        )
-    }
+    n_sched = q.schedule_count(ledger, start)
+    orders = q.order_ids(ledger, start)
     local: list[list[Any]] = []
     residual: list[list[Any]] = []
     other: list[tuple[str, str, int, int, int, str]] = []
-    rows = ledger.conn.execute(
-        "SELECT buyer, seller, energy, price, fee FROM trades WHERE interval=? ORDER BY n", (start,)
-    ).fetchall()
+    rows = q.trades(ledger, start)
     for i, (buyer, seller, energy, price, fee) in enumerate(rows):
         if i < n_sched:
             other.append((buyer, seller, energy, price, fee, "schedule"))
@@ -86,33 +80,18 @@ def bundle(
     boards = member_boards(ledger, member)
     if not boards:
         raise AuditError(f"member {member!r} has no boards")
-    marks = ",".join("?" * len(boards))
-    starts = [
-        r[0]
-        for r in ledger.conn.execute(
-            f"SELECT DISTINCT interval FROM board_deliveries WHERE board_id IN ({marks}) "
-            "AND interval >= ? AND interval < ? "
-            "UNION SELECT DISTINCT interval FROM postings WHERE party=? AND interval >= ? AND interval < ? "
-            "ORDER BY 1",
-            (*boards, start, end, member, start, end),
-        )
-    ]
+    starts = q.member_intervals(ledger, member, boards, start, end)
     intervals = []
     seq_range: dict[str, list[int]] = {}
     for s in starts:
-        row = ledger.conn.execute(
-            "SELECT length, scheme, price, result_frame FROM intervals WHERE start=?", (s,)
-        ).fetchone()
-        if row is None:  # postings outside a market interval (e.g. compensation): in the statement only
+        iv = q.settled_interval(ledger, s)
+        if iv is None:  # postings outside a market interval (e.g. compensation): in the statement only
             continue
-        length, scheme, price, result = row
+        length, scheme, price, result = iv.length, iv.scheme, iv.price, iv.result_frame
         local, residual, other = split_rows(ledger, s)
         spans = []
-        for b, seq0, seq1 in ledger.conn.execute(
-            f"SELECT board_id, seq0, seq1 FROM board_deliveries WHERE interval=? AND board_id IN ({marks}) "
-            "ORDER BY board_id",
-            (s, *boards),
-        ):
+        for d in q.board_deliveries(ledger, s, boards):
+            b, seq0, seq1 = d.board_id, d.seq0, d.seq1
             spans.append({"board": b, "seq0": seq0, "seq1": seq1})
             lo_hi = seq_range.setdefault(b, [seq0, seq1])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], seq0), max(lo_hi[1], seq1)
@@ -133,7 +112,7 @@ def bundle(
             fr = r.encode() + sig
             frame.split(fr)  # size check: a stored reading always fits a frame
             readings.append({"board": b, "topic": topic, "frame": fr.hex()})
-    types = dict(ledger.conn.execute(f"SELECT id, board_type FROM boards WHERE id IN ({marks})", boards))
+    types = q.board_types(ledger, boards)
     board_list = [
         {
             "board": b,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import audit as q
 from coordinator.transaction.audit import AuditError
 from coordinator.transaction.export import check_member
 
@@ -42,18 +43,13 @@ class Dispute:
 
 
 def evidence(ledger: Ledger, member: str, interval: int) -> dict[str, Any]:
-    row = ledger.conn.execute(
-        "SELECT length, scheme, price, digest, result_frame FROM intervals WHERE start=?", (interval,)
-    ).fetchone()
-    if row is None:
+    iv = q.settled_interval(ledger, interval)
+    if iv is None:
         raise AuditError(f"interval {interval} has not been settled")
-    length, scheme, price, dg, result = row
+    length, scheme, price, dg, result = iv.length, iv.scheme, iv.price, iv.digest, iv.result_frame
     spans = []
-    for b, s0, s1, i0, x0, i1, x1 in ledger.conn.execute(
-        "SELECT d.board_id, seq0, seq1, e_imp0, e_exp0, e_imp1, e_exp1 FROM board_deliveries d "
-        "JOIN boards b ON b.id = d.board_id WHERE d.interval=? AND b.member_id=? ORDER BY d.board_id",
-        (interval, member),
-    ):
+    for d in q.member_board_deliveries(ledger, interval, member):
+        b, s0, s1, i0, x0, i1, x1 = d.board_id, d.seq0, d.seq1, d.e_imp0, d.e_exp0, d.e_imp1, d.e_exp1
         ends = [
             {"seq": r.seq, "ts": r.ts, "e_imp": r.e_imp, "e_exp": r.e_exp, "sig": sig.hex()}
             for r, sig in ledger.readings_by_seq(b, s0, s1)
@@ -69,23 +65,14 @@ def evidence(ledger: Ledger, member: str, interval: int) -> dict[str, Any]:
                 "readings": ends,
             }
         )
-    measured = ledger.conn.execute(
-        "SELECT e_imp, e_exp FROM deliveries WHERE interval=? AND party=?", (interval, member)
-    ).fetchone()
+    measured = q.delivery(ledger, interval, member)
     trades = [
         {"buyer": b, "seller": s, "energy": e, "price": p, "fee": f}
-        for b, s, e, p, f in ledger.conn.execute(
-            "SELECT buyer, seller, energy, price, fee FROM trades WHERE interval=? AND (buyer=? OR seller=?) "
-            "ORDER BY n",
-            (interval, member, member),
-        )
+        for b, s, e, p, f in q.trades(ledger, interval, member)
     ]
     postings = [
-        {"account": a, "energy": e, "amount": m, "memo": memo}
-        for a, e, m, memo in ledger.conn.execute(
-            "SELECT account, energy, amount, memo FROM postings WHERE interval=? AND party=? ORDER BY n",
-            (interval, member),
-        )
+        {"account": x.account, "energy": x.energy, "amount": x.amount, "memo": x.memo}
+        for x in q.postings(ledger, interval, member)
     ]
     return {
         "interval": interval,
@@ -109,23 +96,14 @@ def flag(ledger: Ledger, member: str, interval: int, reason: str, *, now: int) -
         raise AuditError("a dispute needs a reason")
     if len(reason) > MAX_REASON or any(not c.isprintable() for c in reason):
         raise AuditError(f"a dispute's reason is printable text of at most {MAX_REASON} characters")
-    ev = evidence(ledger, member, interval)
-    with ledger.transaction() as tx:
-        cur = tx.execute(
-            "INSERT INTO disputes (member_id, interval, reason, evidence, created) VALUES (?,?,?,?,?)",
-            (member, interval, reason, json.dumps(ev, sort_keys=True), now),
-        )
-        did = int(cur.lastrowid or 0)
+    with ledger.transaction() as tx:  # the evidence as it stands when the dispute is recorded
+        ev = evidence(ledger, member, interval)
+        did = q.add_dispute(tx, member, interval, reason, json.dumps(ev, sort_keys=True), now)
     return Dispute(did, member, interval, reason, "open", now, ev)
 
 
 def disputes(ledger: Ledger, member: str | None = None) -> list[Dispute]:
-    q = "SELECT id, member_id, interval, reason, status, created, evidence FROM disputes"
-    args: tuple[object, ...] = ()
-    if member is not None:
-        q += " WHERE member_id=?"
-        args = (member,)
     return [
-        Dispute(i, m, t, r, s, c, json.loads(e))
-        for i, m, t, r, s, c, e in ledger.conn.execute(q + " ORDER BY id", args)
+        Dispute(d.id, d.member, d.interval, d.reason, d.status, d.created, json.loads(d.evidence))
+        for d in q.disputes(ledger, member)
     ]

@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from coordinator.ledger import journal
 from coordinator.ledger.verify import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
 from coordinator.transaction import billing
@@ -36,8 +37,8 @@ from coordinator.transaction.settlement import digest
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 
-RECOMPUTED = ("energy_bought_", "energy_sold_")
-FIXED = ("fixed", "subscription", "contract_subscription")
+RECOMPUTED = (journal.ENERGY_BOUGHT_PREFIX, journal.ENERGY_SOLD_PREFIX)
+FIXED = (journal.FIXED, journal.SUBSCRIPTION, journal.CONTRACT_SUBSCRIPTION)
 
 
 @dataclass
@@ -146,13 +147,17 @@ def _verify(b: dict[str, Any], pinned: bytes | None) -> Report:
             if member not in (buyer, seller):
                 continue
             _check_price(buyer, seller, price, kind, tariff, where, rep)
-            k = kind if kind == "imbalance" else ("supplier" if SUPPLIER in (buyer, seller) else "local")
+            k = (
+                journal.IMBALANCE_KIND
+                if kind == "imbalance"
+                else (journal.SUPPLIER_KIND if SUPPLIER in (buyer, seller) else journal.LOCAL)
+            )
             if buyer == member:
                 traded += energy
-                _add(acc, f"energy_bought_{k}", energy, -energy * price)
+                _add(acc, journal.bought(k), energy, -energy * price)
             if seller == member:
                 traded -= energy
-                _add(acc, f"energy_sold_{k}", -energy, energy * (price - fee))
+                _add(acc, journal.sold(k), -energy, energy * (price - fee))
         if iv["spans"] and traded != measured:
             rep.problems.append(
                 f"{where}: the member's boards measured a net {measured} mWh, but the member was "
@@ -275,14 +280,14 @@ def _bill(b: dict[str, Any], acc: dict[str, list[int]], rep: Report) -> None:
     rep.zone, rep.days = zone, days
     t = b["tariff"]
     if t.get("fixed_per_day") and days:
-        _add(acc, "fixed", 0, -int(t["fixed_per_day"]) * days)
+        _add(acc, journal.FIXED, 0, -int(t["fixed_per_day"]) * days)
     if t.get("subscription_per_day") and days:
-        _add(acc, "subscription", 0, -int(t["subscription_per_day"]) * days)
+        _add(acc, journal.SUBSCRIPTION, 0, -int(t["subscription_per_day"]) * days)
     lo = start if joined is None else max(start, joined)
     hi = end if left is None else min(end, left)
     for x in t.get("contracts", ()):  # once per billing period in force while a member
         if int(x["subscription"]) and int(x["start"]) < hi and lo < int(x["end"]) and lo < hi:
-            _add(acc, "contract_subscription", 0, -int(x["subscription"]))
+            _add(acc, journal.CONTRACT_SUBSCRIPTION, 0, -int(x["subscription"]))
     claimed = {x["account"]: (int(x["energy"]), int(x["amount"])) for x in b["statement"]["lines"]}
     for account in sorted(set(acc) | set(claimed)):
         mine = (acc[account][0], acc[account][1]) if account in acc else (0, 0)
