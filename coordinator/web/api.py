@@ -16,6 +16,7 @@ from aiohttp import web
 
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import web as ledger_web
 from coordinator.transaction import billing, export
 from coordinator.transaction.audit import AuditError, bundle, dispute
 from coordinator.web import openapi, queries
@@ -117,7 +118,7 @@ def _period(request: web.Request, site: Site) -> tuple[int, int]:
 
 
 def _member(site: Site, member: str) -> None:
-    if not site.ledger.conn.execute("SELECT 1 FROM members WHERE id=?", (member,)).fetchone():
+    if not ledger_web.member_exists(site.ledger, member):
         raise web.HTTPNotFound(text=f"no member {member!r}")
 
 

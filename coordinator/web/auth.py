@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import web as q
 from coordinator.transaction.export import check_member
 
 PREFIX = "pg_"
@@ -37,26 +38,16 @@ def issue(ledger: Ledger, member: str | None, *, now: int, label: str = "") -> s
     if member is not None:
         check_member(ledger, member)
     token = PREFIX + secrets.token_urlsafe(24)
-    with ledger.transaction() as tx:
-        tx.execute(
-            "INSERT INTO access_tokens (token_hash, member_id, label, created) VALUES (?,?,?,?)",
-            (_hash(token), member, label, now),
-        )
+    q.add_token(ledger, _hash(token), member, label, now)
     return token
 
 
 def identify(ledger: Ledger, token: str) -> Principal | None:
     if not token.startswith(PREFIX) or len(token) > 100:
         return None
-    row = ledger.conn.execute(
-        "SELECT member_id FROM access_tokens WHERE token_hash=? AND revoked IS NULL", (_hash(token),)
-    ).fetchone()
+    row = q.token_member(ledger, _hash(token))
     return None if row is None else Principal(row[0])
 
 
 def revoke(ledger: Ledger, token: str, *, now: int) -> bool:
-    with ledger.transaction() as tx:
-        cur = tx.execute(
-            "UPDATE access_tokens SET revoked=? WHERE token_hash=? AND revoked IS NULL", (now, _hash(token))
-        )
-        return cur.rowcount == 1
+    return q.revoke_token(ledger, _hash(token), now)

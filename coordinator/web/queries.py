@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import web as q
 from coordinator.market import SUPPLIER, Contract
 from coordinator.transaction import billing
 from coordinator.transaction.export import boards_of, statements
@@ -69,56 +70,33 @@ def microgrid_power(ledger: Ledger, as_of: int, hours: int) -> dict[str, Any]:
 
 def intervals(ledger: Ledger, limit: int) -> list[dict[str, Any]]:
     """The latest settled intervals, newest last: price and volumes (what the broadcast Result says)."""
-    rows = ledger.conn.execute(
-        "SELECT start, length, scheme, state, price FROM intervals ORDER BY start DESC LIMIT ?", (limit,)
-    ).fetchall()
-    out = []
-    for start, length, scheme, state, price in reversed(rows):
-        vol = ledger.conn.execute(
-            "SELECT coalesce(sum(CASE WHEN buyer != ?1 AND seller != ?1 THEN energy END), 0), "
-            "coalesce(sum(CASE WHEN seller = ?1 THEN energy END), 0), "
-            "coalesce(sum(CASE WHEN buyer = ?1 THEN energy END), 0), "
-            "count(CASE WHEN buyer != ?1 AND seller != ?1 THEN 1 END) FROM trades WHERE interval = ?2",
-            (SUPPLIER, start),
-        ).fetchone()
-        out.append(
-            {
-                "start": start,
-                "length": length,
-                "scheme": scheme,
-                "state": state,
-                "price": price,
-                "traded": vol[0],
-                "grid_imp": vol[1],
-                "grid_exp": vol[2],
-                "n_trades": vol[3],
-            }
-        )
-    return out
+    return [
+        {
+            "start": i.start,
+            "length": i.length,
+            "scheme": i.scheme,
+            "state": i.state,
+            "price": i.price,
+            "traded": i.traded,
+            "grid_imp": i.grid_imp,
+            "grid_exp": i.grid_exp,
+            "n_trades": i.n_trades,
+        }
+        for i in q.intervals(ledger, limit, SUPPLIER)
+    ]
 
 
 def bids(ledger: Ledger, interval: int, member: str | None) -> list[dict[str, Any]]:
-    q = "SELECT order_id, party, side, energy, limit_price FROM market_orders WHERE interval=?"
-    args: tuple[Any, ...] = (interval,)
-    if member is not None:
-        q += " AND party=?"
-        args += (member,)
     return [
         {"order_id": o, "party": p, "side": s, "energy": e, "limit": lim}
-        for o, p, s, e, lim in ledger.conn.execute(q + " ORDER BY side, limit_price DESC", args)
+        for o, p, s, e, lim in q.orders(ledger, interval, member)
     ]
 
 
 def trades(ledger: Ledger, limit: int, member: str | None) -> list[dict[str, Any]]:
-    q = "SELECT interval, n, buyer, seller, energy, price, fee FROM trades"
-    args: tuple[Any, ...] = ()
-    if member is not None:
-        q += " WHERE buyer=? OR seller=?"
-        args = (member, member)
-    rows = ledger.conn.execute(q + " ORDER BY interval DESC, n DESC LIMIT ?", (*args, limit)).fetchall()
     return [
         {"interval": i, "n": n, "buyer": b, "seller": s, "energy": e, "price": p, "fee": f}
-        for i, n, b, s, e, p, f in rows
+        for i, n, b, s, e, p, f in q.recent_trades(ledger, limit, member)
     ]
 
 
@@ -131,62 +109,15 @@ def grid_state(ledger: Ledger, member: str | None, limit: int) -> dict[str, Any]
     for b, m in boards_of(ledger, member):
         r = latest.get(b)
         boards.append({"board": b, "member": m, "u": r.u if r else None, "p": r.p if r else None})
-    q = (
-        "SELECT c.interval, c.board_id, b.member_id, c.pv_limit_w, c.delta_w, c.reason, c.compensation "
-        "FROM curtailments c LEFT JOIN boards b ON b.id = c.board_id"
-    )
-    args: tuple[Any, ...] = ()
-    if member is not None:
-        q += " WHERE b.member_id = ?"
-        args = (member,)
-    curt = [
-        {
-            "interval": i,
-            "board": bd,
-            "member": m,
-            "pv_limit_w": lim,
-            "delta_w": d,
-            "reason": reason,
-            "compensation": comp,
-        }
-        for i, bd, m, lim, d, reason, comp in ledger.conn.execute(
-            q + " ORDER BY c.interval DESC LIMIT ?", (*args, limit)
-        )
-    ]
-    q = (
-        "SELECT r.interval, r.board_id, b.member_id, r.kind, r.delta_w, r.setpoint, r.reason, r.compensation "
-        "FROM redispatches r LEFT JOIN boards b ON b.id = r.board_id"
-    )
-    if member is not None:
-        q += " WHERE b.member_id = ?"
-    redis = [
-        dict(zip(_REDISPATCH, row, strict=True))
-        for row in ledger.conn.execute(q + " ORDER BY r.interval DESC, r.board_id LIMIT ?", (*args, limit))
-    ]
-    checks = [  # grid-wide (no member's data): how close each interval ran to the limits
-        dict(zip(_CHECK, row, strict=True))
-        for row in ledger.conn.execute(
-            f"SELECT {', '.join(_CHECK)} FROM grid_checks ORDER BY interval DESC LIMIT ?", (limit,)
-        )
-    ]
+    curt = [dict(zip(_CURTAILMENT, row, strict=True)) for row in q.curtailments(ledger, member, limit)]
+    redis = [dict(zip(_REDISPATCH, row, strict=True)) for row in q.redispatches(ledger, member, limit)]
+    # grid-wide (no member's data): how close each interval ran to the limits
+    checks = [dict(zip(q.CHECK_COLUMNS, row, strict=True)) for row in q.checks(ledger, limit)]
     return {"boards": boards, "curtailments": curt, "redispatches": redis, "checks": checks}
 
 
+_CURTAILMENT = ("interval", "board", "member", "pv_limit_w", "delta_w", "reason", "compensation")
 _REDISPATCH = ("interval", "board", "member", "kind", "delta_w", "setpoint", "reason", "compensation")
-_CHECK = (
-    "interval",
-    "v_min_pu",
-    "v_min_bus",
-    "v_max_pu",
-    "v_max_bus",
-    "line_max_pct",
-    "line_max",
-    "trafo_max_pct",
-    "trafo_max",
-    "violations",
-    "source",
-    "changes",
-)
 
 
 def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
@@ -227,11 +158,7 @@ def bill(
     (st,) = statements(ledger, start, end, [member], fixed_per_day, tuple(contracts), zone)
     running = []
     acc = 0
-    for t, amount in ledger.conn.execute(
-        "SELECT interval, sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
-        "GROUP BY interval ORDER BY interval",
-        (member, start, end),
-    ):
+    for t, amount in q.running_totals(ledger, member, start, end):
         acc += int(amount)
         running.append([t, acc, billing.cents(acc)])
     return {

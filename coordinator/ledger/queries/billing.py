@@ -33,16 +33,6 @@ def posted_intervals(ledger: Ledger, member: str, start: int, end: int) -> int:
     return int(row[0])
 
 
-def running_totals(ledger: Ledger, member: str, start: int, end: int) -> list[tuple[int, int]]:
-    """``(interval, nano-cent)``: the member's postings summed per interval in ``[start, end)``."""
-    rows = ledger.conn.execute(
-        "SELECT interval, sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
-        "GROUP BY interval ORDER BY interval",
-        (member, start, end),
-    ).fetchall()
-    return [(int(t), int(a)) for t, a in rows]
-
-
 def invoice_periods(tx: sqlite3.Connection, member: str) -> list[str]:
     """The period keys of the invoices issued for the member."""
     return [str(p) for (p,) in tx.execute("SELECT period FROM invoices WHERE member_id=?", (member,))]
