@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import provision as q
 from coordinator.provision.errors import ProvisionError
 from coordinator.transaction.ingest import BoardState, Ingest
 from protocol import crypto
@@ -48,7 +49,7 @@ def find(ledger: Ledger, board_id: str) -> Board | None:
 
 
 def _member(ledger: Ledger, member_id: str) -> None:
-    if member_id not in {m["id"] for m in ledger.members()}:
+    if member_id not in {m.id for m in ledger.members()}:
         raise ProvisionError(f"no member {member_id!r}: add it with `peergrid members add` first")
 
 
@@ -58,6 +59,11 @@ def enrol(ledger: Ledger, board_id: str, member_id: str, pubkey: bytes, board_ty
     A board that already asked to enrol (pending) is activated only if its key is the one the
     operator read from the board: a stranger who published first on that id is not accepted.
     """
+    with ledger.transaction():  # the checks hold until the board is written
+        return _enrol(ledger, board_id, member_id, pubkey, board_type, now=now)
+
+
+def _enrol(ledger: Ledger, board_id: str, member_id: str, pubkey: bytes, board_type: str, *, now: int) -> str:
     _member(ledger, member_id)
     b = find(ledger, board_id)
     if b is None:
@@ -86,30 +92,33 @@ def enrol(ledger: Ledger, board_id: str, member_id: str, pubkey: bytes, board_ty
 
 def rotate_key(ledger: Ledger, board_id: str, pubkey: bytes, *, now: int) -> str:
     """Give a board a new key from ``now``; its old keys stay for verifying old readings."""
-    b = find(ledger, board_id)
-    if b is None or b.status == "retired":
-        raise ProvisionError(f"no enrolled board {board_id!r}")
-    if any(k == pubkey for k, _, _ in ledger.keys_of(board_id)):
-        raise ProvisionError(
-            f"board {board_id} has had key {pubkey.hex()[:16]}... before: generate a new one"
-        )
-    ledger.rotate_key(board_id, pubkey, now=now)
+    with ledger.transaction():
+        b = find(ledger, board_id)
+        if b is None or b.status == "retired":
+            raise ProvisionError(f"no enrolled board {board_id!r}")
+        if any(k == pubkey for k, _, _ in ledger.keys_of(board_id)):
+            raise ProvisionError(
+                f"board {board_id} has had key {pubkey.hex()[:16]}... before: generate a new one"
+            )
+        ledger.rotate_key(board_id, pubkey, now=now)
     n = len(ledger.keys_of(board_id))
     return f"board {board_id}: new key {pubkey.hex()[:16]}... from {now}; {n} keys kept"
 
 
 def replace(ledger: Ledger, old: str, new: str, pubkey: bytes, board_type: str | None, *, now: int) -> str:
     """A new board takes over an old one's member; the old one is retired with its history."""
-    b = find(ledger, old)
-    if b is None or b.status != "active" or b.member_id is None:
-        raise ProvisionError(f"no active board {old!r} to replace")
-    if find(ledger, new) is not None:
-        raise ProvisionError(f"board id {new!r} is already registered: a replacement needs a new id")
-    if b.pubkey == pubkey:
-        raise ProvisionError("the replacement board has the old board's key: it must generate its own")
-    ledger.add_board(new, board_type or b.board_type, pubkey, now=now, member_id=b.member_id, status="active")
-    with ledger.transaction():
-        ledger.conn.execute("UPDATE boards SET status='retired' WHERE id=?", (old,))
+    with ledger.transaction() as tx:  # the checks hold until the new board is in and the old retired
+        b = find(ledger, old)
+        if b is None or b.status != "active" or b.member_id is None:
+            raise ProvisionError(f"no active board {old!r} to replace")
+        if find(ledger, new) is not None:
+            raise ProvisionError(f"board id {new!r} is already registered: a replacement needs a new id")
+        if b.pubkey == pubkey:
+            raise ProvisionError("the replacement board has the old board's key: it must generate its own")
+        ledger.add_board(
+            new, board_type or b.board_type, pubkey, now=now, member_id=b.member_id, status="active"
+        )
+        q.retire_board(tx, old)
     return f"board {new} replaces {old} for member {b.member_id}; {old} retired, its readings and keys kept"
 
 
@@ -117,11 +126,11 @@ def retire(ledger: Ledger, board_id: str) -> str:
     """Retire a board (a meter leaving the community or moving to another member): ingest refuses
     anything new from it; its readings and keys stay, and what it metered up to its last stored
     reading is still settled for its member. A retired id is never enrolled again."""
-    b = find(ledger, board_id)
-    if b is None or b.status == "retired":
-        raise ProvisionError(f"no active or pending board {board_id!r}")
-    with ledger.transaction():
-        ledger.conn.execute("UPDATE boards SET status='retired' WHERE id=?", (board_id,))
+    with ledger.transaction() as tx:
+        b = find(ledger, board_id)
+        if b is None or b.status == "retired":
+            raise ProvisionError(f"no active or pending board {board_id!r}")
+        q.retire_board(tx, board_id)
     who = f" (member {b.member_id})" if b.member_id else ""
     return f"board {board_id}{who} retired; its readings and keys kept"
 
@@ -163,7 +172,7 @@ async def watch(ingest: Ingest, ledger: Ledger, stop: asyncio.Event, every_s: fl
     seen = None
     while not stop.is_set():
         try:
-            v = ledger.conn.execute("PRAGMA data_version").fetchone()[0]
+            v = q.data_version(ledger)
             if v != seen:
                 seen = v
                 for c in sync(ingest, ledger):
