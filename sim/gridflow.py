@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from coordinator.ledger.queries import sim as q
 from sim.errors import ScenarioError
 from sim.profiles import STEP_S
 from sim.scenario import Scenario
@@ -118,14 +119,6 @@ def flows(sc: Scenario, power: dict[str, list[int]], g: Grid | None = None) -> l
 
 def delivery(ledger: Ledger, start: int, end: int) -> Delivery:
     """The delivery check's record of the intervals ``start`` <= interval < ``end``."""
-    n, before, after = ledger.conn.execute(
-        "SELECT count(*), coalesce(sum(changes > 0 OR violations > 0), 0), coalesce(sum(violations > 0), 0) "
-        "FROM grid_checks WHERE interval >= ? AND interval < ?",
-        (start, end),
-    ).fetchone()
-    changes, intervals, paid = ledger.conn.execute(
-        "SELECT count(*), count(DISTINCT interval), coalesce(sum(compensation), 0) FROM redispatches "
-        "WHERE interval >= ? AND interval < ?",
-        (start, end),
-    ).fetchone()
+    n, before, after = q.grid_checks(ledger, start, end)
+    changes, intervals, paid = q.redispatch_totals(ledger, start, end)
     return Delivery(n, changes, intervals, before, after, paid)

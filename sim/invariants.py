@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, journal
+from coordinator.ledger.queries import sim as q
 from coordinator.ledger.verify import verify
 from coordinator.market import SUPPLIER
 from sim.fleet import SentReading
@@ -105,14 +106,9 @@ def check(
             f"only {refused.get('replay', 0)} refused"
         )
     # -- energy: register chains ---------------------------------------------------------------
-    row = ledger.conn.execute("SELECT max(start + length) FROM intervals").fetchone()
-    last_end = int(row[0] or 0)
+    last_end = q.last_end(ledger)
     for board in sorted(sent):
-        rows = ledger.conn.execute(
-            "SELECT interval, seq0, seq1, e_imp0, e_exp0, e_imp1, e_exp1 FROM board_deliveries "
-            "WHERE board_id=? ORDER BY interval",
-            (board,),
-        ).fetchall()
+        rows = q.settled_spans(ledger, board)
         prev = None
         if rows:  # metered before the board's first settled boundary (by its own clock)
             inv.unsettled_mwh += rows[0][3] + rows[0][4]
@@ -135,42 +131,25 @@ def check(
         if board in registers:
             inv.unsettled_mwh += sum(registers[board]) - prev[5] - prev[6]
     # -- energy and money per interval -----------------------------------------------------------
-    starts = [r[0] for r in ledger.conn.execute("SELECT start FROM intervals ORDER BY start")]
+    starts = q.interval_starts(ledger)
     inv.intervals = len(starts)
     for start in starts:
-        measured = {
-            p: i - x
-            for p, i, x in ledger.conn.execute(
-                "SELECT party, e_imp, e_exp FROM deliveries WHERE interval=?", (start,)
-            )
-        }
-        posted: dict[str, int] = {}
-        for p, e in ledger.conn.execute(
-            "SELECT party, sum(energy) FROM postings WHERE interval=? GROUP BY party", (start,)
-        ):
-            posted[p] = int(e)
+        measured = {p: i - x for p, i, x in q.deliveries(ledger, start)}
+        posted = q.posted_energy(ledger, start)
         for p, net in measured.items():
             if posted.get(p, 0) != net:
                 problem(
                     f"energy: interval {start}: {p} measured {net} mWh net, postings say {posted.get(p, 0)}"
                 )
         sup_sold = sup_bought = 0
-        for b, s, e in ledger.conn.execute(
-            "SELECT buyer, seller, energy FROM trades WHERE interval=?", (start,)
-        ):
-            if SUPPLIER == s:
+        for b, seller, e in q.trade_energy(ledger, start):
+            if SUPPLIER == seller:
                 sup_sold += e
             elif SUPPLIER == b:
                 sup_bought += e
-        acc = dict(
-            ledger.conn.execute(
-                "SELECT account, sum(energy) FROM postings "
-                "WHERE interval=? AND account LIKE 'energy_%_local' "
-                "GROUP BY account",
-                (start,),
-            ).fetchall()
-        )
-        local_bought, local_sold = acc.get("energy_bought_local", 0), -acc.get("energy_sold_local", 0)
+        acc = q.account_energy(ledger, start, (journal.ENERGY_BOUGHT_LOCAL, journal.ENERGY_SOLD_LOCAL))
+        local_bought = acc.get(journal.ENERGY_BOUGHT_LOCAL, 0)
+        local_sold = -acc.get(journal.ENERGY_SOLD_LOCAL, 0)
         if sum(measured.values()) != sup_sold - sup_bought:
             problem(
                 f"energy: interval {start}: members' net {sum(measured.values())} mWh != supplier's "
@@ -178,8 +157,8 @@ def check(
             )
         if local_bought != local_sold:
             problem(f"energy: interval {start}: local energy bought {local_bought} != sold {local_sold}")
-    total = ledger.conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone()[0]
-    inv.money_sum = int(total)
+    total = q.money_sum(ledger)
+    inv.money_sum = total
     if total != 0:
         problem(f"money: all postings sum to {total} nano-cent, not 0")
     rep = verify(ledger, grid)

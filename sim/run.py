@@ -26,7 +26,9 @@ from pathlib import Path
 
 from coordinator.config import Config
 from coordinator.delivery import flexibility
+from coordinator.ledger.queries import sim as ledger_sim
 from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
+from coordinator.members import MemberPrefs, StoragePrefs
 from coordinator.transaction import billing
 from protocol import crypto
 from sim import gridflow
@@ -273,18 +275,10 @@ async def _service_faults(
 
 def _register(coord: SimCoordinator, sc: Scenario, fleet: Fleet) -> None:
     for h in sc.homes:
-        prefs: dict[str, object] = {}
-        if h.min_sell is not None:
-            prefs["min_sell"] = h.min_sell
-        if h.max_buy is not None:
-            prefs["max_buy"] = h.max_buy
+        storage = None
         if h.battery_mwh:
-            prefs["storage"] = {
-                "capacity_mwh": h.battery_mwh,
-                "max_charge_w": h.battery_w,
-                "max_discharge_w": h.battery_w,
-                "min_soc": 50,
-            }
+            storage = StoragePrefs(h.battery_mwh, h.battery_w, h.battery_w, min_soc=50)
+        prefs = MemberPrefs(min_sell=h.min_sell, max_buy=h.max_buy, storage=storage)
         role = "storage" if h.battery_mwh and not h.annual_kwh else ("prosumer" if h.pv_wp else "consumer")
         coord.ledger.add_member(h.member, h.name, role, now=sc.start, feeder=h.feeder, prefs=prefs)
         b = fleet.boards[h.member]
@@ -312,9 +306,7 @@ async def _orders_taken(coord: SimCoordinator, fleet: VirtualFleet, interval: in
     """Wait until the virtual boards have taken every order the coordinator sent for ``interval``
     (boards get an order milliseconds after it is published: without the wait, the run's next steps
     could meter minutes of the interval before the boards' order task had run)."""
-    want = coord.ledger.conn.execute(
-        "SELECT count(*) FROM board_orders WHERE interval=?", (interval,)
-    ).fetchone()[0]
+    want = ledger_sim.orders_sent(coord.ledger, interval)
     deadline = time.monotonic() + ORDER_WAIT_S
     while fleet.orders_in[interval] < want and time.monotonic() < deadline:
         await asyncio.sleep(0.002)
