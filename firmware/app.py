@@ -46,7 +46,7 @@ class Board:
         lim = cfg.get("limits") or {}
         self.regs = Registers("regs", cfg.get("save_s", 300), cfg.get("save_mwh", 50_000),
                               2 * max(lim.get("import_w", 0), lim.get("export_w", 0)) or 100_000)
-        self.spool = Spool("spool.bin", cfg.get("spool", 1000))
+        self.spool = Spool("spool", cfg.get("spool", 1000))
         fe = cfg["frontend"]
         self.meter = Meter(build(fe, hw), self.regs)
         self.act = hw.actuators(cfg)

@@ -8,8 +8,10 @@
 #   - deltas read and cleared from the chip (ATM90E32 energy registers, S0 pulses): energy since
 #     the last save is lost on a power cut, at most ``save_mwh`` (the wear/loss trade-off).
 # A save happens when ``save_s`` seconds or ``save_mwh`` mWh have passed since the last one, or
-# when forced (clean shutdown, alignment). The sequence number is persisted as a ceiling: a reboot
-# resumes above every number ever sent, so no sequence number repeats.
+# when forced (clean shutdown, alignment), and only when something it holds changed: a boot, an
+# idle meter or a shutdown right after a save write nothing. The sequence number is persisted as a
+# ceiling, saved before the first number of each block is handed out: a reboot resumes above
+# every number ever sent, so no sequence number repeats.
 #
 # Plausibility: a counter cannot advance faster than the most power the meter can see
 # (``power_w``: 2 x the board file's largest limit, see app.py). An advance, or the count of a
@@ -48,27 +50,28 @@ class Registers:
         self.e_imp, self.e_exp, self._imp_at, self._exp_at, ceiling, self.last_oseq, self._h = got
         self.seq = ceiling  # first reading after boot: above anything sent before
         self._ceiling = ceiling
-        self._saved_at = None
-        self._saved_imp = self.e_imp
-        self._saved_exp = self.e_exp
+        self._saved_at = None  # board time of the last save (None: none since boot)
+        self._saved = self._values()
         self.aligned = False
         self.fault = False  # a counter step was refused since the last reading
         self.last = None  # board time the counters last moved (None: not since boot)
-        self._save(0)
 
-    def _save(self, now):
-        ceiling = self._ceiling
-        if self.seq >= ceiling:
-            ceiling = self.seq + SEQ_BLOCK
+    def _values(self):
+        return self.e_imp, self.e_exp, self._imp_at, self._exp_at, self._ceiling, self.last_oseq
+
+    def _save(self, now, ceiling=None):
+        if ceiling is None:
+            ceiling = self._ceiling
+        self._saved_at = now
+        if (self.e_imp, self.e_exp, self._imp_at, self._exp_at, ceiling, self.last_oseq) == self._saved:
+            return  # nothing changed: flash untouched
         h = now // 3600
         if h > 444_444:  # a set clock (after 2020-09): the bound after a reboot runs from this hour
             self._h = h & 0xFFFF
         self.rec.save(self.e_imp, self.e_exp, self._imp_at, self._exp_at, ceiling,
                       self.last_oseq, self._h)
         self._ceiling = ceiling  # only once written: numbers above it are never handed out before
-        self._saved_at = now
-        self._saved_imp = self.e_imp
-        self._saved_exp = self.e_exp
+        self._saved = self._values()
 
     def add(self, d_imp, d_exp):
         """Add energy read as deltas (mWh, both >= 0)."""
@@ -105,10 +108,10 @@ class Registers:
 
     def next_seq(self, now):
         """Take the next sequence number (persisting a new ceiling when the block is used)."""
+        if self.seq >= self._ceiling:  # persisted before it is used (a failed write raises)
+            self._save(now, self.seq + SEQ_BLOCK)
         s = self.seq
         self.seq += 1
-        if self.seq >= self._ceiling:
-            self._save(now)
         return s
 
     def order_applied(self, oseq, now):
@@ -117,11 +120,13 @@ class Registers:
 
     def maybe_save(self, now, force=False):
         """Persist if forced, or if enough time or energy has passed since the last save."""
-        moved = (self.e_imp - self._saved_imp) + (self.e_exp - self._saved_exp)
+        if self._saved_at is None:
+            self._saved_at = now
+        moved = (self.e_imp - self._saved[0]) + (self.e_exp - self._saved[1])
         if force or moved >= self.save_mwh or now - self._saved_at >= self.save_s:
-            if force or moved or self.seq != self._ceiling:
-                self._save(now)
-                return True
+            writes = self.rec.writes
+            self._save(now)
+            return self.rec.writes != writes
         return False
 
     def _follow(self, register, at, value, hi):
