@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bench.reliability.faults import BROKER_CONF
 from bench.table import Row, rate
 from coordinator.ledger import Ledger
+from coordinator.ledger.queries import bench as ledger_bench
 from protocol import frame
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
@@ -92,9 +93,8 @@ def ingest_run(
             last = _decode_seq(frames[-1][1])  # every board's last reading has this seq
             # a cheap probe while the workers run (a full count(*) would take CPU from them): one
             # key lookup per board for its last reading, then the full count once they are there
-            probe = "SELECT count(*) FROM board_refs b JOIN reading_rows r ON r.ref = b.ref AND r.seq = ?"
             while time.perf_counter() - start < 300:
-                if led.conn.execute(probe, (last,)).fetchone()[0] == len(boards):
+                if ledger_bench.boards_with_reading(led, last) == len(boards):
                     if led.count_readings() >= total:
                         break
                 time.sleep(0.01)
@@ -118,14 +118,14 @@ def ledger_bytes(db: Path) -> tuple[float, float]:
     """Bytes per stored reading beyond an empty ledger: as written (WAL checkpointed), after VACUUM."""
     with tempfile.TemporaryDirectory() as tmp:
         with Ledger.open(Path(tmp) / "e.db") as e:
-            e.conn.execute("VACUUM")
+            ledger_bench.vacuum(e)
         empty = (Path(tmp) / "e.db").stat().st_size
     with Ledger.open(db) as led:
         n = max(led.count_readings(), 1)
-        led.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ledger_bench.checkpoint(led)
         written = db.stat().st_size
-        led.conn.execute("VACUUM")
-        led.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ledger_bench.vacuum(led)
+        ledger_bench.checkpoint(led)
     return (written - empty) / n, (db.stat().st_size - empty) / n
 
 

@@ -18,7 +18,7 @@ pseudo-parties; members may not use their names.
 construction. A clearing of 100k orders makes about 100k trades, so trades are stored as plain
 tuples (``TradeRow``; the cheapest object Python has, and one the garbage collector stops
 tracking) inside an immutable ``Trades`` sequence, which hands out ``Trade`` named tuples when
-read. ``Trades.rows`` is the canonical form for a digest and goes straight into ``executemany``.
+read. ``Trades.rows`` is the canonical form for a digest and for the ledger's trade records.
 """
 
 from __future__ import annotations
