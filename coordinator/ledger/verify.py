@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator.ledger import journal
 from coordinator.ledger.store import Ledger
 from protocol import crypto, frame, topics
 from protocol.errors import ProtocolError
@@ -91,8 +92,8 @@ def verify(ledger: Ledger, grid: str, limit: int = 50) -> Report:
         ).fetchone()[0]
         posted = -ledger.conn.execute(
             "SELECT coalesce(sum(amount), 0) FROM postings "
-            "WHERE interval=? AND account LIKE 'energy_bought_%'",
-            (start,),
+            "WHERE interval=? AND account LIKE ?",
+            (start, journal.ENERGY_BOUGHT_PREFIX + "%"),
         ).fetchone()[0]
         if paid != posted:
             problem(f"interval {start}: buyers' postings {posted} differ from trades' value {paid}")
