@@ -162,9 +162,12 @@ class IngestService:
             arrived = asyncio.Event()
 
             async def pump() -> None:
-                async for batch in conn.batches():
-                    inbox.extend(batch)
-                    arrived.set()
+                try:
+                    async for batch in conn.batches():
+                        inbox.extend(batch)
+                        arrived.set()
+                finally:
+                    arrived.set()  # the stream ended (the broker closed it): the loop sees it now
 
             pumping = asyncio.create_task(pump())
             loop = asyncio.get_running_loop()
@@ -198,3 +201,6 @@ class IngestService:
                 self.flush(conn)
             finally:
                 pumping.cancel()
+                await asyncio.wait([pumping])  # its outcome is read here, never left to the collector
+                if not pumping.cancelled() and pumping.exception() is not None:
+                    log.info("ingest stream ended: %s", pumping.exception())

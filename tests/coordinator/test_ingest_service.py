@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
 from coordinator.service.mqtt import Connection
@@ -245,3 +247,93 @@ def test_a_failed_commit_is_retried_not_lost(tmp_path: Path, mosquitto: Mosquitt
         asyncio.run(main())
         assert not failures  # the failure happened
         assert [r.seq for r, _ in led.readings("m01")] == list(range(200))
+
+
+def test_a_broker_that_closes_the_session_ends_it_cleanly_and_ingest_reconnects(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The broker goes away under the ingest (restart, crash): the session ends without a task
+    whose exception nobody retrieves, the service reconnects, and readings sent after the broker
+    is back are stored."""
+    import gc
+
+    from coordinator.transaction.ingest_service import IngestService
+
+    db = tmp_path / "ledger.db"
+    b = VirtualBoard("g1", "m01", bytes([9]) * 32, lambda ts: 900)
+    frames = [b.reading(int(time.time()) - 3600 + 10 * k) for k in range(40)]
+    unhandled: list[str] = []
+    with Ledger.open(db) as led:
+        led.add_member("m", "M", "prosumer", now=START)
+        led.add_board("m01", "virtual", b.key.public, now=START, member_id="m", status="active")
+        svc = IngestService(led, "g1", mosquitto.address, batch=50, flush_s=0.02, client_id="bounce")
+
+        async def main() -> None:
+            asyncio.get_running_loop().set_exception_handler(
+                lambda loop, ctx: unhandled.append(str(ctx.get("message")))
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(svc.run(stop))
+            await asyncio.sleep(0.3)
+            async with Connection(mosquitto.address, "boards") as conn:
+                for topic, fr in frames[:20]:
+                    await conn.publish(topic, fr)
+            for _ in range(100):
+                if led.count_readings() >= 20:
+                    break
+                await asyncio.sleep(0.05)
+            for _ in range(2):  # the broker closes the ingest's connection, twice
+                await asyncio.to_thread(mosquitto.restart, 0.2)
+                await asyncio.sleep(0.8)
+            gc.collect()  # a task destroyed with its exception unread reports it here
+            async with Connection(mosquitto.address, "boards") as conn:
+                for topic, fr in frames[20:]:
+                    await conn.publish(topic, fr)
+            for _ in range(200):
+                if led.count_readings() >= len(frames):
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            gc.collect()
+
+        asyncio.run(main())
+        assert [r.seq for r, _ in led.readings("m01")] == list(range(40))
+    assert unhandled == []
+
+
+def test_the_session_ends_as_soon_as_the_broker_closes_it_and_its_error_is_read(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker closes the ingest's connection while the service waits for its next flush
+    (a long ``flush_s``): the receive task's end wakes the service at once, the session ends with
+    the broker's reason logged (read from the task, not left for the garbage collector to print
+    as "Task exception was never retrieved"), and the service tries to reconnect."""
+    import logging
+
+    from coordinator.transaction.ingest_service import IngestService
+
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        svc = IngestService(led, "g1", mosquitto.address, flush_s=60.0, client_id="shutdown")
+
+        async def main() -> bool:
+            stop = asyncio.Event()
+            ready = svc.ready = asyncio.Event()
+            task = asyncio.create_task(svc.run(stop))
+            await ready.wait()
+            await asyncio.to_thread(mosquitto.stop)
+            ended = False
+            for _ in range(200):  # a 60 s flush timer would hold the session far longer than this
+                if "ingest session ended" in caplog.text:
+                    ended = True
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+            return ended
+
+        with caplog.at_level(logging.INFO, logger="peergrid"):
+            ended = asyncio.run(main())
+        mosquitto.start()
+    assert ended, "the session did not end when the broker closed it"
+    assert "ingest stream ended: the broker closed the connection" in caplog.text
