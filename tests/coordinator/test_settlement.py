@@ -3,6 +3,7 @@ money sums to zero in every interval and across bills, and an interval settles o
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,52 @@ def test_self_consumption_and_bilateral_settle_through_the_same_path(tmp_path: P
                 "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900 * q,)
             ).fetchone() == (0,)
         led.close()
+
+
+def test_another_settlement_cannot_slip_in_between_the_check_and_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two coordinators settling the same interval: the second cannot write while the first is
+    between its "already settled?" check and its records, and then finds the interval settled."""
+    from coordinator.transaction import settlement
+
+    led, _ = ledger_with_readings(tmp_path)
+    other = Ledger.open(led.path)
+    other.conn.execute("PRAGMA busy_timeout=0")  # refused at once rather than after a wait
+    real = settlement.measure
+    refused: list[str] = []
+
+    def measure_while_another_settles(ledger: Ledger, start: int, end: int) -> tuple[object, ...]:
+        if not refused:  # the first settlement has checked the interval and is measuring it
+            refused.append("trying")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                settle(other, START, 900, "pairwise", TARIFF, {}, now=START + 3600)
+            refused[0] = "refused"
+        return real(ledger, start, end)
+
+    monkeypatch.setattr(settlement, "measure", measure_while_another_settles)
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    assert refused == ["refused"]
+    with pytest.raises(LedgerError, match="already settled"):
+        settle(other, START, 900, "pairwise", TARIFF, {}, now=START + 3600)
+    assert led.conn.execute("SELECT count(*) FROM intervals").fetchone() == (1,)
+    other.close()
+    led.close()
+
+
+def test_settlement_postings_keep_their_numbers_and_a_failed_seal_leaves_nothing(tmp_path: Path) -> None:
+    led, _ = ledger_with_readings(tmp_path)
+
+    def broken_seal(c: object) -> bytes:
+        raise RuntimeError("no key")
+
+    with pytest.raises(RuntimeError, match="no key"):
+        settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 3600, seal=broken_seal)
+    assert led.conn.execute("SELECT count(*) FROM postings").fetchone() == (0,)
+    assert led.conn.execute("SELECT count(*) FROM intervals").fetchone() == (0,)
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 3600, seal=lambda c: b"result")
+    ns = [n for (n,) in led.conn.execute("SELECT n FROM postings WHERE interval=? ORDER BY n", (START,))]
+    # no schedules or imbalance here: the market's postings, numbered from its base as ever
+    assert ns == list(range(20_000_000, 20_000_000 + len(ns))) and len(ns) > 0
+    assert led.conn.execute("SELECT result_frame FROM intervals").fetchone() == (b"result",)
+    led.close()
