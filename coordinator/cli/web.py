@@ -132,7 +132,7 @@ def _audit_export(args: argparse.Namespace) -> int:
         raise AuditError("the coordinator key is needed to name the key its results are signed with")
     start, end = parse_period(args.period, src.timezone)
     with Ledger.open(src.ledger) as ledger:
-        known = {m["id"]: m for m in ledger.members()}
+        known = {m.id: m for m in ledger.members()}
         sub = billing.subscription_per_day(known.get(args.member))
         charges = Charges(src.tariff, src.fixed_per_day, sub, src.contracts, src.timezone)
         b = bundle(ledger, src.grid, args.member, start, end, charges, key)

@@ -1,49 +1,15 @@
-"""A member's flexible devices from its preferences, and their :class:`Assets` for one interval.
-
-Preferences (``members.prefs``, JSON), every key optional:
-
-- ``storage``: a battery or an EV as :mod:`coordinator.delivery.dispatch` describes it (market-cleared);
-- ``ev``: an EV beside a battery on an integrator home: ``{"max_charge_w": 11000, "phases": 3,
-  "need_mwh": 20000000, "arrive": "17:00", "departure": "07:00"}`` (UTC);
-- ``deferrable``: a load on a relay that may be postponed: ``{"w": 3000, "relay": 0, "hours":
-  [18, 23]}`` (on from 18:00 to 23:00 UTC; without ``hours`` it counts as on all day);
-- ``pv``: ``{"kwp": 8}``: rooftop PV; its export may be offered to the flexibility market (the
-  delivery check may limit any board's export whatever its preferences);
-- ``flex``: the member's costs of a change, mc/kWh (``pv``, ``battery``, ``ev``, ``load``; defaults
-  in :class:`~coordinator.delivery.assets.Costs`, PV at the feed-in tariff) and ``price``, what it
-  asks per kWh in the flexibility market (default: its costs);
-- ``integrator``: ``{"horizon": 16}``: the home's battery and EV follow the integrator plan
-  (:mod:`coordinator.delivery.integrator`) instead of the market.
+"""A member's flexible devices from its preferences (:class:`coordinator.members.MemberPrefs`,
+which describes the keys), and their :class:`Assets` for one interval.
 
 Pure: the dispatcher passes in the state of charge and the planned setpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from coordinator.delivery.assets import Assets, Costs
-from coordinator.delivery.errors import AssetError
-
-
-def _int(d: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
-    v = d.get(key, default)
-    if type(v) is not int or v < 0:
-        raise AssetError(f"{where}.{key} must be an integer >= 0, got {v!r}")
-    return v
-
-
-def hhmm(v: object, where: str) -> int:
-    """Seconds after midnight of an "HH:MM" time."""
-    try:
-        hh, mm = (int(x) for x in str(v).split(":"))
-    except ValueError:
-        raise AssetError(f"{where} must be HH:MM, got {v!r}") from None
-    if not (0 <= hh < 24 and 0 <= mm < 60):
-        raise AssetError(f"{where} must be HH:MM, got {v!r}")
-    return hh * 3600 + mm * 60
+from coordinator.members import PER_MILLE, MemberPrefs
 
 
 def next_time(start: int, seconds_of_day: int) -> int:
@@ -75,51 +41,35 @@ class Devices:
         return max(0, self.ev_capacity * (self.ev[2] - soc) // 1000)
 
     @classmethod
-    def from_prefs(cls, member: str, prefs: Mapping[str, Any], *, feed_in: int) -> Devices:
-        where = f"member {member!r} prefs"
-        for key in ("flex", "storage", "ev", "deferrable", "integrator", "pv"):
-            if prefs.get(key) and not isinstance(prefs[key], Mapping):
-                raise AssetError(f"{where}.{key} must be a table, got {prefs[key]!r}")
-        fx = prefs.get("flex") or {}
+    def from_prefs(cls, member: str, prefs: MemberPrefs, *, feed_in: int) -> Devices:
+        """The devices of ``member`` (PV costs default to the feed-in tariff ``feed_in``)."""
+        fx = prefs.flex
         d = Costs(pv=feed_in)
-        costs = Costs(
-            pv=_int(fx, "pv", f"{where}.flex", d.pv),
-            battery=_int(fx, "battery", f"{where}.flex", d.battery),
-            ev=_int(fx, "ev", f"{where}.flex", d.ev),
-            load=_int(fx, "load", f"{where}.flex", d.load),
-        )
+        costs = d
+        flex_price = None
+        if fx is not None:
+            costs = Costs(
+                pv=d.pv if fx.pv is None else fx.pv,
+                battery=d.battery if fx.battery is None else fx.battery,
+                ev=d.ev if fx.ev is None else fx.ev,
+                load=d.load if fx.load is None else fx.load,
+            )
+            if fx.price is not None:
+                flex_price = dict.fromkeys(("pv", "battery", "ev", "load"), fx.price)
         battery = ev = deferrable = None
         ev_capacity = 0
-        st = prefs.get("storage")
-        if st:
-            w = f"{where}.storage"
-            cap = _int(st, "capacity_mwh", w)
-            if st.get("kind") == "ev":
-                ev = (_int(st, "max_charge_w", w), _int(st, "phases", w, 1), _int(st, "target_soc", w, 1000))
-                ev_capacity = cap
-            else:
-                battery = (
-                    cap,
-                    _int(st, "max_charge_w", w),
-                    _int(st, "max_discharge_w", w, 0),
-                    cap * _int(st, "min_soc", w, 0) // 1000,
-                )
-        if ev is None and prefs.get("ev"):  # an integrator home's EV beside its battery
-            w = f"{where}.ev"
-            ev = (_int(prefs["ev"], "max_charge_w", w), _int(prefs["ev"], "phases", w, 1), 1000)
-        df = prefs.get("deferrable")
-        if df:
-            w = f"{where}.deferrable"
-            hours = df.get("hours", [0, 24])
-            if not (isinstance(hours, list) and len(hours) == 2 and all(type(h) is int for h in hours)):
-                raise AssetError(f"{w}.hours must be [from, until] hours, got {hours!r}")
-            deferrable = (_int(df, "w", w), _int(df, "relay", w, 0), hours[0], hours[1])
-            if deferrable[1] > 7:
-                raise AssetError(f"{w}.relay must be 0..7, got {deferrable[1]}")
-        price = fx.get("price")
-        flex_price = None
-        if price is not None:
-            flex_price = {k: _int(fx, "price", f"{where}.flex") for k in ("pv", "battery", "ev", "load")}
+        st = prefs.storage
+        if st is not None and st.is_ev:
+            ev = (st.max_charge_w, st.phases, st.target_soc)
+            ev_capacity = st.capacity_mwh
+        elif st is not None:
+            cap = st.capacity_mwh
+            battery = (cap, st.max_charge_w, st.max_discharge_w, cap * st.min_soc // PER_MILLE)
+        if prefs.ev is not None:  # an integrator home's EV beside its battery
+            ev = (prefs.ev.max_charge_w, prefs.ev.phases, PER_MILLE)
+        df = prefs.deferrable
+        if df is not None:
+            deferrable = (df.w, df.relay, df.hours[0], df.hours[1])
         return cls(member, costs, battery, ev, deferrable, flex_price, ev_capacity)
 
     def ask(self, kind: str) -> int:

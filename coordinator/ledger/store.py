@@ -18,6 +18,7 @@ from typing import Any
 
 from coordinator.errors import CoordinatorError
 from coordinator.ledger.schema import MIGRATIONS
+from coordinator.members import Member, MemberError, MemberPrefs
 from protocol import messages
 
 READING_COLS = (
@@ -130,18 +131,22 @@ class Ledger:
         tariff: str = "default",
         feeder: str | None = None,
         bus: str | None = None,
-        prefs: dict[str, Any] | None = None,
+        prefs: MemberPrefs | None = None,
     ) -> None:
         """Add a member who joined at ``now`` (Unix s, kept as ``created``): its bills charge fixed
-        charges and subscriptions from the local day it falls in (``billing.fee_days``)."""
+        charges and subscriptions from the local day it falls in (``billing.fee_days``). Its
+        preferences are checked again as stored (:class:`~coordinator.members.MemberError` names
+        the field that is wrong)."""
         if not messages.id_ok(member_id):
             raise LedgerError(f"member id {member_id!r} is not an identifier ([a-z0-9_-], 1-32)")
+        stored = (prefs or MemberPrefs()).to_json()
+        MemberPrefs.parse(member_id, stored)  # a MemberPrefs built by hand is checked too
         try:
             with self.transaction():
                 self.conn.execute(
                     "INSERT INTO members (id, name, role, tariff, feeder, bus, prefs, created) "
                     "VALUES (?,?,?,?,?,?,?,?)",
-                    (member_id, name, role, tariff, feeder, bus, json.dumps(prefs or {}), now),
+                    (member_id, name, role, tariff, feeder, bus, json.dumps(stored), now),
                 )
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"cannot add member {member_id!r}: {e}") from None
@@ -161,14 +166,21 @@ class Ledger:
                 raise LedgerError(f"member {member_id!r} joined at {row[0]}: it cannot leave at {at}")
             self.conn.execute("UPDATE members SET left_at=? WHERE id=?", (at, member_id))
 
-    def members(self) -> list[dict[str, Any]]:
-        cur = self.conn.execute("SELECT * FROM members ORDER BY id")
-        cols = [d[0] for d in cur.description]
+    def members(self) -> list[Member]:
+        """Every member, its preferences parsed. A member whose stored preferences are not valid
+        (a ledger written before they were checked) gets empty ones and the reason in
+        ``prefs_error``: it must not keep the others from being read."""
+        q = "SELECT id, name, role, feeder, bus, created, left_at, tariff, prefs FROM members ORDER BY id"
         out = []
-        for row in cur:
-            d = dict(zip(cols, row, strict=True))
-            d["prefs"] = json.loads(d["prefs"])
-            out.append(d)
+        for mid, name, role, feeder, bus, created, left_at, tariff, raw in self.conn.execute(q):
+            error = None
+            try:
+                prefs = MemberPrefs.parse(mid, json.loads(raw))
+            except MemberError as e:
+                prefs, error = MemberPrefs(), str(e)
+            except ValueError as e:  # not JSON
+                prefs, error = MemberPrefs(), f"member {mid!r} prefs are not JSON: {e}"
+            out.append(Member(mid, name, role, feeder, bus, created, left_at, prefs, tariff, error))
         return out
 
     def add_board(

@@ -75,10 +75,7 @@ class IntervalLoop:
     def prefs(self) -> dict[str, Preferences]:
         out = {}
         for m in self.ledger.members():
-            p = m["prefs"]
-            out[m["id"]] = Preferences(
-                m["id"], feeder=m["feeder"], min_sell=p.get("min_sell"), max_buy=p.get("max_buy")
-            )
+            out[m.id] = m.market_preferences()
         return out
 
     def due(self) -> list[int]:

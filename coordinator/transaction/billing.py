@@ -19,12 +19,12 @@ import io
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger, LedgerError, journal
 from coordinator.ledger.queries import billing as q
 from coordinator.market import Contract, subscription_charges
+from coordinator.members import Member
 
 NC_PER_CENT = 1_000_000_000  # nano-cent in a cent
 ACCOUNTS = {
@@ -202,10 +202,10 @@ def line_cents(s: Statement) -> list[int]:
     return floors
 
 
-def subscription_per_day(member: dict[str, Any] | None) -> int:
-    """The subscription fee (nano-cent per day) of a member record from ``Ledger.members()``; 0
-    without one (or for no record)."""
-    return int(member["prefs"].get("subscription_per_day", 0)) if member else 0
+def subscription_per_day(member: Member | None) -> int:
+    """The subscription fee (nano-cent per day) of a member from ``Ledger.members()``; 0
+    without one (or for no member)."""
+    return member.prefs.subscription_per_day if member else 0
 
 
 def contract_subscriptions(

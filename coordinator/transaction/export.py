@@ -120,7 +120,7 @@ def statements(
     contracts: Iterable[Contract] = (),
     zone: str = billing.UTC,
 ) -> list[billing.Statement]:
-    known = {m["id"]: m for m in ledger.members()}
+    known = {m.id: m for m in ledger.members()}
     out = []
     for m in members:
         if m not in known:
@@ -150,7 +150,7 @@ def bills_csv(
     contracts: Iterable[Contract] = (),
     zone: str = billing.UTC,
 ) -> str:
-    members = [member] if member is not None else [m["id"] for m in ledger.members()]
+    members = [member] if member is not None else [m.id for m in ledger.members()]
     return billing.to_csv(statements(ledger, start, end, members, fixed_per_day, tuple(contracts), zone))
 
 

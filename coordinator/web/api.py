@@ -138,9 +138,9 @@ async def me(request: web.Request) -> web.Response:
 async def members(request: web.Request) -> web.Response:
     who = _who(request)
     out = [
-        {"id": m["id"], "name": m["name"], "role": m["role"], "feeder": m["feeder"]}
+        {"id": m.id, "name": m.name, "role": m.role, "feeder": m.feeder}
         for m in request.app[SITE].ledger.members()
-        if who.may_read(m["id"])
+        if who.may_read(m.id)
     ]
     return web.json_response(out)
 
@@ -252,7 +252,7 @@ async def member_audit(request: web.Request) -> web.Response:
     if site.coordinator_key is None:
         return _error(404, "this dashboard has no coordinator key to name in a bundle")
     start, end = _period(request, site)
-    known = {x["id"]: x for x in site.ledger.members()}
+    known = {x.id: x for x in site.ledger.members()}
     charges = bundle.Charges(
         site.charges.tariff,
         site.charges.fixed_per_day,

@@ -11,9 +11,16 @@ from hypothesis import strategies as st
 
 from coordinator.delivery.devices import Devices
 from coordinator.delivery.integrator import Home, PlanError, Slot, ev_schedule, first_step, plan, slot_cost
+from coordinator.members import MemberPrefs
 
 L = 900
 E = 1000 * L * 10 // 36  # mWh of 1 kW for one slot
+
+
+def home(prefs: dict[str, object]) -> Devices:
+    """An integrator home's devices from its preferences."""
+    return Devices.from_prefs("h", MemberPrefs.parse("h", {"integrator": {}, **prefs}), feed_in=4_000)
+
 
 slots_st = st.lists(
     st.builds(
@@ -93,10 +100,8 @@ def test_bad_input() -> None:
 def test_first_step_keeps_the_members_reserve() -> None:
     """A home importing at a dear price discharges only down to its ``min_soc``: at the reserve
     the battery stays idle, above it it covers the import only with what lies above the reserve."""
-    dev = Devices.from_prefs(
-        "h",
-        {"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000, "min_soc": 500}},
-        feed_in=4_000,
+    dev = home(
+        {"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000, "min_soc": 500}}
     )
     kw = {"horizon": 4, "length": L, "buy": 20_000, "sell": 4_000}
     assert dev.battery is not None and dev.battery[3] == 2 * E  # 500 per mille of 4 kWh
@@ -109,7 +114,7 @@ def test_first_step_keeps_the_members_reserve() -> None:
         w = first_step(-2_000, dev, soc, 0, 0, **kw)[0]
         assert -2_000 <= w < 0 and soc + w * L * 10 // 36 >= 2 * E
     storage = {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000}
-    no_reserve = Devices.from_prefs("h", {"storage": storage}, feed_in=4_000)
+    no_reserve = home({"storage": storage})
     assert first_step(-2_000, no_reserve, 2 * E, 0, 0, **kw)[0] == -2_000  # the same home without one
 
 
@@ -117,17 +122,13 @@ def test_first_step_for_the_dispatcher() -> None:
     """The first interval of a home's plan: the battery covers the home's own import (energy left at
     the end is worth the sell price, so it is not exported for nothing), discharges fully into a
     flexibility order that pays more, and the EV charges now when all prices are equal."""
-    dev = Devices.from_prefs(
-        "h",
-        {"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000}},
-        feed_in=4_000,
-    )
+    dev = home({"storage": {"capacity_mwh": 4 * E, "max_charge_w": 2_000, "max_discharge_w": 2_000}})
     kw = {"horizon": 4, "length": L, "buy": 20_000, "sell": 4_000}
     assert first_step(-1_000, dev, 2 * E, 0, 0, **kw) == (-1_000, 0)  # imports 1 kW: covered
     assert first_step(-1_000, dev, 2 * E, 0, 0, flex=(2_000, 50_000), **kw)[0] == -2_000
     # surplus: the battery fills (energy kept is worth at least its export)
     assert first_step(3_000, dev, 0, 0, 0, **(kw | {"horizon": 2}))[0] == 2_000
-    ev = Devices.from_prefs("h", {"ev": {"max_charge_w": 4_000, "phases": 1}}, feed_in=4_000)
+    ev = home({"ev": {"max_charge_w": 4_000, "phases": 1}})
     assert first_step(0, ev, None, 2 * E, 8, **kw) == (0, 2_000)  # 2 kWh over 8 slots: now first
     assert first_step(0, ev, None, 0, 8, **kw) == (0, 0)
     with pytest.raises(PlanError, match="horizon"):

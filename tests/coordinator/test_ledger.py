@@ -14,6 +14,7 @@ import pytest
 
 from coordinator.ledger import Ledger, LedgerError
 from coordinator.ledger.schema import MIGRATIONS
+from coordinator.members import MemberPrefs
 from protocol import messages
 
 
@@ -64,7 +65,7 @@ def test_readings_idempotent_and_append_only(tmp_path: Path) -> None:
 
 def test_registry_and_key_rotation(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "l.db") as led:
-        led.add_member("alice", "Alice", "prosumer", now=1, feeder="f1", prefs={"max_buy": 25_000})
+        led.add_member("alice", "Alice", "prosumer", now=1, feeder="f1", prefs=MemberPrefs(max_buy=25_000))
         with pytest.raises(LedgerError, match="cannot add member"):
             led.add_member("alice", "Again", "consumer", now=2)
         with pytest.raises(LedgerError, match="not an identifier"):
@@ -77,7 +78,7 @@ def test_registry_and_key_rotation(tmp_path: Path) -> None:
         (b,) = led.boards("active")
         assert (b.member_id, b.pubkey) == ("alice", b"\x02" * 32)
         assert led.keys_of("m01") == [(b"\x01" * 32, 10, 20), (b"\x02" * 32, 20, None)]
-        assert led.members()[0]["prefs"] == {"max_buy": 25_000}
+        assert led.members()[0].prefs == MemberPrefs(max_buy=25_000)
 
 
 WRITER = """
