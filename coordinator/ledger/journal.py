@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from coordinator.ledger.store import LedgerError
+from coordinator.ledger.store import Ledger, LedgerError
 
 # -- accounts ---------------------------------------------------------------------------------
 
@@ -158,6 +158,12 @@ def post(tx: sqlite3.Connection, interval: int, source: str, rows: Iterable[Post
         [(interval, first + k, p.party, p.account, p.amount, p.energy, p.memo) for k, p in enumerate(items)],
     )
     return range(first, first + len(items))
+
+
+def interval_total(ledger: Ledger, interval: int) -> int:
+    """The amounts of the interval's postings summed (nano-cent): 0 for a sound interval."""
+    q = "SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=?"
+    return int(ledger.conn.execute(q, (interval,)).fetchone()[0])
 
 
 def _check(p: Posting, source: str, interval: int) -> None:

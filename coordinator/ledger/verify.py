@@ -82,17 +82,14 @@ def verify(ledger: Ledger, grid: str, limit: int = 50) -> Report:
             prev = r
     for (start,) in ledger.conn.execute("SELECT start FROM intervals ORDER BY start").fetchall():
         rep.intervals += 1
-        s = ledger.conn.execute(
-            "SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=?", (start,)
-        ).fetchone()
-        if s[0] != 0:
-            problem(f"interval {start}: postings sum to {s[0]} nano-cent, not 0")
+        total = journal.interval_total(ledger, start)
+        if total != 0:
+            problem(f"interval {start}: postings sum to {total} nano-cent, not 0")
         paid = ledger.conn.execute(
             "SELECT coalesce(sum(energy * price), 0) FROM trades WHERE interval=?", (start,)
         ).fetchone()[0]
         posted = -ledger.conn.execute(
-            "SELECT coalesce(sum(amount), 0) FROM postings "
-            "WHERE interval=? AND account LIKE ?",
+            "SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=? AND account LIKE ?",
             (start, journal.ENERGY_BOUGHT_PREFIX + "%"),
         ).fetchone()[0]
         if paid != posted:

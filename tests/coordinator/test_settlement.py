@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.ledger import Ledger, LedgerError
+from coordinator.ledger import Ledger, LedgerError, journal
 from coordinator.market import DSO, SUPPLIER, Preferences, Tariff
 from coordinator.transaction import billing
 from coordinator.transaction.settlement import measure, settle
@@ -48,10 +48,7 @@ def test_settled_energy_telescopes_and_money_sums_to_zero(tmp_path: Path, scheme
     for q in range(4):
         c = settle(led, START + 900 * q, 900, scheme, TARIFF, prefs, now=START + 3600)
         assert c.traded > 0  # alice and bob export while carol and dave import
-        s = led.conn.execute(
-            "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900 * q,)
-        ).fetchone()
-        assert s[0] == 0
+        assert journal.interval_total(led, START + 900 * q) == 0
         for m, imp, exp in led.conn.execute(
             "SELECT party, e_imp, e_exp FROM deliveries WHERE interval=?", (START + 900 * q,)
         ):
@@ -142,9 +139,7 @@ def test_self_consumption_and_bilateral_settle_through_the_same_path(tmp_path: P
         for q in range(4):
             c = settle(led, START + 900 * q, 900, scheme, TARIFF, {}, now=START + 3600, **opts)  # type: ignore[arg-type]
             assert c.traded > 0, scheme
-            assert led.conn.execute(
-                "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900 * q,)
-            ).fetchone() == (0,)
+            assert journal.interval_total(led, START + 900 * q) == 0
         led.close()
 
 
