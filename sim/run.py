@@ -26,6 +26,7 @@ from pathlib import Path
 
 from coordinator.config import Config
 from coordinator.delivery import flexibility
+from coordinator.ledger import journal
 from coordinator.ledger.queries import sim as ledger_sim
 from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
 from coordinator.members import MemberPrefs, StoragePrefs
@@ -369,7 +370,8 @@ def _bills(coord: SimCoordinator, sc: Scenario) -> list[Bill]:
     for p in [h.member for h in sc.homes] + [SUPPLIER, DSO]:
         st = billing.statement(coord.ledger, p, sc.start, end)
         e = {x.account: x.energy for x in st.lines}
-        local = e.get("energy_bought_local", 0) + e.get("energy_sold_local", 0)
-        sup = sum(v for k, v in e.items() if k.endswith(("_supplier", "_imbalance")))
+        local = e.get(journal.ENERGY_BOUGHT_LOCAL, 0) + e.get(journal.ENERGY_SOLD_LOCAL, 0)
+        grid = (journal.SUPPLIER_KIND, journal.IMBALANCE_KIND)
+        sup = sum(e.get(journal.bought(k), 0) + e.get(journal.sold(k), 0) for k in grid)
         out.append(Bill(p, local, sup, st.total))
     return out
