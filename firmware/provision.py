@@ -3,10 +3,12 @@
 # The bundle (peergrid board bundle) puts board.json and settings.json on the filesystem. On the
 # first boot the board generates its Ed25519 seed from the hardware RNG (keys.py: os.urandom is
 # the ESP32's RNG), keeps it in key.bin and prints only the public key, which the operator
-# enrols (peergrid board flash reads the line; peergrid board enroll registers it).
+# enrols (peergrid board flash reads the line; peergrid board enroll registers it), and where
+# the Wi-Fi and broker passwords are kept (credentials.py: NVS on an ESP32).
 import json
 import time
 
+import credentials
 import keys
 from errors import FirmwareError
 
@@ -36,6 +38,12 @@ def load():
     for k in ("board", "grid", "coordinator_key", "broker"):
         if k not in settings:
             raise ProvisionError("settings.json has no %r: rebuild the bundle" % k)
+    # the passwords are not in settings.json but in NVS (or secrets.json): credentials.py
+    sec = credentials.load()
+    if "broker_password" in sec:
+        settings["broker"]["password"] = sec["broker_password"]
+    if "wifi_password" in sec and settings.get("wifi"):
+        settings["wifi"]["password"] = sec["wifi_password"]
     return cfg, settings
 
 
@@ -43,7 +51,8 @@ def first_boot():
     """Create the board key if there is none; print and return the public key (hex)."""
     seed, created = keys.load_or_create()
     pub = crypto.SigningKey(seed).public.hex()
-    print(PUBKEY_TAG, pub, "new" if created else "kept")
+    credentials.load()  # on an ESP32: the passwords move from secrets.json into NVS
+    print(PUBKEY_TAG, pub, "new" if created else "kept", credentials.where())
     return pub
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from coordinator.errors import CoordinatorError
 
-BOARDS = Path(__file__).resolve().parent.parent / "boards"
+BOARDS = Path(__file__).resolve().parent.parent.parent / "boards"
 CHIPS = {"pzem004t", "atm90e32", "dsmr_p1", "s0"}
 MAX_W = 10_000_000
 PIN = (0, 39)  # ESP32 GPIO numbers

@@ -7,6 +7,8 @@ The bundle directory is what goes onto the board's flash (``peergrid board flash
     protocol/*.mpy      the wire protocol (CPython-only backends ``*_c.py`` left out)
     board.json          the board file in compact form (coordinator/provision/boardfile.py)
     settings.json       board id, grid, coordinator public key, broker and Wi-Fi settings
+    secrets.json        the broker and Wi-Fi passwords (an ESP32 moves them into NVS on first
+                        boot: firmware/credentials.py)
     ca.der              the broker's CA certificate, when the broker uses TLS
     MANIFEST.json       what was built from what: every file's SHA-256, the mpy-cross version
 
@@ -45,6 +47,8 @@ ARCH = {
     "esp32c3": "rv32imc",
     "esp32c6": "rv32imc",
 }
+SECRETS = "secrets.json"
+SECRET_MAX = 127  # firmware/credentials.py MAX: an NVS blob read into a fixed buffer
 ARCHES = ("xtensawin", "rv32imc", "x64", "x86", "armv7m", "armv7emsp")
 
 
@@ -128,8 +132,6 @@ def _settings(inp: Inputs) -> dict[str, object]:
     broker: dict[str, object] = {"host": b.host, "port": b.port, "keepalive": b.keepalive}
     if b.username is not None:
         broker["user"] = b.username
-    if b.password is not None:
-        broker["password"] = b.password
     if b.ca_der is not None:
         broker["tls"] = True
         broker["ca"] = "ca.der"
@@ -140,7 +142,20 @@ def _settings(inp: Inputs) -> dict[str, object]:
         "broker": broker,
     }
     if inp.wifi_ssid is not None:
-        s["wifi"] = {"ssid": inp.wifi_ssid, "password": inp.wifi_password or ""}
+        s["wifi"] = {"ssid": inp.wifi_ssid}
+    return s
+
+
+def _secrets(inp: Inputs) -> dict[str, str]:
+    """The passwords, kept out of settings.json (firmware/credentials.py moves them into NVS)."""
+    s = {}
+    if inp.broker.password is not None:
+        s["broker_password"] = inp.broker.password
+    if inp.wifi_ssid is not None and inp.wifi_password:
+        s["wifi_password"] = inp.wifi_password
+    for k, v in s.items():
+        if len(v.encode()) > SECRET_MAX:
+            raise ProvisionError(f"{k} is {len(v.encode())} bytes: a board keeps at most {SECRET_MAX}")
     return s
 
 
@@ -226,12 +241,15 @@ def build(inp: Inputs, out: Path) -> dict[str, object]:
     (out / "settings.json").write_text(json.dumps(_settings(inp), sort_keys=True, separators=(",", ":")))
     if inp.broker.ca_der is not None:
         (out / "ca.der").write_bytes(inp.broker.ca_der)
+    secrets = _secrets(inp)
+    if secrets:
+        (out / SECRETS).write_text(json.dumps(secrets, sort_keys=True, separators=(",", ":")))
     files = {}
     for name, _ in sources():
         rel = name if name == "main.py" else name[:-3] + ".mpy"
         if (out / rel).exists():
             files[rel] = hashlib.sha256((out / rel).read_bytes()).hexdigest()
-    for rel in ("board.json", "settings.json", "ca.der", "romfs.img"):
+    for rel in ("board.json", "settings.json", SECRETS, "ca.der", "romfs.img"):
         if (out / rel).exists():
             files[rel] = hashlib.sha256((out / rel).read_bytes()).hexdigest()
     manifest: dict[str, object] = {

@@ -37,10 +37,11 @@ class Flashed:
 
 
 def parse_pubkey(output: str) -> tuple[bytes, bool]:
-    """The board's ``peergrid-pubkey <hex> new|kept`` line."""
+    """The board's ``peergrid-pubkey <hex> new|kept [file|nvs|none]`` line (the last word: where
+    its passwords are kept)."""
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[0] == PUBKEY_TAG and parts[2] in ("new", "kept"):
+        if len(parts) in (3, 4) and parts[0] == PUBKEY_TAG and parts[2] in ("new", "kept"):
             try:
                 key = bytes.fromhex(parts[1])
             except ValueError:
