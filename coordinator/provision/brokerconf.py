@@ -16,8 +16,8 @@ listener has its own password file (``per_listener_settings``): the coordinator'
 listener knows the coordinator alone (``passwd.local``), the TLS listener the boards, Home
 Assistant users and the coordinator (``passwd``; a coordinator on another host connects there), so
 a board's credentials are refused on loopback. The TLS listener forces the MQTT client id to the
-user name, so no board can take over another board's session, nor the coordinator's (``peergrid-<grid>...``): on
-loopback only the coordinator's own user connects. A member's Home Assistant gets a user
+user name, so no board can take over another board's session, nor the coordinator's
+(``peergrid-<grid>...``): on loopback only the coordinator's own user connects. A member's Home Assistant gets a user
 ``hass-<name>`` that may only read the discovery configs and states of the boards it is given
 (``peergrid broker add-hass``), and only the coordinator may write them. The password files use
 Mosquitto's own PBKDF2-SHA512 format (``$7$``). No client may send a packet over ``MAX_PACKET`` bytes.
