@@ -12,15 +12,16 @@ A site's broker directory (e.g. ``/etc/peergrid/broker``) holds::
 Each board's MQTT user name is its board id. The ACL lets a board publish only on its own
 ``reading``, ``ack``, ``status`` and ``enrol`` topics and read only its own ``order`` topic; the
 coordinator reads every board's upward topics of its grid and writes orders and results. Each
-listener has its own password file (``per_listener_settings``): the coordinator's loopback
-listener knows the coordinator alone (``passwd.local``), the TLS listener the boards, Home
-Assistant users and the coordinator (``passwd``; a coordinator on another host connects there), so
-a board's credentials are refused on loopback. The TLS listener forces the MQTT client id to the
-user name, so no board can take over another board's session, nor the coordinator's
-(``peergrid-<grid>...``): on loopback only the coordinator's own user connects. A member's Home Assistant gets a user
+listener has its own password file (``per_listener_settings``): the coordinator's loopback listener
+knows the coordinator alone (``passwd.local``), the TLS listener the boards, Home Assistant users
+and the coordinator (``passwd``; a coordinator on another host connects there), so a board's
+credentials are refused on loopback. The TLS listener forces the MQTT client id to the user name, so
+no board can take over another board's session, nor the coordinator's (``peergrid-<grid>...``): on
+loopback only the coordinator's own user connects. A member's Home Assistant gets a user
 ``hass-<name>`` that may only read the discovery configs and states of the boards it is given
 (``peergrid broker add-hass``), and only the coordinator may write them. The password files use
-Mosquitto's own PBKDF2-SHA512 format (``$7$``). No client may send a packet over ``MAX_PACKET`` bytes.
+Mosquitto's own PBKDF2-SHA512 format (``$7$``). No client may send a packet over ``MAX_PACKET``
+bytes.
 """
 
 from __future__ import annotations
