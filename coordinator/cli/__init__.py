@@ -91,6 +91,7 @@ def _members(args: argparse.Namespace) -> int:
 
     from coordinator import config
     from coordinator.ledger import Ledger
+    from coordinator.members import MemberPrefs
     from coordinator.transaction import billing
     from coordinator.transaction.export import parse_day
 
@@ -98,7 +99,7 @@ def _members(args: argparse.Namespace) -> int:
     tz = cfg.timezone
     with Ledger.open(cfg.ledger) as ledger:
         if args.action == "add":
-            prefs = {
+            given = {
                 k: v
                 for k, v in (
                     ("min_sell", args.min_sell),
@@ -107,6 +108,7 @@ def _members(args: argparse.Namespace) -> int:
                 )
                 if v is not None
             }
+            prefs = MemberPrefs.parse(args.id, given)  # a bad value names the member and the field
             joined = int(time.time()) if args.joined is None else parse_day(args.joined, tz)
             ledger.add_member(
                 args.id,
@@ -137,10 +139,10 @@ def _members(args: argparse.Namespace) -> int:
                 )
         else:
             for m in ledger.members():
-                since = f"from {billing.local_day(m['created'], tz)}"
-                if m["left_at"] is not None:
-                    since += f" to {billing.local_day(m['left_at'] - 1, tz)}"
-                print(f"{m['id']:<16} {m['role']:<9} feeder {m['feeder'] or '-':<8} {m['name']} ({since})")
+                since = f"from {billing.local_day(m.created, tz)}"
+                if m.left_at is not None:
+                    since += f" to {billing.local_day(m.left_at - 1, tz)}"
+                print(f"{m.id:<16} {m.role:<9} feeder {m.feeder or '-':<8} {m.name} ({since})")
             for b in ledger.boards():
                 print(
                     f"  board {b.board_id:<16} {b.status:<8} member {b.member_id or '-':<16} {b.board_type}"
@@ -164,7 +166,7 @@ def _bill(args: argparse.Namespace) -> int:
     else:
         start, end = parse_day(args.start, cfg.timezone), parse_day(args.end, cfg.timezone)
     with Ledger.open(cfg.ledger) as ledger:
-        known = {m["id"]: m for m in ledger.members()}
+        known = {m.id: m for m in ledger.members()}
         if args.member and args.member not in known:
             raise CoordinatorError(f"no member {args.member!r}")
         sts = [

@@ -134,7 +134,13 @@ class Service:
 
         assert self.cfg.health_listen is not None
         host, _, port = self.cfg.health_listen.rpartition(":")
-        health = Health(self.ledger, self.cfg.broker, self.client_id + "-health", self.cfg.health_max_age_s)
+        health = Health(
+            self.ledger,
+            self.cfg.broker,
+            self.client_id + "-health",
+            self.cfg.health_max_age_s,
+            refusals=self.ingest.ingest.refusals,
+        )
         await health.serve(host, int(port), stop)
 
     async def _web(self, stop: asyncio.Event) -> None:
@@ -147,10 +153,13 @@ class Service:
 
         cfg = self.cfg
         assert cfg.web_listen is not None
-        charges = Charges(self.site.tariff, cfg.fixed_per_day, contracts=cfg.contracts or (), timezone=cfg.timezone)
+        charges = Charges(
+            self.site.tariff, cfg.fixed_per_day, contracts=cfg.contracts or (), timezone=cfg.timezone
+        )
         try:
             with Ledger.open(cfg.ledger) as ledger:
-                await serve(WebSite(ledger, cfg.grid, charges, self.key.public, live=True), cfg.web_listen, stop)
+                site = WebSite(ledger, cfg.grid, charges, self.key.public, live=True)
+                await serve(site, cfg.web_listen, stop)
         except WebError as e:
             print(f"peergrid: dashboard not served: {e}", file=sys.stderr, flush=True)
 

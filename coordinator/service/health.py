@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from coordinator.errors import MqttError
 from coordinator.ledger import Ledger
 from coordinator.service.mqtt import BrokerAddress, Connection
+from coordinator.transaction.refusals import RefusalLog
 
 log = logging.getLogger("peergrid.health")
 MAX_REQUEST = 8192
@@ -38,6 +39,7 @@ class Health:
     broker_connected: bool = False
     broker_error: str | None = None
     refused: int = 0  # requests answered 400/404/405
+    refusals: RefusalLog | None = None  # the ingest's refused frames, per reason and board
     _retry_s: float = field(default=2.0)
     _first_probe: bool = True
 
@@ -63,6 +65,8 @@ class Health:
             "max_reading_age_s": self.max_reading_age_s,
             "active_boards": active,
         }
+        if self.refusals is not None:  # frames refused by the ingest since start (not a failure)
+            body["refused_frames"] = self.refusals.health()
         return ok, body
 
     async def probe(self, stop: asyncio.Event) -> None:

@@ -2,7 +2,8 @@
 
 Nothing here trusts a byte before its signature has been checked against the board's enrolled
 key for that exact topic. Each refusal raises ``RejectedMessage`` with a reason code; ``Ingest``
-counts and logs it, and the caller carries on (a bad message never stops the service).
+counts it and logs it as a rate-limited summary per board and reason (``refusals``), and the
+caller carries on (a bad message never stops the service).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import RejectedMessage
+from coordinator.transaction.refusals import UNKNOWN, RefusalLog
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
 
@@ -42,6 +44,7 @@ class Ingest:
     boards: dict[str, BoardState] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)
+    refusals: RefusalLog = field(default_factory=RefusalLog)  # the rate-limited log of refusals
 
     def enrol(self, board: str, public: bytes) -> None:
         self.boards[board] = BoardState(crypto.Verifier(public))
@@ -63,6 +66,13 @@ class Ingest:
         if state is None:
             raise RejectedMessage("unknown_board", f"board {board!r} is not enrolled")
         return state.verifier
+
+    def _sender(self, topic: str) -> str:
+        """The enrolled board a topic names, or ``unknown`` (any id can be put in a topic)."""
+        parts = topic.split("/")
+        if len(parts) == 5 and parts[3] in self.boards:
+            return parts[3]
+        return UNKNOWN
 
     def check(self, topic: str, payload: bytes) -> messages.Message:
         """Authenticate and check one frame; raise RejectedMessage with the reason."""
@@ -105,7 +115,7 @@ class Ingest:
             msg = self.check(topic, payload)
         except RejectedMessage as e:
             self.rejected[e.code] += 1
-            log.warning("rejected %s on %s: %s", e.code, topic, e.reason)
+            self.refusals.refused(self._sender(topic), e.code, topic, e.reason)
             return None
         self.accepted[type(msg).__name__] += 1
         return msg

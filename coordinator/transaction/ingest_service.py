@@ -125,6 +125,7 @@ class IngestService:
             self.stored += n
             self._acks.extend(m for _, _, m in self._pending)
             self._pending.clear()
+        self.ingest.refusals.roll()  # the summary of refusals held back, once a window is over
         new = self.ingest.rejected - self._counted
         if new:
             self.ledger.count_rejections(dict(new))

@@ -22,6 +22,7 @@ from coordinator.ledger import Ledger
 from coordinator.service import logs
 from coordinator.service.broker import free_port
 from coordinator.service.health import Health
+from coordinator.service.mqtt import Connection
 from sim.board import VirtualBoard
 from tests.broker import Mosquitto
 from tests.coordinator.readings import store
@@ -160,6 +161,20 @@ def test_coordinator_run_serves_healthz_and_logs_json(tmp_path: Path, mosquitto:
             time.sleep(0.2)
         assert status is not None and status[0] == 200, status
         assert status[1]["broker"] == {"connected": True, "error": None}
+
+        async def garbage() -> None:  # a frame the ingest refuses: counted in /healthz
+            async with Connection(mosquitto.address, "stranger") as c:
+                await c.publish("peergrid/g1/b/zz/reading", b"not a frame")
+
+        asyncio.run(garbage())
+        refused: object = None
+        while time.monotonic() < deadline + 20:
+            refused = get(port)[1].get("refused_frames")
+            if isinstance(refused, dict) and refused["by_reason"]:
+                break
+            time.sleep(0.2)
+        assert isinstance(refused, dict) and sum(refused["by_reason"].values()) == 1, refused
+        assert refused["top_boards"] == {"unknown": 1}
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
