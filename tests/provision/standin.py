@@ -37,6 +37,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import tty
 import zlib
 from dataclasses import dataclass, field
@@ -90,7 +91,12 @@ class StandIn:
         self._write_personality()
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
+        self.pts = os.ttyname(self.slave)
+        # the host tools open it by a stable name, as /dev/serial/by-id/... names a USB bridge (and
+        # mpremote reads a /dev/pts/ path without timeouts: a silent board would hang it)
+        self.port = str(self.root / "ttyUSB")
+        Path(self.port).unlink(missing_ok=True)
+        os.symlink(self.pts, self.port)
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
         self.running = False  # the firmware (main.py) runs, not the REPL agent
@@ -102,8 +108,10 @@ class StandIn:
         self.log = bytearray()  # everything the board printed while running its firmware
         self.execs: list[bytes] = []
         self._flash_op: tuple[int, int, zlib._Decompress | None] | None = None
+        self.in_rom = False  # the host speaks to the ROM bootloader
         self.reader = threading.Thread(target=self._read_loop, daemon=True)
         self.reader.start()
+        threading.Thread(target=self._boot_loop, daemon=True).start()
 
     # -- the board's state -------------------------------------------------------------------
 
@@ -112,6 +120,14 @@ class StandIn:
         doc = {"version": list(v) if v else None, "machine": self.p.machine, "romfs": self.p.romfs,
                "mac": self.p.mac}
         (self.state / "board.json").write_text(json.dumps(doc))
+
+    def _boot_loop(self) -> None:
+        """A board with no firmware resets over and over, printing the ROM's complaint."""
+        while not self.unplugged:
+            if self.p.version is None and not self.in_rom:
+                self._send(b"ets Jun  8 2016 00:22:57\r\nrst:0x10 (RTCWDT_RTC_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
+                           b"invalid header: 0xffffffff\r\n")
+            time.sleep(0.2)
 
     def _send(self, data: bytes) -> None:
         with self.lock:
@@ -144,7 +160,7 @@ class StandIn:
         lib = self.state / "fakes-lib"
         if not (lib / "fakes").exists():
             shutil.copytree(virtual.FAKES, lib / "fakes")
-        shims = f"import standin_shims\nstandin_shims.install({str(self.state)!r})\n"
+        shims = f"import standin_shims\nstandin_shims.install({str(self.state)!r}, False)\n"
         code = shims + virtual.board_code()
         rom = self.state / "romfs0.bin"
         if self.p.romfs and rom.exists() and rom.read_bytes()[:3] == b"\xd2\xcd\x31":
@@ -196,15 +212,15 @@ class StandIn:
                     slip.append(c)
                 elif c == 0xC0 and self.mode != "paste":
                     slip = bytearray()
+                    self.in_rom = True
                 else:
                     self._repl(c)
                 if self.unplugged:
                     return
 
     def _repl(self, c: int) -> None:
-        if self.p.version is None:  # no MicroPython: the ROM's second stage finds no app
-            if c == 0x03:
-                self._send(b"E (31) esp_image: image at 0x10000 has invalid magic byte\r\n")
+        self.in_rom = False
+        if self.p.version is None:  # no MicroPython: nothing answers (the boot loop prints on)
             return
         if self.mode == "paste":
             if c == 0x04:
@@ -286,6 +302,7 @@ class StandIn:
                     os.close(fd)
                 except OSError:
                     pass
+            Path(self.port).unlink(missing_ok=True)
         self._stop_proc()
 
     def close(self) -> None:

@@ -125,7 +125,8 @@ def board_open(p, *a):
     return open(_path(p), *a)
 
 
-def install(state):
+def install(state, rom=True):
+    """``rom=False``: the ROMFS partition is mounted already, outside the heap (the firmware's run)."""
     with open(state + "/board.json") as f:
         b = json.load(f)
     s = _copy(sys)
@@ -138,8 +139,12 @@ def install(state):
     s.platform = "esp32"
     sys.modules["sys"] = s
     v = _copy(_vfs)
-    if b["romfs"] is not None:  # None: a MicroPython built without ROMFS support
+    if rom and b["romfs"] is not None:  # None: a MicroPython built without ROMFS support
         v.rom_ioctl = _rom(state, b["romfs"])
+        part = v.rom_ioctl(2, 0)
+        if not isinstance(part, int) and bytes(part[:3]) == b"\xd2\xcd\x31":
+            _vfs.mount(_vfs.VfsRom(part), "/rom")  # as MicroPython 1.25+ mounts it at boot
+            sys.path.insert(0, "/rom")
     sys.modules["vfs"] = v
 
     def reset():
