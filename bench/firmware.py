@@ -27,7 +27,7 @@ BOARD = {
 SCRIPT = """
 import asyncio, gc, time
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 from mqtt import MQTTClient
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
@@ -66,7 +66,7 @@ print("BENCH", m(poll), m(seal), m(sign), m(pub), boot_free, run_free)
 BOOT_ONLY = """
 import gc
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 b = app.Board(cfg, settings, FakeHardware(cfg, lambda now: 900), SimClock(1750000000, 1))

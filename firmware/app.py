@@ -1,19 +1,24 @@
 # The board runtime: metering, signed readings, the MQTT link with store-and-forward, orders,
-# status and the watchdog, as asyncio tasks. Everything board-specific comes from the board file
-# (compact JSON) and settings (ids, broker, coordinator key); hardware comes from `hw` (real
-# buses on an ESP32, fakes in tests and the simulator) and time from `clock`.
+# status, the clock (NTP), Wi-Fi and the watchdog, as asyncio tasks. Nothing may hold the event
+# loop for more than a few ms: front ends and Modbus replies are awaited, NTP is a non-blocking
+# socket, host names are resolved before the loop starts (net.py). Everything board-specific
+# comes from the board file (compact JSON) and settings (ids, broker, NTP, Wi-Fi, coordinator
+# key); hardware comes from `hw` (real buses on an ESP32, fakes in tests and the simulator) and
+# time from `clock`. In safe mode (boots.py: repeated failed boots) only the metering and a link
+# that reports status run.
 import asyncio
 import gc
 import json
 
 import keys
+import net
 from meter import Meter, build
 from mqtt import MQTTClient, MqttError
 from orders import Limits, OrderHandler
 from registers import Registers
-from spool import Spool
 
 from protocol import crypto, frame, messages, topics
+from spool import Spool
 
 try:
     from micropython import const
@@ -23,7 +28,7 @@ except ImportError:  # CPython (the simulator)
         return x
 
 
-FW_VERSION = "0.1.0"
+FW_VERSION = "0.2.0"
 # Board seconds a task may take beyond its own period before the watchdog counts it stuck: more
 # than the longest wait it makes without showing progress (a session's set-up: connect, CONNACK,
 # SUBACK and two PUBACKs at 10 s each; a reading: Modbus reads, signature, a PUBACK, a flash write)
@@ -31,10 +36,12 @@ _SLACK = const(120)
 
 
 class Board:
-    def __init__(self, cfg, settings, hw, clock):
+    def __init__(self, cfg, settings, hw, clock, boots=None):
         self.cfg = cfg
         self.hw = hw
         self.clock = clock
+        self.boots = boots  # boots.Boots (None: not counted, as in tests and the simulator)
+        self.safe = boots is not None and boots.safe
         self.id = settings["board"]
         self.grid = settings["grid"]
         seed, created = keys.load_or_create()
@@ -54,8 +61,19 @@ class Board:
         self.orders = OrderHandler(self.id, self.grid, coord, Limits(cfg), self.act, self.regs,
                                    self.key, cfg.get("interval_s", 900))
         b = settings["broker"]
-        self.client = MQTTClient(self.id, b["host"], b.get("port", 1883), b.get("user"),
+        # addresses now, before the loop: a name's lookup cannot be bounded (net.py)
+        self.host = b["host"]
+        ip = net.address(b["host"])
+        self.client = MQTTClient(self.id, ip, b.get("port", 1883), b.get("user"),
                                  b.get("password"), b.get("keepalive", 60), hw.tls(b))
+        ntp = settings.get("ntp") or {}  # default: the coordinator's host (the broker's)
+        self.ntp_ip = ip if "host" not in ntp else net.address(ntp["host"])
+        self.ntp_port = ntp.get("port", 123)
+        self.wifi = settings.get("wifi")
+        self.sta = hw.wlan(settings)
+        self.rejoins = 0  # Wi-Fi rejoins started by the Wi-Fi task
+        self.reset_cause = hw.reset_cause()
+        self.bat = None  # (state of charge, power) of the battery inverter, or None
         self.client.set_callback(self._on_message)
         self.t_reading = topics.board_topic(self.grid, self.id, "reading")
         self.t_status = topics.board_topic(self.grid, self.id, "status")
@@ -75,6 +93,8 @@ class Board:
     # -- readings ---------------------------------------------------------------------------
 
     def reading(self, now):
+        """The signed reading frame at board time ``now``, with the battery inverter's state as
+        the readings task last read it (``bat``)."""
         m = self.meter
         flags = messages.F_FRONTEND_FAULT if m.fault or self.regs.fault else 0
         self.regs.fault = False  # a refused counter step is flagged on one reading
@@ -83,7 +103,7 @@ class Board:
             self.regs.aligned = False
         if not self.clock.synced:
             flags |= messages.F_CLOCK_UNSYNCED
-        bat = self.hw.battery_state()
+        bat = self.bat
         r = messages.Reading(board=self.id, seq=self.regs.next_seq(now), ts=now,
                              e_imp=self.regs.e_imp, e_exp=self.regs.e_exp, p=m.p_w, u=m.u_mv,
                              bat_soc=bat[0] if bat else None, bat_p=bat[1] if bat else None,
@@ -106,10 +126,23 @@ class Board:
     def status(self, state, now):
         # uptime from the wall clock: clamped, as a clock stepped back before the boot time (an RTC
         # ahead of NTP at boot) would make it negative, which the u32 field refuses
+        if self.safe and state != messages.S_OFFLINE:
+            state = messages.S_SAFE_MODE
         s = messages.Status(board=self.id, ts=now, state=state, uptime=max(now - self.started, 0),
                             heap_free=gc.mem_free(), queued=len(self.spool),
-                            dropped=self.spool.dropped, rejected=self.orders.rejected)
+                            dropped=self.spool.dropped, rejected=self.orders.rejected,
+                            reset=self.reset_cause, fw=FW_VERSION,
+                            boots=self.boots.failed if self.boots else 0,
+                            block=self.hw.largest_free(), pending=None)
         return frame.seal(s, self.t_status, self.key)
+
+    def set_clock(self, t):
+        """Set the board's clock to ``t`` (NTP): the watchdog's deadlines and the boot time move
+        with it (a first sync moves it by decades)."""
+        d = t - self.clock.now()
+        self.clock.set(t)
+        self.due = [x + d for x in self.due]
+        self.started += d
 
     def _on_message(self, topic, payload):
         if len(self.inbox) >= 4:  # bounded: a flood of orders cannot exhaust the heap. The
@@ -123,15 +156,23 @@ class Board:
         poll = self.cfg.get("poll_s", 1)
         while not self.stop:
             now = self.clock.now()
-            self.hw.physics(now)
+            try:
+                self.hw.physics(now)
+                t = self.clock.now()
+                if not 0 <= t - now <= 60:  # physics() set the clock (the simulator does):
+                    self.due = [d + t - now for d in self.due]  # the deadlines move with it
+                await self.meter.read(now)
+                self.regs.maybe_save(now)
+                if not self.safe:
+                    ack = self.orders.tick(now)
+                    if ack:
+                        self.outbox.append(ack)
+                if self.boots is not None and (self.sent or now - self.started >= 600):
+                    self.boots.healthy()  # a reading acknowledged, or ten minutes up
+            except Exception as e:  # a flash error or a bug: the metering goes on
+                print("peergrid: metering error:", repr(e))
+                self.errors += 1
             t = self.clock.now()
-            if not 0 <= t - now <= 60:  # physics() set the clock (NTP: years at a first sync):
-                self.due = [d + t - now for d in self.due]  # the deadlines move with it
-            self.meter.poll(now)
-            self.regs.maybe_save(now)
-            ack = self.orders.tick(now)
-            if ack:
-                self.outbox.append(ack)
             if self.wdt is not None:
                 # a stuck readings or link task (waiting for ever, not dead: the metering goes on)
                 # stops the feeding, and the hardware resets the board
@@ -146,6 +187,7 @@ class Board:
         while not self.stop:
             now = self.clock.now()
             try:
+                self.bat = await self.hw.battery_state()
                 await self._send_reading(self.reading(now))
             except Exception as e:  # a bug or a flash error must not end the readings for good
                 print("peergrid: reading error:", repr(e))
@@ -162,6 +204,44 @@ class Board:
             t = self.clock.now()
             self.due[0] = t + every + tol + _SLACK
             await self.clock.sleep(min(max(slot - t, 0), every + tol))
+
+    async def ntp(self):
+        """The clock from the NTP server (settings ``ntp``, default the broker's host): once a
+        minute until it answers, then every 6 hours (the crystal drifts minutes a year). A clock
+        already set at boot (the RTC kept it through a soft reset) waits the 6 hours first."""
+        while not self.stop:
+            if self.clock.synced:
+                await self.clock.sleep(21_600)
+            t = None
+            if self.ntp_ip is not None:
+                try:
+                    t = await net.ntp_time(self.ntp_ip, self.ntp_port)
+                except OSError as e:  # no route (Wi-Fi down): next time
+                    print("peergrid: NTP:", repr(e))
+            if t:
+                self.set_clock(t)
+            else:
+                print("peergrid: no NTP time from", self.ntp_ip)
+                await self.clock.sleep(60)
+
+    async def wifi_task(self):
+        """Rejoin the Wi-Fi when it drops, inside the running loop (``connect`` only starts the
+        join; the wait is asyncio's). The link task meanwhile fails its sessions and spools."""
+        sta = self.sta
+        while not self.stop:
+            if not sta.isconnected():
+                self.rejoins += 1
+                print("peergrid: Wi-Fi lost, rejoining", self.wifi["ssid"])
+                try:
+                    sta.disconnect()
+                    sta.connect(self.wifi["ssid"], self.wifi.get("password", ""))
+                except OSError as e:
+                    print("peergrid: Wi-Fi:", repr(e))
+                for _ in range(150):  # 30 s for the join, then start again
+                    if sta.isconnected():
+                        break
+                    await asyncio.sleep_ms(200)
+            await self.clock.sleep(5)
 
     async def link(self):
         backoff = 1
@@ -187,11 +267,14 @@ class Board:
     async def _session(self):
         now = self.clock.now()
         self.client.set_will(self.t_status, self.status(messages.S_OFFLINE, now), retain=True)
+        if self.client.host is None:
+            raise MqttError("no address for broker %s: give a numeric address" % self.host)
         await self.client.connect(clean_session=False)
         reader = asyncio.create_task(self.client.run())
         try:
             try:
-                await self.client.subscribe(self.t_order)
+                if not self.safe:  # safe mode takes no orders
+                    await self.client.subscribe(self.t_order)
             except MqttError:  # refused or unanswered: a session without orders is a failed one
                 self.errors += 1  # (counted; the link logs it and reconnects with backoff)
                 raise
@@ -203,7 +286,7 @@ class Board:
             last_status = last_ping = now
             while not self.stop and self.client.connected:
                 self.due[1] = self.clock.now() + _SLACK
-                fr = self.spool.peek()
+                fr = None if self.safe else self.spool.peek()
                 if fr is not None:  # replay in order, oldest first
                     await self.client.publish(self.t_reading, fr)
                     self.spool.pop()
@@ -236,7 +319,16 @@ class Board:
             reader.cancel()
 
     async def run(self, until=None):
-        tasks = [asyncio.create_task(t) for t in (self.metering(), self.readings(), self.link())]
+        run = [self.metering(), self.link(), self.ntp()]
+        if not self.safe:
+            run.append(self.readings())
+        else:  # only metering and status: the actuators at their safe defaults
+            lim = self.orders.limits
+            self.act.apply(lim.safe_bat_w, lim.safe_ev_ma, lim.safe_pv_limit_w, lim.safe_relays)
+            self.due[0] = self.started + 1_000_000_000  # no readings task to wait for
+        if self.sta is not None:
+            run.append(self.wifi_task())
+        tasks = [asyncio.create_task(t) for t in run]
         try:
             while until is None or self.clock.now() < until:
                 await self.clock.sleep(1)

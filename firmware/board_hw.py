@@ -1,5 +1,7 @@
 # The real ESP32 hardware behind the same interface as fakes/hardware.py: buses and pins from
-# the board file's compact form, the hardware watchdog, TLS for the broker connection.
+# the board file's compact form, the hardware watchdog, the Wi-Fi station, the reset cause, TLS
+# for the broker connection.
+import machine
 from actuators import Actuators
 
 
@@ -7,11 +9,11 @@ class EspHardware:
     def __init__(self, cfg):
         self.cfg = cfg
         self._mb = None
-        self.last = 0  # board time of the last NTP request made from physics()
+        self._wdt = None
 
     def uart(self, fe):
         return make_uart(fe["uart"], fe.get("baud", 9600), fe["tx"], fe["rx"],
-                             rxbuf=fe.get("rxbuf", 512), invert_rx=fe.get("invert_rx", False))
+                         rxbuf=fe.get("rxbuf", 512), invert_rx=fe.get("invert_rx", False))
 
     def spi(self, fe):
         return make_spi(fe.get("spi", 2), fe["sck"], fe["mosi"], fe["miso"])
@@ -33,39 +35,50 @@ class EspHardware:
         return ctx
 
     def wdt(self):
-        machine = __import__("machine")
-        return machine.WDT(timeout=self.cfg.get("wdt_ms", 30_000))
+        """The hardware watchdog, armed at the first call (main.py: before the network); it
+        cannot be stopped again."""
+        if self._wdt is None:
+            self._wdt = machine.WDT(timeout=self.cfg.get("wdt_ms", 30_000))
+        return self._wdt
 
-    def battery_state(self):
+    def wlan(self, settings):
+        """The Wi-Fi station when the settings name a network (None: wired, or no radio)."""
+        if not settings.get("wifi"):
+            return None
+        import network
+
+        return network.WLAN(network.STA_IF)
+
+    def reset_cause(self):
+        return machine.reset_cause()
+
+    def largest_free(self):
+        """The largest free block of the ESP-IDF data heaps: what the MicroPython heap can still
+        grow by, and what a TLS session or a new task can get."""
+        try:
+            import esp32
+
+            return max(h[2] for h in esp32.idf_heap_info(esp32.HEAP_DATA))
+        except (ImportError, AttributeError, ValueError):
+            return 0
+
+    async def battery_state(self):
         """(state of charge per-mille, power W) as the battery inverter reports it over Modbus,
         from the registers named in the board file's [battery] section (drivers/modbus_rtu.py
         battery_state); None without a battery. Called for every reading: two register reads,
-        ~20 ms each at 9600 baud, at most the master's timeout each when the inverter is silent."""
+        ~20 ms each at 9600 baud, at most the master's timeout each when the inverter is silent,
+        waited for without holding the event loop."""
         bat = self.cfg.get("battery")
         if self._mb is None or not bat:
             return None
         from drivers.modbus_rtu import battery_state
 
-        return battery_state(self._mb, bat)
+        return await battery_state(self._mb, bat)
 
     def physics(self, now):
-        """Called every poll with the board's time. The real world needs no help, but the clock
-        does: one NTP request at boot is not enough. If it failed (Wi-Fi back before the internet
-        link after a power cut) every reading would be stamped in 2000, which the coordinator
-        refuses, and every order held as not yet valid: ask again once a minute until the clock
-        is set. Once set, the crystal drifts (10-20 ppm: minutes a year, past the coordinator's
-        5-minute bound for readings from the future): set it again every 6 hours."""
-        if now - self.last >= (60 if now < 1_600_000_000 else 21_600):
-            self.last = now
-            try:
-                import ntptime
-
-                ntptime.settime()
-            except Exception as e:
-                print("peergrid: no NTP time yet:", repr(e))
+        """The real world needs no help (fakes/hardware.py drives a simulated meter here)."""
 
     def actuators(self, cfg):
-        machine = __import__("machine")
         relays = [machine.Pin(r["pin"], machine.Pin.OUT, value=0) for r in cfg.get("relays", ())]
         modbus = None
         if cfg.get("modbus"):
@@ -82,13 +95,7 @@ class EspHardware:
                          pv.get("modbus") if pv else None, pwm)
 
 
-# --- buses (never called in tests: ``machine`` is a stub on the unix port) ---
-
-
-def _machine():
-    # Imported lazily and by name: CPython (simulator) has no ``machine``, and the type check
-    # of firmware/ should not drag in the ESP32 ``machine`` stub, which does not check clean.
-    return __import__("machine")
+# --- buses (never called in tests: the unix port's ``machine`` has no UART, SPI or WDT) ---
 
 
 def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
@@ -99,8 +106,6 @@ def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
     line is open collector and logically inverted unless the board inverts it in hardware;
     a DSMR 5 meter sends up to ~1 kB every second, so give the driver a big rxbuf.
     """
-    machine = _machine()
-
     kw = {}
     if invert_rx:
         kw["invert"] = machine.UART.INV_RX
@@ -120,8 +125,6 @@ def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
 
 def make_spi(spi_id, sck, mosi, miso, baudrate=200_000, polarity=1, phase=1):
     """A ``machine.SPI`` for the ATM90E32 (mode 3 by default, 8-bit, MSB first)."""
-    machine = _machine()
-
     return machine.SPI(
         spi_id,
         baudrate=baudrate,
@@ -137,15 +140,11 @@ def make_spi(spi_id, sck, mosi, miso, baudrate=200_000, polarity=1, phase=1):
 
 def make_cs(pin_id):
     """Active-low chip-select output, idle high."""
-    machine = _machine()
-
     return machine.Pin(pin_id, machine.Pin.OUT, value=1)
 
 
 def make_input(pin_id, pull_up=True):
     """Input pin (e.g. an S0 open-collector output with the board's pull-up)."""
-    machine = _machine()
-
     if pull_up:
         return machine.Pin(pin_id, machine.Pin.IN, machine.Pin.PULL_UP)
     return machine.Pin(pin_id, machine.Pin.IN)

@@ -1,9 +1,20 @@
 # The metering front end behind one `poll`: reads the chip, feeds the registers, keeps the
 # instantaneous values. Retries live here (not in the drivers): a poll that fails `retries`
 # times in a row marks the front end faulty; registers hold their last value meanwhile.
+import asyncio
 import gc
 
 from errors import DriverError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-untyped-def]
+        return x
+
+
+_WAIT_MS = const(5)  # between checks for a front end's reply: 9600 baud brings ~5 bytes
 
 
 class Meter:
@@ -15,6 +26,7 @@ class Meter:
         self.u_mv = 0
         self.fault = False
         self.errors = 0
+        self.waits = hasattr(dev, "request")  # a front end that answers requests (PZEM)
 
     def poll(self, now=None):
         """Read the front end into the registers (at board time ``now``, for the registers'
@@ -25,11 +37,35 @@ class Meter:
             except DriverError:
                 self.errors += 1
                 continue
-            self.regs.counters(imp, exp, now)
-            self.p_w, self.u_mv, self.fault = p, u, False
+            self._take(imp, exp, p, u, now)
             return True
         self.fault = True
         return False
+
+    async def read(self, now=None):
+        """``poll`` for the board's metering task: a front end that answers requests is waited
+        for by yielding to the event loop between checks (a silent meter holds it for no more
+        than a check), never by sleeping in it."""
+        if not self.waits:
+            return self.poll(now)
+        dev = self.dev
+        for _ in range(self.retries):
+            try:
+                dev.request()
+                while not dev.step():
+                    await asyncio.sleep_ms(_WAIT_MS)
+                imp, exp, p, u = dev.result()
+            except DriverError:
+                self.errors += 1
+                continue
+            self._take(imp, exp, p, u, now)
+            return True
+        self.fault = True
+        return False
+
+    def _take(self, imp, exp, p, u, now):
+        self.regs.counters(imp, exp, now)
+        self.p_w, self.u_mv, self.fault = p, u, False
 
 
 # the front ends a board file may name: one driver module each, with open_frontend(fe, hw)

@@ -56,8 +56,11 @@ def first_boot():
     return pub
 
 
-def network_up(settings, timeout_s=30):
-    """Join the Wi-Fi named in settings (if any) and set the clock from NTP."""
+def network_up(settings, wdt, timeout_s=20):
+    """Start joining the Wi-Fi named in settings (if any) and wait up to ``timeout_s`` for it,
+    feeding the watchdog: the host names are looked up next, before the event loop starts. A
+    board that has not joined by then starts anyway (its Wi-Fi task goes on trying, its link
+    uses the cached addresses). The clock is set later, by the runtime's NTP task."""
     w = settings.get("wifi")
     if not w:
         return None  # wired, or a port without a radio
@@ -70,12 +73,8 @@ def network_up(settings, timeout_s=30):
         t0 = time.ticks_ms()
         while not sta.isconnected():
             if time.ticks_diff(time.ticks_ms(), t0) > timeout_s * 1000:
-                raise ProvisionError("Wi-Fi %r not joined within %d s" % (w["ssid"], timeout_s))
+                print("peergrid: Wi-Fi %r not joined within %d s" % (w["ssid"], timeout_s))
+                return None
             time.sleep_ms(200)
-    try:
-        import ntptime
-
-        ntptime.settime()
-    except Exception as e:  # readings say clock_unsynced until a later sync succeeds
-        print("peergrid: no NTP time yet:", repr(e))
+            wdt.feed()
     return sta.ifconfig()[0]

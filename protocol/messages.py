@@ -86,6 +86,7 @@ ST_FAILSAFE = 3  # board fell back to its safe defaults (no valid order in time)
 S_OFFLINE = 0
 S_ONLINE = 1
 S_FAILSAFE = 2
+S_SAFE_MODE = 3  # after repeated failed boots: meters and reports, sends no readings, takes no orders
 
 # reading flags
 F_CLOCK_UNSYNCED = 1  # board clock not yet set from NTP
@@ -333,7 +334,16 @@ class Status(Message):
     # queued: readings waiting in store-and-forward
     # dropped: readings dropped because the queue was full
     # rejected: orders the board rejected
-    SPEC = "board:id ts:ts state:n2 uptime:u32 heap_free:u32 queued:u32 dropped:u32 rejected:u32"
+    # reset: the cause of the last reset (machine.reset_cause(): 1 power on, 2 hard, 3 watchdog,
+    #   4 deep sleep, 5 soft; 0 unknown)
+    # fw: the running firmware version
+    # boots: boots in a row that failed before this one (safe mode from 5)
+    # block: the largest free block of memory, bytes
+    # pending: a firmware version downloaded and waiting to run (None: none)
+    SPEC = (
+        "board:id ts:ts state:n3 uptime:u32 heap_free:u32 queued:u32 dropped:u32 rejected:u32 "
+        "reset:u8 fw:t24 boots:u16 block:u32 pending:t24?"
+    )
     board: str
     ts: int
     state: int
@@ -342,6 +352,11 @@ class Status(Message):
     queued: int
     dropped: int
     rejected: int
+    reset: int
+    fw: str
+    boots: int
+    block: int
+    pending: "str | None"
 
 
 TYPES: "dict[int, type[Message]]" = {}

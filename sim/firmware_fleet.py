@@ -11,7 +11,7 @@ Two pieces make hundreds of boards fit one process without touching firmware/:
 - ``StepClock``: simulated time that the run advances in steps. A board's ``clock.sleep(s)`` waits
   until the run's time has passed ``now + s``; after each step the fleet waits until every board
   task sleeps again (its publishes acknowledged), so the run stays in lockstep with the boards.
-- Each board's files (``key.bin``, ``regs.*``, ``spool.bin*``) live in its own directory: the
+- Each board's files (``key.bin``, ``regs.*``, ``spool*``) live in its own directory: the
   firmware opens relative paths, which resolve against the directory of the board whose task is
   running (a context variable, set when the board and its tasks are created).
 
@@ -48,7 +48,7 @@ from sim.scenario import Scenario
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 log = logging.getLogger("peergrid.sim.firmware")
 _DIR: contextvars.ContextVar[Path] = contextvars.ContextVar("board_dir")
-TASKS_PER_BOARD = 4  # run loop, metering, readings, link: each sleeps on the clock when idle
+TASKS_PER_BOARD = 5  # run loop, metering, readings, link, NTP: each sleeps on the clock when idle
 SETTLE_S = 10.0  # longest real time to wait for the boards to finish a step
 
 

@@ -37,7 +37,7 @@ BOOT_S = 3.0  # wall seconds for the processes to start before simulated time be
 RUN = """
 import asyncio, array, time
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 with open("power.bin", "rb") as f:

@@ -188,7 +188,7 @@ def run(
 BOARD_BOOT = """
 import gc
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 hw = FakeHardware(cfg, lambda now: 900)

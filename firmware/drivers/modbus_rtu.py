@@ -14,6 +14,8 @@ except ImportError:  # CPython
         return x
 
 
+import asyncio
+
 import hal
 from drivers.crc16 import INIT_MODBUS, crc16
 from errors import BusTimeout, CrcError, DriverError, FrameError, ModbusError
@@ -23,6 +25,7 @@ _FC_WRITE = const(0x06)
 _FC_ERROR = const(0x80)
 _READ_REPLY_LEN = const(7)  # addr, 0x03, byte count 2, value hi, value lo, CRC lo, CRC hi
 _ERROR_REPLY_LEN = const(5)  # addr, function | 0x80, exception code, CRC lo, CRC hi
+_WAIT_MS = const(5)  # between checks for a reply: 9600 baud brings ~5 bytes in that time
 
 
 class ModbusMaster:
@@ -33,11 +36,11 @@ class ModbusMaster:
         self._tx = bytearray(8)
         self._rx = bytearray(8)
         self._one = bytearray(1)
+        self._t0 = self._pos = self._need = 0  # the transaction under way
 
-    def _transact(self, addr, fc, reg, v, need):
-        """Send the 8-byte request ``addr fc reg v`` and receive its ``need``-byte reply into
-        ``self._rx``; raise on a timeout, a bad CRC, a reply from another slave or function, or
-        an exception reply."""
+    def _start(self, addr, fc, reg, v, need):
+        """Send the 8-byte request ``addr fc reg v``; its ``need``-byte reply is then collected
+        by ``step()`` into ``self._rx``."""
         if not 1 <= addr <= 247 or not 0 <= reg <= 0xFFFF:
             raise FrameError("modbus address or register out of range")
         t = self._tx
@@ -48,19 +51,27 @@ class ModbusMaster:
         while u.any():
             u.readinto(self._rx)
         u.write(t)
-        rx, one, clock = self._rx, self._one, self._clock
-        start = clock.ticks_ms()
-        pos = 0
-        while pos < need:
-            if u.any() and u.readinto(one, 1):
-                rx[pos] = one[0]
-                pos += 1
-                if pos == 2 and rx[1] == fc | _FC_ERROR:
-                    need = _ERROR_REPLY_LEN
-                continue
-            if clock.ticks_diff(clock.ticks_ms(), start) >= self.timeout_ms:
-                raise BusTimeout("modbus slave %d did not answer" % addr)
-            clock.sleep_ms(1)
+        self._t0 = self._clock.ticks_ms()
+        self._pos = 0
+        self._need = need
+
+    def step(self):
+        """Take what the UART holds of the reply, without waiting: True once it is whole and
+        checked, False while more is to come; raise on a timeout, a bad CRC, a reply from
+        another slave or function, or an exception reply."""
+        u, rx, one, clock = self._uart, self._rx, self._one, self._clock
+        t = self._tx
+        addr, fc = t[0], t[1]
+        while self._pos < self._need:
+            if not (u.any() and u.readinto(one, 1)):
+                if clock.ticks_diff(clock.ticks_ms(), self._t0) >= self.timeout_ms:
+                    raise BusTimeout("modbus slave %d did not answer" % addr)
+                return False
+            rx[self._pos] = one[0]
+            self._pos += 1
+            if self._pos == 2 and rx[1] == fc | _FC_ERROR:
+                self._need = _ERROR_REPLY_LEN
+        need = self._need
         c = crc16(rx, INIT_MODBUS, 0, need - 2)
         if rx[need - 2] != c & 0xFF or rx[need - 1] != c >> 8:
             raise CrcError("modbus reply CRC mismatch")
@@ -70,6 +81,13 @@ class ModbusMaster:
             raise ModbusError("modbus exception", rx[2])
         if rx[1] != fc:
             raise FrameError("modbus reply to function %d, not %d" % (rx[1], fc))
+        return True
+
+    def _transact(self, addr, fc, reg, v, need):
+        """``_start``, then wait for the reply (blocking: ``sleep_ms`` between checks)."""
+        self._start(addr, fc, reg, v, need)
+        while not self.step():
+            self._clock.sleep_ms(1)
 
     def write_register(self, addr, reg, value):
         """Write a 16-bit value (negative values as two's complement) and check the echo."""
@@ -82,6 +100,16 @@ class ModbusMaster:
     def read_register(self, addr, reg, signed=False):
         """Read one holding register: its 16-bit value (two's complement if ``signed``)."""
         self._transact(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
+        return self._value(signed)
+
+    async def read_register_async(self, addr, reg, signed=False):
+        """As ``read_register``, yielding to the event loop while the slave answers."""
+        self._start(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
+        while not self.step():
+            await asyncio.sleep_ms(_WAIT_MS)
+        return self._value(signed)
+
+    def _value(self, signed):
         rx = self._rx
         if rx[2] != 2:
             raise FrameError("modbus read reply with %d data bytes, not 2" % rx[2])
@@ -89,7 +117,7 @@ class ModbusMaster:
         return v - 0x10000 if signed and v & 0x8000 else v
 
 
-def battery_state(master, bat):
+async def battery_state(master, bat):
     """(state of charge in per-mille, power in W, + charging) of the battery inverter, read from
     the holding registers named in the board file's [battery] section (compact form):
 
@@ -109,13 +137,13 @@ def battery_state(master, bat):
     soc = p = None
     if soc_reg:
         try:
-            v = master.read_register(soc_reg["addr"], soc_reg["reg"])
+            v = await master.read_register_async(soc_reg["addr"], soc_reg["reg"])
             soc = min(v * 1000 // soc_reg["full"], 1000)
         except DriverError:
             pass
     if p_reg:
         try:
-            p = master.read_register(p_reg["addr"], p_reg["reg"], True) * p_reg.get("scale_w", 1)
+            p = await master.read_register_async(p_reg["addr"], p_reg["reg"], True) * p_reg.get("scale_w", 1)
         except DriverError:
             pass
     return soc, p

@@ -107,6 +107,7 @@ class Pzem004t:
         self._rst = bytearray(4)
         self._rx = bytearray(_READ_REPLY_LEN)
         self._one = bytearray(1)
+        self._t0 = self._fc = self._ok = self._pos = self._need = 0  # the transaction under way
         self.reading = PzemReading()
         self._build_requests()
 
@@ -138,37 +139,42 @@ class Pzem004t:
                 return
             u.readinto(self._rx)
 
-    def _transact(self, req, fc, ok_len):
-        """Send ``req`` and receive the reply for function ``fc`` into ``self._rx``.
+    def _start(self, req, fc, ok_len):
+        """Send ``req``; the reply for function ``fc`` (``ok_len`` bytes when normal) is then
+        collected by ``step()`` into ``self._rx``."""
+        self._flush()
+        self._uart.write(req)
+        self._t0 = self._clock.ticks_ms()
+        self._fc = fc
+        self._ok = ok_len
+        self._pos = 0
+        self._need = 2  # until the function byte tells what kind of reply this is
 
-        ``ok_len`` is the length of a normal reply. Returns nothing; raises on any fault.
-        """
+    def step(self):
+        """Take what the UART holds of the reply, without waiting: True once it is whole and
+        checked, False while more is to come. Raises on any fault (a timeout included)."""
         u = self._uart
-        clock = self._clock
         rx = self._rx
         one = self._one
-        self._flush()
-        u.write(req)
-        start = clock.ticks_ms()
-        pos = 0
-        need = 2  # until the function byte tells what kind of reply this is
-        while pos < need:
-            if u.any() and u.readinto(one, 1):
-                rx[pos] = one[0]
-                pos += 1
-                if pos == 2:
-                    if rx[1] == fc | _FC_ERROR:
-                        need = _ERROR_REPLY_LEN
-                    elif rx[1] == fc:
-                        need = ok_len
-                    else:
-                        raise FrameError("PZEM reply has wrong function code")
-                elif pos == 3 and need == _READ_REPLY_LEN and rx[2] != _DATA_BYTES:
-                    raise FrameError("PZEM reply has wrong byte count")
-                continue
-            if clock.ticks_diff(clock.ticks_ms(), start) >= self.timeout_ms:
-                raise BusTimeout("PZEM did not answer in time")
-            clock.sleep_ms(1)
+        fc = self._fc
+        while self._pos < self._need:
+            if not (u.any() and u.readinto(one, 1)):
+                if self._clock.ticks_diff(self._clock.ticks_ms(), self._t0) >= self.timeout_ms:
+                    raise BusTimeout("PZEM did not answer in time")
+                return False
+            pos = self._pos
+            rx[pos] = one[0]
+            self._pos = pos = pos + 1
+            if pos == 2:
+                if rx[1] == fc | _FC_ERROR:
+                    self._need = _ERROR_REPLY_LEN
+                elif rx[1] == fc:
+                    self._need = self._ok
+                else:
+                    raise FrameError("PZEM reply has wrong function code")
+            elif pos == 3 and self._need == _READ_REPLY_LEN and rx[2] != _DATA_BYTES:
+                raise FrameError("PZEM reply has wrong byte count")
+        need = self._need
         c = crc16(rx, _INIT, 0, need - 2)
         if rx[need - 2] != (c & 0xFF) or rx[need - 1] != (c >> 8):
             raise CrcError("PZEM reply CRC mismatch")
@@ -176,12 +182,23 @@ class Pzem004t:
             raise FrameError("PZEM reply from another slave address")
         if rx[1] & _FC_ERROR:
             raise ModbusError("PZEM Modbus exception", rx[2])
+        return True
+
+    def _transact(self, req, fc, ok_len):
+        """Send ``req`` and wait for its checked reply in ``self._rx`` (blocking: ``sleep_ms``
+        between checks). The board's metering task waits with ``request()``/``step()`` instead."""
+        self._start(req, fc, ok_len)
+        while not self.step():
+            self._clock.sleep_ms(1)
 
     # --- commands -------------------------------------------------------------------------
 
     def read(self):
         """Read all measurements into ``self.reading`` (and return it)."""
         self._transact(self._req, _FC_READ_INPUT, _READ_REPLY_LEN)
+        return self._parse()
+
+    def _parse(self):
         b = self._rx
         r = self.reading
         # data starts at b[3]; register k at b[3 + 2k]
@@ -198,7 +215,17 @@ class Pzem004t:
 
     def meter_read(self):
         """For the meter layer: (import counter mWh, export counter mWh, power W, voltage mV)."""
-        r = self.read()
+        self._transact(self._req, _FC_READ_INPUT, _READ_REPLY_LEN)
+        return self.result()
+
+    def request(self):
+        """Start a read for the meter layer, which then calls ``step()`` until it is True (or
+        raises) and takes ``result()``: the wait never blocks the board's event loop."""
+        self._start(self._req, _FC_READ_INPUT, _READ_REPLY_LEN)
+
+    def result(self):
+        """The completed read as ``meter_read()`` returns it."""
+        r = self._parse()
         return r.energy_wh * 1000, 0, r.power_w, r.voltage_mv
 
     def reset_energy(self):

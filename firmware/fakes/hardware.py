@@ -1,6 +1,7 @@
 # Fake board hardware for tests and the simulator: the front end's fake device (speaking the
-# chip's byte protocol), actuators on fake pins and a fake Modbus slave, a watchdog, and the
-# physics hook that feeds a power profile into the fake meter as simulated time passes.
+# chip's byte protocol), actuators on fake pins and a fake Modbus slave, a watchdog, a Wi-Fi
+# station, and the physics hook that feeds a power profile into the fake meter as simulated time
+# passes.
 from actuators import Actuators
 
 
@@ -30,6 +31,30 @@ class FakePin:
         self.feeds += 1
 
 
+class FakeWlan:
+    """A Wi-Fi station (network.WLAN's calls the board makes): ``up`` is the radio link; a test
+    drops it, and ``connect`` brings it back after ``join`` more checks of ``isconnected``."""
+
+    def __init__(self):
+        self.up = True
+        self.join = 3
+        self.connects = 0
+        self._left = 0
+
+    def isconnected(self):
+        if not self.up and self._left:
+            self._left -= 1
+            self.up = not self._left
+        return self.up
+
+    def connect(self, ssid, password):
+        self.connects += 1
+        self._left = self.join
+
+    def disconnect(self):
+        self.up = False
+
+
 class FakeHardware:
     def __init__(self, cfg, power_w):
         """``power_w(now)``: net power at the meter in W (+ import, - export)."""
@@ -43,6 +68,8 @@ class FakeHardware:
         self.pwm = FakePin()
         self.dog = FakePin()
         self.acc = [0, 0]  # mW*s not yet a whole mWh (import, export)
+        self.sta = None  # a FakeWlan once the settings name a Wi-Fi network
+        self.cause = 1  # what reset_cause() reports: power on
 
     def _fake(self):
         if self.dev is None:  # only the board's chip's fake is loaded: it shares the board's heap
@@ -67,7 +94,31 @@ class FakeHardware:
     def wdt(self):
         return self.dog
 
-    def battery_state(self):
+    def wlan(self, settings):
+        if settings.get("wifi") and self.sta is None:
+            self.sta = FakeWlan()
+        return self.sta
+
+    def reset_cause(self):
+        return self.cause
+
+    def largest_free(self):
+        """The largest block the heap can give now, found by trying (tests only: it allocates)."""
+        import gc
+
+        gc.collect()
+        lo, hi = 0, gc.mem_free()
+        while hi - lo > 64:
+            mid = (lo + hi) // 2
+            try:
+                b = bytearray(mid)
+                lo = mid
+            except MemoryError:
+                hi = mid
+            b = None  # noqa: F841
+        return lo
+
+    async def battery_state(self):
         """What the battery inverter reports, read from the fake slave through the real Modbus
         master, as EspHardware does (None without a battery)."""
         bat = self.cfg.get("battery")
@@ -75,7 +126,7 @@ class FakeHardware:
             return None
         from drivers.modbus_rtu import ModbusMaster, battery_state
 
-        return battery_state(ModbusMaster(self.slave), bat)
+        return await battery_state(ModbusMaster(self.slave), bat)
 
     def actuators(self, cfg):
         bat = cfg.get("battery")

@@ -93,15 +93,17 @@ BOARD = {
 }
 
 READINGS = r"""
+import asyncio
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 from protocol import crypto, frame
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 hw = FakeHardware(cfg, lambda now: 500)
 b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
 ver = crypto.Verifier(b.key.public)
-def reading(now):
+def reading(now):  # as the readings task: the inverter's state read (awaited), then the reading
+    b.bat = asyncio.run(hw.battery_state())
     r = frame.open_frame(b.t_reading, b.reading(now), lambda m: ver)
     return [r.bat_soc, r.bat_p]
 hw.slave.regs[40110] = 655  # 65.5 %, in 0.1 % steps
@@ -135,17 +137,19 @@ def test_board_readings_carry_the_inverters_state_of_charge(tmp_path: Path) -> N
 
 
 ESP = r"""
+import asyncio
 import board_hw
 from drivers.modbus_rtu import ModbusMaster
 from fakes.modbus_rtu import FakeModbusSlave
 cfg = {"battery": {"soc": {"addr": 1, "reg": 7, "full": 100}, "power": {"addr": 1, "reg": 8, "scale_w": -1}}}
 hw = board_hw.EspHardware(cfg)
-before = hw.battery_state()  # no Modbus bus made yet
+before = asyncio.run(hw.battery_state())  # no Modbus bus made yet
 slave = FakeModbusSlave(addr=1)
 slave.regs[7] = 42  # whole percent
 slave.regs[8] = 800  # this inverter counts discharging as positive: scale_w -1
 hw._mb = ModbusMaster(slave)  # what actuators() makes from the board file's [modbus]
-print("RESULT", before, hw.battery_state(), board_hw.EspHardware({}).battery_state())
+none = asyncio.run(board_hw.EspHardware({}).battery_state())
+print("RESULT", before, asyncio.run(hw.battery_state()), none)
 """
 
 

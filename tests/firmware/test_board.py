@@ -35,7 +35,7 @@ BOARD = {
 RUN = """
 import asyncio, gc
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 start = %d
@@ -147,7 +147,7 @@ ACT_BOARD = {
 RUN_ACT = """
 import asyncio, gc
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 clock = SimClock(%d, 60)

@@ -220,7 +220,7 @@ def test_send_after_close_while_waiting_for_the_lock_raises_mqtterror(tmp_path: 
 READINGS_SURVIVE = r"""
 import asyncio
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 clock = SimClock(1750000000, 100)
@@ -259,7 +259,7 @@ RUN_BOARD = (
     BROKER
     + r"""
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 clock = SimClock(1750000000, SPEED)
@@ -393,7 +393,7 @@ WATCHDOG = (
     BROKER
     + r"""
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 clock = SimClock(1750000000, SPEED)
@@ -476,7 +476,7 @@ def test_watchdog_is_fed_while_the_broker_is_down_and_when_the_clock_is_set(tmp_
 READINGS_ON_THE_GRID = r"""
 import asyncio
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 class Early(SimClock):  # its sleeps end EARLY s early: the ticks ahead of the wall clock
@@ -526,7 +526,7 @@ def test_a_sleep_that_ends_early_takes_no_reading_twice(tmp_path: Path) -> None:
 SHUTDOWN_IN_FLIGHT = r"""
 import asyncio
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
 b = app.Board(cfg, settings, FakeHardware(cfg, lambda now: 500), SimClock(1750000000, 10))

@@ -138,7 +138,7 @@ def test_p1_port_that_stops_sending_is_a_fault(tmp_path: Path) -> None:
 
 JUMP = r"""
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 from protocol import crypto, frame, messages
 cfg = {"type": "t", "frontend": {"chip": "pzem004t", "uart": 2, "tx": 17, "rx": 16},

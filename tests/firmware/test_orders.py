@@ -31,7 +31,7 @@ BOARD = {
 
 PRELUDE = r"""
 import app
-from clock import SimClock
+from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
 from protocol import crypto, frame, messages
 cfg = app.load_json("board.json"); settings = app.load_json("settings.json")

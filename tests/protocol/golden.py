@@ -150,6 +150,11 @@ def sample_messages() -> list[tuple[str, int, messages.Message]]:
                 queued=0,
                 dropped=0,
                 rejected=0,
+                reset=3,
+                fw="0.2.0",
+                boots=1,
+                block=30_000,
+                pending=None,
             ),
         ),
     ]
