@@ -98,7 +98,9 @@ def mpremote(port: str, args: list[str], *, what: str, cwd: Path | None = None, 
             NO_MICROPYTHON, f"{what}: no MicroPython REPL answered on {port} (a blank or foreign firmware)"
         )
     if "failed to access" in out:
-        raise BoardError(TOOL, f"{what}: mpremote could not open {port} (unplugged, or taken by another program)")
+        raise BoardError(
+            TOOL, f"{what}: mpremote could not open {port} (unplugged, or taken by another program)"
+        )
     tail = " / ".join(line.strip() for line in out.strip().splitlines()[-3:])
     raise BoardError(TOOL, f"{what} failed on {port} ({proc.returncode}): {tail}")
 
@@ -116,7 +118,9 @@ def query(port: str, *, timeout: float = 60) -> Board:
                 break
             if len(version) != 3:
                 break
-            return Board((version[0], version[1], version[2]), romfs, parts[3], parts[4] if len(parts) > 4 else "")
+            return Board(
+                (version[0], version[1], version[2]), romfs, parts[3], parts[4] if len(parts) > 4 else ""
+            )
     raise BoardError(TOOL, f"the board on {port} did not say its version; it printed: {out.strip()[-300:]}")
 
 
@@ -126,7 +130,9 @@ def bundle_files(bundle: Path) -> dict[str, str]:
     try:
         files: dict[str, str] = json.loads((bundle / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ProvisionError(f"{bundle}: not a bundle ({e}); build one with `peergrid board bundle`") from None
+        raise ProvisionError(
+            f"{bundle}: not a bundle ({e}); build one with `peergrid board bundle`"
+        ) from None
     bad = []
     for name, digest in sorted(files.items()):
         try:
@@ -137,7 +143,8 @@ def bundle_files(bundle: Path) -> dict[str, str]:
     if bad:
         raise BoardError(
             MANIFEST_MISMATCH,
-            f"bundle {bundle}: {', '.join(bad)} differ from its {MANIFEST} (changed after the build?): rebuild it",
+            f"bundle {bundle}: {', '.join(bad)} differ from its {MANIFEST} "
+            "(changed after the build?): rebuild it",
         )
     return files
 
@@ -197,7 +204,8 @@ def first_boot(port: str, *, timeout: float = 120) -> tuple[bytes, bool, str]:
         key, created = parse_pubkey(out)
     except ProvisionError:
         raise BoardError(
-            KEY_READBACK, f"key read-back failed: the board printed no public key; it printed: {out.strip()[-400:]}"
+            KEY_READBACK,
+            f"key read-back failed: the board printed no public key; it printed: {out.strip()[-400:]}",
         ) from None
     where = "?"
     for line in out.splitlines():

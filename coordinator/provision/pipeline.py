@@ -79,7 +79,8 @@ def micropython(port: str, c: chip.Chip, modem: bool, opts: Options, say: Say) -
     want = chip.image_version(opts.image) if opts.image is not None else None
     if want is not None and want < device.MIN_VERSION:
         raise BoardError(
-            TOO_OLD, f"the image {opts.image} holds MicroPython {_version(want)}: 1.25 or later is needed (ROMFS)"
+            TOO_OLD,
+            f"the image {opts.image} holds MicroPython {_version(want)}: 1.25 or later is needed (ROMFS)",
         )
     try:
         b: device.Board | None = device.query(port)
@@ -96,7 +97,8 @@ def micropython(port: str, c: chip.Chip, modem: bool, opts: Options, say: Say) -
             )
     elif opts.image is None or want is None:
         raise BoardError(
-            NO_MICROPYTHON, f"no MicroPython on the board on {port}: give --image with a 1.25+ image for {c.family}"
+            NO_MICROPYTHON,
+            f"no MicroPython on the board on {port}: give --image with a 1.25+ image for {c.family}",
         )
     else:
         had = "none" if b is None else b.version_text
@@ -105,7 +107,8 @@ def micropython(port: str, c: chip.Chip, modem: bool, opts: Options, say: Say) -
         b = device.query(port)
         if b.version != want:
             raise BoardError(
-                NO_MICROPYTHON, f"after installing {opts.image.name} the board runs MicroPython {b.version_text}"
+                NO_MICROPYTHON,
+                f"after installing {opts.image.name} the board runs MicroPython {b.version_text}",
             )
     if b.platform != "esp32":
         raise BoardError(NOT_ESP32, f"MicroPython on {port} runs on {b.platform!r}, not an ESP32")
@@ -117,10 +120,13 @@ def check_romfs(b: device.Board, bundle: Path, files: dict[str, str]) -> str:
         return "no ROMFS image in the bundle (the code loads into the heap: a board with PSRAM)"
     need = (bundle / ROMFS).stat().st_size
     if b.romfs < 0:
-        raise BoardError(NO_ROMFS, f"MicroPython {b.version_text} on the board has no ROMFS support (vfs.rom_ioctl)")
+        raise BoardError(
+            NO_ROMFS, f"MicroPython {b.version_text} on the board has no ROMFS support (vfs.rom_ioctl)"
+        )
     if b.romfs == 0:
         raise BoardError(
-            NO_ROMFS, "the board has no ROMFS partition: install a MicroPython image whose partition table has one"
+            NO_ROMFS,
+            "the board has no ROMFS partition: install a MicroPython image whose partition table has one",
         )
     if b.romfs < need:
         raise BoardError(NO_ROMFS, f"the board's ROMFS partition holds {b.romfs} bytes, the image is {need}")
@@ -162,7 +168,9 @@ def provision(bundle: Path, port: str, *, enrolment: Enrolment | None, opts: Opt
         man = json.loads((bundle / MANIFEST).read_text())
         board, board_type = str(man["board"]), str(man["board_type"])
     except (OSError, ValueError, KeyError) as e:
-        raise ProvisionError(f"{bundle}: not a bundle ({e}); build one with `peergrid board bundle`") from None
+        raise ProvisionError(
+            f"{bundle}: not a bundle ({e}); build one with `peergrid board bundle`"
+        ) from None
     files = device.bundle_files(bundle)
     modem = ports.check(port)
     say(f"port {port}{'' if modem else ' (no modem lines: the board must be in its bootloader or running)'}")

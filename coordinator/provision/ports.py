@@ -55,7 +55,7 @@ Lister = Callable[[], Sequence[PortInfo]]
 
 def system_ports() -> Sequence[PortInfo]:
     try:
-        from serial.tools import list_ports
+        from serial.tools import list_ports  # type: ignore[import-untyped]
     except ImportError:
         raise BoardError(NO_PORT, "pyserial is not installed: pip install -e '.[provision]'") from None
     found: Sequence[PortInfo] = list_ports.comports()
@@ -133,8 +133,32 @@ class Watcher:
     lister: Lister = system_ports
     poll_s: float = 0.5
     done: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    given: list[str] = field(default_factory=list)  # --port: one per board in order, or one for all
+    handed: int = 0
+
+    def _given(self, timeout_s: float, on_wait: Callable[[], None] | None) -> Port:
+        if self.handed >= len(self.given) and len(self.given) > 1:
+            raise BoardError(NO_PORT, f"more boards than the {len(self.given)} ports given")
+        dev = self.given[min(self.handed, len(self.given) - 1)]
+        deadline = time.monotonic() + timeout_s
+        gone = self.handed == 0 or len(self.given) > 1  # one port for all: the last board goes first
+        waited = False
+        while True:
+            present = os.path.exists(dev)
+            gone = gone or not present
+            if gone and present:
+                self.handed += 1
+                return Port(dev, "given")
+            if time.monotonic() >= deadline:
+                raise BoardError(NO_PORT, f"no board on {dev} within {timeout_s:.0f} s")
+            if not waited and on_wait is not None:
+                on_wait()
+                waited = True
+            time.sleep(self.poll_s)
 
     def next_port(self, timeout_s: float, on_wait: Callable[[], None] | None = None) -> Port:
+        if self.given:
+            return self._given(timeout_s, on_wait)
         done = self.done
         deadline = time.monotonic() + timeout_s
         waited = False

@@ -61,8 +61,9 @@ class VirtualBoard:
     argv: list[str]
 
 
-def prepare(directory: Path, *, power_w: int = 800, seconds: int | None = None,
-            heap: str | None = None, lib: Path) -> VirtualBoard:
+def prepare(
+    directory: Path, *, power_w: int = 800, seconds: int | None = None, heap: str | None = None, lib: Path
+) -> VirtualBoard:
     """The command that runs the board in ``directory`` (flashed, with its key); ``lib`` receives
     the fake front end."""
     if not (directory / "settings.json").exists():
@@ -71,15 +72,23 @@ def prepare(directory: Path, *, power_w: int = 800, seconds: int | None = None,
             "or give --bundle"
         )
     if not FAKES.is_dir():
-        raise ProvisionError(f"no firmware fakes at {FAKES}: run-virtual needs a source checkout (pip install -e)")
+        raise ProvisionError(
+            f"no firmware fakes at {FAKES}: run-virtual needs a source checkout (pip install -e)"
+        )
     if not (lib / "fakes").exists():
         shutil.copytree(FAKES, lib / "fakes")
     heap = heap or ("128k" if (directory / ROMFS).exists() else "256k")
     return VirtualBoard(directory, heap, unix_argv(directory, heap, board_code(power_w, seconds)))
 
 
-def run(directory: Path, *, power_w: int = 800, seconds: int | None = None, heap: str | None = None,
-        timeout: float | None = None) -> int:
+def run(
+    directory: Path,
+    *,
+    power_w: int = 800,
+    seconds: int | None = None,
+    heap: str | None = None,
+    timeout: float | None = None,
+) -> int:
     """Run the board in the foreground (its output on ours) until it stops, ``seconds`` pass, or
     the operator interrupts it; return the process's exit status."""
     with tempfile.TemporaryDirectory(prefix="peergrid-virtual-") as tmp:

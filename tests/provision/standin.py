@@ -117,16 +117,23 @@ class StandIn:
 
     def _write_personality(self) -> None:
         v = self.p.version
-        doc = {"version": list(v) if v else None, "machine": self.p.machine, "romfs": self.p.romfs,
-               "mac": self.p.mac}
+        doc = {
+            "version": list(v) if v else None,
+            "machine": self.p.machine,
+            "romfs": self.p.romfs,
+            "mac": self.p.mac,
+        }
         (self.state / "board.json").write_text(json.dumps(doc))
 
     def _boot_loop(self) -> None:
         """A board with no firmware resets over and over, printing the ROM's complaint."""
         while not self.unplugged:
             if self.p.version is None and not self.in_rom:
-                self._send(b"ets Jun  8 2016 00:22:57\r\nrst:0x10 (RTCWDT_RTC_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
-                           b"invalid header: 0xffffffff\r\n")
+                self._send(
+                    b"ets Jun  8 2016 00:22:57\r\n"
+                    b"rst:0x10 (RTCWDT_RTC_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
+                    b"invalid header: 0xffffffff\r\n"
+                )
             time.sleep(0.2)
 
     def _send(self, data: bytes) -> None:
@@ -146,9 +153,17 @@ class StandIn:
     def _start_agent(self) -> None:
         self._stop_proc()
         self.proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=4m", str(self.state / "lib" / "standin_agent.py"),
-             str(self.state)],
-            cwd=self.fs, env=self._env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [
+                micropython_exe(),
+                "-X",
+                "heapsize=4m",
+                str(self.state / "lib" / "standin_agent.py"),
+                str(self.state),
+            ],
+            cwd=self.fs,
+            env=self._env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         self.running = False
@@ -167,8 +182,14 @@ class StandIn:
             argv = [sys.executable, "-m", "coordinator.provision.unixport", str(rom), "256k", code]
         else:
             argv = [micropython_exe(), "-X", f"heapsize={self.p.heap}", "-c", code]
-        self.proc = subprocess.Popen(argv, cwd=self.fs, env=self._env(lib), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=self.fs,
+            env=self._env(lib),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.running = True
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
@@ -250,7 +271,9 @@ class StandIn:
             return
         if c == 0x02:
             self.mode = "friendly"
-            self._send(b"\r\nMicroPython v%d.%d.%d; " % self.p.version + self.p.machine.encode() + b"\r\n>>> ")
+            self._send(
+                b"\r\nMicroPython v%d.%d.%d; " % self.p.version + self.p.machine.encode() + b"\r\n>>> "
+            )
             return
         if self.mode != "raw":
             return

@@ -113,10 +113,14 @@ def _path(p):
 
 def _os():
     o = _copy(os)
+
+    def wrap(f):
+        return lambda p="", *a: f(_path(p), *a)
+
     for name in ("stat", "listdir", "ilistdir", "mkdir", "remove", "rmdir", "statvfs", "chdir"):
         f = getattr(os, name, None)
         if f is not None:
-            setattr(o, name, (lambda f: lambda p="", *a: f(_path(p), *a))(f))
+            setattr(o, name, wrap(f))
     o.rename = lambda a, b: os.rename(_path(a), _path(b))
     return o
 
