@@ -24,7 +24,7 @@ try:
     from micropython import const
 except ImportError:  # CPython (the simulator)
 
-    def const(x):  # type: ignore[no-untyped-def]
+    def const(x):  # type: ignore[misc,no-untyped-def]
         return x
 
 

@@ -30,7 +30,7 @@ class EspHardware:
         import ssl
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # missing from the stub
         ctx.load_verify_locations(cafile=broker.get("ca", "ca.der"))
         return ctx
 

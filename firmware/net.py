@@ -12,7 +12,7 @@ try:
     from micropython import const
 except ImportError:  # CPython
 
-    def const(x):  # type: ignore[no-untyped-def]
+    def const(x):  # type: ignore[misc,no-untyped-def]
         return x
 
 

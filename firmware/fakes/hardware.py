@@ -111,11 +111,10 @@ class FakeHardware:
         while hi - lo > 64:
             mid = (lo + hi) // 2
             try:
-                b = bytearray(mid)
+                bytearray(mid)
                 lo = mid
             except MemoryError:
                 hi = mid
-            b = None  # noqa: F841
         return lo
 
     async def battery_state(self):
