@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coordinator.provision.bundle import Broker
 
 
 def _bundle(args: argparse.Namespace) -> int:
@@ -76,6 +81,96 @@ def _flash(args: argparse.Namespace) -> int:
         f"next: peergrid board {verb} --config SITE.toml --board {board}{extra} --pubkey {res.pubkey.hex()}"
     )
     return 0
+
+
+def _broker_for(args: argparse.Namespace, grid: str) -> Callable[[str], Broker]:
+    """A board's broker settings from --broker-dir (TLS, its own credentials) or --broker."""
+    from coordinator.provision import bundle
+    from coordinator.provision.brokerconf import Site
+    from coordinator.provision.errors import ProvisionError
+    from coordinator.service.mqtt import BrokerAddress
+
+    if args.broker_dir:
+        site = Site(Path(args.broker_dir))
+        if site.settings.grid != grid:
+            raise ProvisionError(f"broker directory is for grid {site.settings.grid!r}, config for {grid!r}")
+        ca = site.pki.ca_der()
+        host = args.broker_host or site.settings.hosts[0]
+
+        def secure(board: str) -> Broker:
+            return bundle.Broker(host, site.settings.port, board, site.add_board(board), ca)
+
+        return secure
+    if args.broker:
+        addr = BrokerAddress.parse(args.broker)
+        return lambda board: bundle.Broker(host=addr.host, port=addr.port)
+    raise ProvisionError("give --broker-dir (TLS and credentials) or --broker HOST:PORT (no security)")
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from coordinator import config
+    from coordinator.provision import fleet, pipeline, ports
+    from coordinator.provision.errors import ProvisionError
+    from protocol import crypto
+
+    cfg = config.load(args.config)
+    opts = pipeline.Options(
+        image=Path(args.image) if args.image else None, new_key=args.new_key, wait_s=args.wait
+    )
+    if args.fleet:
+        if not args.out:
+            raise ProvisionError("a batch needs --out, the directory for the boards' bundles")
+        assert cfg.key is not None
+        batch = fleet.Batch(
+            grid=cfg.grid,
+            coordinator_key=crypto.SigningKey(config.load_key(cfg.key)).public,
+            ledger=str(cfg.ledger),
+            out=Path(args.out),
+            broker=_broker_for(args, cfg.grid),
+            arch=args.arch,
+            romfs=args.romfs,
+            opts=opts,
+            reload=args.broker_reload,
+            plug_timeout_s=args.plug_timeout,
+        )
+        wifi = Path(args.wifi_profiles) if args.wifi_profiles else None
+        results = fleet.run(fleet.load(Path(args.fleet), wifi), batch, ports.Watcher(given=args.port or []))
+        print(fleet.table(results))
+        return 1 if any(r.status == "failed" for r in results) else 0
+    if not args.bundle or not args.member:
+        raise ProvisionError("give --bundle and --member (one board) or --fleet (a batch)")
+    port = args.port[0] if args.port else ports.find().device
+    o = pipeline.provision(
+        Path(args.bundle),
+        port,
+        enrolment=pipeline.Enrolment(str(cfg.ledger), args.member),
+        opts=opts,
+        say=lambda msg: print(msg, flush=True),
+    )
+    print(f"board {o.board}: ok, key {o.pubkey.hex()}, first reading seq {o.first_seq}")
+    return 0
+
+
+def _run_virtual(args: argparse.Namespace) -> int:
+    from coordinator.provision import flash, virtual
+
+    bundle_dir = Path(args.bundle)
+    board_dir = Path(args.dir) if args.dir else bundle_dir
+    res = flash.flash_unix(bundle_dir, board_dir, new_key=args.new_key)
+    state = "generated on first boot" if res.created else "kept from before"
+    print(f"virtual board in {board_dir}: public key {res.pubkey.hex()} ({state})", flush=True)
+    if args.config and args.member:
+        import json
+
+        from coordinator import config
+        from coordinator.provision import pipeline
+
+        cfg = config.load(args.config)
+        man = json.loads((bundle_dir / "MANIFEST.json").read_text())
+        enrolment = pipeline.Enrolment(str(cfg.ledger), args.member)
+        msg, _ = pipeline.enrol_key(enrolment, str(man["board"]), str(man["board_type"]), res.pubkey)
+        print(msg, flush=True)
+    return virtual.run(board_dir, power_w=args.power, seconds=args.seconds, heap=args.heap)
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -204,6 +299,48 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     bf.add_argument("--new-key", action="store_true", help="delete the board's key first (key rotation)")
     bf.set_defaults(func=_flash)
+
+    bp = bsub.add_parser(
+        "provision",
+        help="one board or a batch: port, chip, MicroPython, copy, verify, key, enrol, first reading",
+    )
+    bp.add_argument("--config", required=True, help="the site's coordinator TOML (its ledger, grid, key)")
+    bp.add_argument("--bundle", help="one board: its bundle (peergrid board bundle)")
+    bp.add_argument("--member", help="one board: the member it is enrolled for")
+    bp.add_argument("--fleet", help="a batch: CSV (id,member,board,wifi) or TOML of boards")
+    bp.add_argument("--wifi-profiles", help="a batch: TOML of [wifi.NAME] profiles (ssid, password_env)")
+    bp.add_argument("--out", help="a batch: directory for the boards' bundles (one per board id)")
+    bp.add_argument("--broker-dir", help="a batch: broker directory (TLS, per-board credentials)")
+    bp.add_argument("--broker-host", help="a batch: broker host as boards see it")
+    bp.add_argument("--broker", metavar="HOST:PORT", help="a batch: plain MQTT without credentials")
+    bp.add_argument(
+        "--broker-reload", help="a batch: command that reloads the broker (e.g. 'systemctl reload mosquitto')"
+    )
+    bp.add_argument("--arch", help="a batch: mpy-cross -march (default from the board's mcu)")
+    bp.add_argument("--romfs", action="store_true", help="a batch: code in a ROMFS image (no PSRAM needed)")
+    bp.add_argument(
+        "--port",
+        action="append",
+        help="serial port (default: the ESP32 USB bridge plugged in); a batch: repeat, one per board",
+    )
+    bp.add_argument("--image", help="MicroPython image (.bin) installed with esptool when a board needs it")
+    bp.add_argument("--new-key", action="store_true", help="delete the board's key first (key rotation)")
+    bp.add_argument("--wait", type=float, default=180.0, help="seconds to wait for the first reading")
+    bp.add_argument("--plug-timeout", type=float, default=600.0, help="seconds to wait for the next board")
+    bp.set_defaults(func=_provision)
+
+    bv = bsub.add_parser(
+        "run-virtual", help="a board without hardware: the firmware on the MicroPython unix port"
+    )
+    bv.add_argument("--bundle", required=True, help="a bundle built with --arch x64")
+    bv.add_argument("--dir", help="the board's filesystem (default: the bundle directory)")
+    bv.add_argument("--config", help="enrol its key in this site's ledger (with --member)")
+    bv.add_argument("--member")
+    bv.add_argument("--power", type=int, default=800, help="W the fake meter measures (+ import)")
+    bv.add_argument("--seconds", type=int, help="stop after this many seconds (default: run until Ctrl-C)")
+    bv.add_argument("--heap", help="MicroPython heap (default 128k with a ROMFS image, else 256k)")
+    bv.add_argument("--new-key", action="store_true", help="delete the board's key first")
+    bv.set_defaults(func=_run_virtual)
 
     be = bsub.add_parser("enroll", help="register a flashed board's public key for a member")
     be.add_argument("--member", required=True)
