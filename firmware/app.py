@@ -44,6 +44,10 @@ class Board:
         self.safe = boots is not None and boots.safe
         self.id = settings["board"]
         self.grid = settings["grid"]
+        if cfg.get("sha512") == "pure":  # the board file's choice: plain Python, no native code
+            from protocol import _sha512_pure, sha512
+
+            sha512._fallback[:] = [_sha512_pure.sha512]
         seed, created = keys.load_or_create()
         self.key = crypto.SigningKey(seed)
         if created:

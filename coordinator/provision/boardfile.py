@@ -197,6 +197,11 @@ def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
         out[k] = c.int_(tm, k, "timing", lo, hi, default=default)
     if out["interval_s"] % out["reading_s"]:
         raise c.fail("timing.interval_s", "must be a multiple of timing.reading_s")
+    sha = (c.table("crypto") or {}).get("sha512", "viper")  # the board's SHA-512 without hashlib's
+    if sha not in ("viper", "pure"):
+        raise c.fail("crypto.sha512", f"must be 'viper' (native code) or 'pure' (plain Python), got {sha!r}")
+    if sha == "pure":
+        out["sha512"] = "pure"
     return out
 
 
