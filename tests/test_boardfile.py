@@ -111,7 +111,8 @@ for k, v in (("soc", 500), ("power", -20)):  # what the inverter reports, in reg
     if k in bat:
         hw.slave.regs[bat[k]["reg"]] = v
 print("BOOT", cfg["type"], ok, regs.e_imp, lim.bat_charge_w, lim.ev_max_ma, lim.relay_mask)
-print("BATTERY", hw.battery_state())
+import asyncio
+print("BATTERY", asyncio.run(hw.battery_state()))  # awaited: its Modbus reads yield to the loop
 """
 
 
