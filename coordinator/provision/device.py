@@ -101,8 +101,8 @@ def mpremote(port: str, args: list[str], *, what: str, cwd: Path | None = None, 
         raise BoardError(
             TOOL, f"{what}: mpremote could not open {port} (unplugged, or taken by another program)"
         )
-    tail = " / ".join(line.strip() for line in out.strip().splitlines()[-3:])
-    raise BoardError(TOOL, f"{what} failed on {port} ({proc.returncode}): {tail}")
+    lines = [line.strip() for line in out.strip().splitlines() if line.strip()]
+    raise BoardError(TOOL, f"{what} failed on {port}: {lines[-1] if lines else f'exit {proc.returncode}'}")
 
 
 def query(port: str, *, timeout: float = 60) -> Board:
@@ -164,8 +164,8 @@ def deploy(port: str, bundle: Path, *, new_key: bool = False, timeout: float = 6
             raise
         raise BoardError(
             COPY_FAILED,
-            f"{e} -- the copy did not finish (board unplugged or reset?); provisioning it again copies "
-            "what is missing",
+            f"copy did not finish (board unplugged or reset?): {str(e).split(': ', 1)[-1]}; "
+            "provisioning it again copies what is missing",
         ) from None
 
 

@@ -197,7 +197,11 @@ def done(ledger: Ledger, e: Entry) -> bool:
     return False
 
 
-def run(fleet: Fleet, batch: Batch, ports: Watcher, echo: Callable[[str], None] = print) -> list[Result]:
+def _echo(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run(fleet: Fleet, batch: Batch, ports: Watcher, echo: Callable[[str], None] = _echo) -> list[Result]:
     """Provision the fleet board after board; return one result per entry, in the batch's order."""
     n = len(fleet.entries)
     results: dict[str, Result] = {}
