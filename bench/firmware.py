@@ -173,6 +173,27 @@ print("RESULT", g.rec.writes, dev.erases - e)
 """
 
 
+def stalls() -> list[Row]:
+    """The longest gap between two heartbeats of a task beside the board runtime, per fault
+    (tests/firmware/test_stalls.py: the event loop held that long at most, beyond its 10 ms sleep)."""
+    import re
+
+    import pytest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.txt"
+        with open(out, "w") as f:
+            import contextlib
+
+            with contextlib.redirect_stdout(f):
+                pytest.main(["-q", "-s", "-p", "no:cacheprovider", "tests/firmware/test_stalls.py"])
+        text = out.read_text()
+    return [
+        Row(f"board loop: longest stall, {m.group(1)}", float(m.group(2)), "ms", 50, "target", "<= 50 ms")
+        for m in re.finditer(r"^\.*(.+): longest stall (\d+) ms$", text, re.M)
+    ]
+
+
 def run(ci: bool) -> list[Row]:
     n = 20 if ci else 200
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,4 +226,5 @@ def run(ci: bool) -> list[Row]:
         Row("board smallest heap that boots and reads", need, "KiB", 64, "target heap"),
         *heap32(n),
         *wear(),
+        *stalls(),
     ]

@@ -313,12 +313,6 @@ class Atm90e32:
         for ch in range(N_CHANNELS):
             self.read_reg(_REG_AP_ENERGY_T + ch)
 
-    def adopt(self):
-        """Take the chip's present configuration as the expected one (the ESP32 rebooted but
-        the chip kept running and configured); energy since then is still in its registers."""
-        self.mmode0 = self.read_reg(_REG_MMODE0)
-        self.digest = self.read_reg(_REG_CRC_DIGEST)
-
     def check_config(self):
         """Raise ``VerifyError`` if the chip lost its configuration (reset, corruption) or
         does not answer: MMode0 and CRCDigest must still read what ``configure`` left."""
