@@ -150,8 +150,17 @@ class IngestService:
                 await asyncio.sleep(0.5)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        # The lean subscriber (coordinator/transaction/subscriber.py): batches per socket read, PUBACKs after
-        # the commit; the broker's in-flight window (unacknowledged messages) bounds the inbox.
+        pumps: list[asyncio.Task[None]] = []
+        try:
+            await self._receive(stop, pumps)
+        finally:  # the connection is closed now: a receive task still reading sees it end
+            if pumps:
+                await asyncio.wait(pumps, timeout=2.0)
+
+    async def _receive(self, stop: asyncio.Event, pumps: list[asyncio.Task[None]]) -> None:
+        # The lean subscriber (coordinator/transaction/subscriber.py): batches per socket read,
+        # PUBACKs after the commit; the broker's in-flight window (unacknowledged messages) bounds
+        # the inbox.
         async with Subscriber(self.broker, self.client_id, clean_session=False) as conn:
             for leaf in ("reading", "enrol", "ack", "status"):
                 await conn.subscribe(topics.board_filter(self.grid, leaf, share=self.group))
@@ -171,6 +180,8 @@ class IngestService:
                     arrived.set()  # the stream ended (the broker closed it): the loop sees it now
 
             pumping = asyncio.create_task(pump())
+            pumping.add_done_callback(_stream_ended)  # its outcome is always read, and logged
+            pumps.append(pumping)
             loop = asyncio.get_running_loop()
             handle = self._handle
             try:
@@ -201,7 +212,12 @@ class IngestService:
                         self.flush(conn)
                 self.flush(conn)
             finally:
+                # a read that completes as the cancel arrives can swallow it (asyncio.wait_for):
+                # the task then ends when the connection closes, just after this
                 pumping.cancel()
-                await asyncio.wait([pumping])  # its outcome is read here, never left to the collector
-                if not pumping.cancelled() and pumping.exception() is not None:
-                    log.info("ingest stream ended: %s", pumping.exception())
+
+
+def _stream_ended(task: asyncio.Task[None]) -> None:
+    """Read how the session's receive task ended (never left for the collector to report)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("ingest stream ended: %s", task.exception())

@@ -126,10 +126,10 @@ def test_delivery_grid(tmp_path: Path) -> None:
         write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n[delivery]\ngrid = 'pilot.toml'\n")
     )
     assert c.grid_file == tmp_path / "pilot.toml"
-    from coordinator.cli import _grid_check
+    from coordinator.service.app import grid_check
     from coordinator.delivery.assets import Assets
 
-    check = _grid_check(c)
+    check = grid_check(c)
     noon = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
     changes = check(noon, {b: Assets(b, pv_w=w) for b, w in noon.items()}).changes
     assert changes and all(x.kind == "pv_limit" and x.delta_w < 0 for x in changes)

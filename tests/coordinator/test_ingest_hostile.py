@@ -4,6 +4,7 @@ subscriber, a flood of refused frames, and an auto-enrolment claiming a retired 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,10 +21,15 @@ from tests.broker import Mosquitto
 START = 1_750_000_000
 
 
-def serve(svc: IngestService, body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``svc`` while ``body`` runs (both in this event loop), then stop it."""
+def serve(svc: IngestService, body: Callable[[], Awaitable[None]]) -> list[str]:
+    """Run ``svc`` while ``body`` runs (both in this event loop), then stop it. Returns what the
+    event loop reported as unhandled (e.g. "Task exception was never retrieved")."""
+    unhandled: list[str] = []
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, ctx: unhandled.append(str(ctx.get("message")))
+        )
         stop = asyncio.Event()
         svc.ready = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
@@ -33,8 +39,11 @@ def serve(svc: IngestService, body: Callable[[], Awaitable[None]]) -> None:
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
+            await asyncio.sleep(0.5)  # a receive task left behind would end now, its error unread
+            gc.collect()
 
     asyncio.run(main())
+    return unhandled
 
 
 async def until(pred: Callable[[], bool], timeout: float) -> bool:
@@ -96,8 +105,11 @@ def test_a_flood_of_refused_frames_holds_no_memory_until_a_flush(
             assert await until(lambda: svc.ingest.rejected["malformed"] >= 2500, 10)
             sampler.cancel()
 
-        serve(svc, body)
+        unhandled = serve(svc, body)
         assert max(held) < 400 * 50, f"held {max(held)} bytes of refused payloads"
+        # the session's receive task, busy with the flood as the service stopped, was left reading
+        # after its cancel was lost, and died unread when the connection closed
+        assert unhandled == []
 
 
 def test_auto_enrol_never_revives_a_retired_or_pending_board(tmp_path: Path, mosquitto: Mosquitto) -> None:
