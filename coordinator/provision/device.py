@@ -199,7 +199,12 @@ def verify(port: str, bundle: Path, files: dict[str, str], *, timeout: float = 3
 def first_boot(port: str, *, timeout: float = 120) -> tuple[bytes, bool, str]:
     """Run the first-boot step and read the board's public key back: (key, created, where the
     passwords are kept)."""
-    out = mpremote(port, ["exec", FIRST_BOOT], what="the first boot (key generation)", timeout=timeout)
+    try:
+        out = mpremote(port, ["exec", FIRST_BOOT], what="the first boot", timeout=timeout)
+    except BoardError as e:
+        if e.kind != TOOL:
+            raise
+        raise BoardError(KEY_READBACK, f"key read-back failed: {e}") from None
     try:
         key, created = parse_pubkey(out)
     except ProvisionError:

@@ -298,7 +298,7 @@ class StandIn:
         self.execs.append(code)
         m = re.match(rb"f=open\('([^']+)','wb'\)", code)
         if m:
-            self.garbling = m.group(1).decode() == self.p.garble
+            self.garbling = os.path.normpath(m.group(1).decode().lstrip("/")) == self.p.garble
         if code.startswith(b"w("):
             self.writes += 1
             if self.p.unplug_after_writes is not None and self.writes > self.p.unplug_after_writes:
