@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +167,41 @@ def test_five_boards_from_one_batch_one_failing_summary_keys_and_readings_agree(
         for s in stand.values():
             s.close()
     assert os.path.exists(tmp_path / "coordinator.log")
+
+
+def test_run_virtual_board_process_against_a_running_coordinator(
+    tmp_path: Path, secure_broker: SecureBroker, coordinator: Path
+) -> None:
+    """``peergrid board run-virtual``: the real firmware on the unix port, as a process, enrolled
+    and sending signed readings through TLS to ``peergrid coordinator run``."""
+    site, out = coordinator, tmp_path / "v1"
+    argv = ["board", "bundle", "--board", str(HERE / "board.toml"), "--id", "v1", "--config", str(site)]
+    assert (
+        main([*argv, "--broker-dir", str(secure_broker.site.directory), "--out", str(out), "--arch", "x64"])
+        == 0
+    )
+    secure_broker.reload()  # the board's new credentials
+    board_dir = tmp_path / "v1-board"
+    cmd = [sys.executable, "-m", "coordinator.cli", "board", "run-virtual", "--bundle", str(out)]
+    cmd += ["--dir", str(board_dir), "--config", str(site), "--member", "alice", "--seconds", "8"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    key = crypto.SigningKey((board_dir / "key.bin").read_bytes()).public
+    assert f"public key {key.hex()} (generated on first boot)" in proc.stdout
+    assert "board v1 enrolled for member alice" in proc.stdout
+    sent = int(proc.stdout.split("stopped after ")[1].split()[0])
+    assert sent >= 2
+    # the unix port keeps its passwords in secrets.json (no NVS there)
+    assert json.loads((board_dir / "secrets.json").read_text())["broker_password"]
+    cfg = config.load(site)
+    with Ledger.open(cfg.ledger) as ledger:
+        seqs: set[int] = set()
+        for _ in range(100):  # the coordinator stores what it received (its ingest flushes every 50 ms)
+            seqs = {r.seq for r, _ in ledger.readings_desc("v1", 100)}
+            if len(seqs) >= sent - 2:
+                break
+            time.sleep(0.1)
+        # the board's readings are stored, verified with the enrolled key; what it sent before the
+        # running coordinator saw the enrolment (its registry check runs every 2 s) is refused
+        assert len(seqs) >= max(2, sent - 2) and seqs <= set(range(1, sent + 1)), (seqs, proc.stdout)
+        assert {b.board_id: b.pubkey for b in ledger.boards("active")} == {"v1": key}
