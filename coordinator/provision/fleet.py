@@ -3,7 +3,8 @@ plugged in, with progress and a summary table (ok / failed with the reason / ski
 
 The batch file is CSV (header ``id,member,board,wifi``) or TOML::
 
-    board = "esp32-devkitc-pzem004t"   # defaults for the rows below
+    [defaults]                         # for the boards below
+    board = "esp32-devkitc-pzem004t"
     wifi = "village"
 
     [wifi.village]                     # Wi-Fi profiles: the password never in the file
@@ -133,7 +134,10 @@ def load(path: Path, wifi_profiles: Path | None = None) -> Fleet:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ProvisionError(f"{path}: {e}") from None
-        defaults = {k: doc[k] for k in ("board", "wifi") if isinstance(doc.get(k), str)}
+        d = doc.get("defaults", {})
+        if not isinstance(d, dict) or set(d) - {"board", "wifi"}:
+            raise ProvisionError(f"{path}: [defaults] takes board and wifi only")
+        defaults = dict(d)
         profiles = _profiles(str(path), doc.get("wifi") if isinstance(doc.get("wifi"), dict) else None)
         rows = doc.get("boards")
         if not isinstance(rows, list) or not rows:

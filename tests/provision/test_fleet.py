@@ -71,7 +71,7 @@ def batch_file(tmp: Path) -> Path:
     rows = "".join(
         f'[[boards]]\nid = "{b}"\nmember = "{m}"\n\n' for b, m in zip(BOARDS, MEMBERS, strict=True)
     )
-    p.write_text(f'board = "{HERE / "board.toml"}"\n\n' + rows)
+    p.write_text(f'[defaults]\nboard = "{HERE / "board.toml"}"\n\n' + rows)
     return p
 
 
