@@ -29,6 +29,7 @@ import heapq
 import importlib
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -59,15 +60,30 @@ def _open(path: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
     return builtins.open(p, mode, *args, **kw)
 
 
+class _BoardOs:
+    """The ``os`` calls the spool makes (its segments' directory), in the running board's directory."""
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(_DIR.get() / path)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(_DIR.get() / path)
+
+    def remove(self, path: str) -> None:
+        os.remove(_DIR.get() / path)
+
+
 def firmware() -> Any:
     """Import the firmware's modules (once) with per-board files."""
     if not FIRMWARE.is_dir():
         raise SimError(f"firmware/ not found at {FIRMWARE}: the firmware mode runs from a source checkout")
     if str(FIRMWARE) not in sys.path:
         sys.path.insert(0, str(FIRMWARE))
-    for name in ("keys", "persist", "spool"):
+    for name in ("keys", "persist", "spool", "net"):
         mod: Any = importlib.import_module(name)
         mod.open = _open  # a module global shadows the builtin
+    sp: Any = importlib.import_module("spool")
+    sp.os = _BoardOs()
     app: Any = importlib.import_module("app")
     # MicroPython's gc: a board collects after every reading and reports its free heap; CPython
     # collects by itself and has no such heap figure
