@@ -221,6 +221,39 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quarantine(args: argparse.Namespace) -> int:
+    import getpass
+    import time
+
+    from coordinator import config
+    from coordinator.ledger import Ledger, quarantine
+
+    cfg = config.load(args.config)
+    with Ledger.open(cfg.ledger) as ledger:
+        if args.action == "list":
+            rows = quarantine.listing(ledger, state=None if args.all else "held", board=args.board)
+            for h in rows:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(h.ts))
+                decided = f" by {h.decided_by} at {h.decided_at}" if h.decided_by else ""
+                print(
+                    f"{h.board_id:<16} seq {h.seq:<8} {when} UTC  import {h.e_imp / 1e6:.3f} kWh "
+                    f"export {h.e_exp / 1e6:.3f} kWh  {h.state}{decided}: {h.reason}"
+                )
+            print(f"{len(rows)} readings {'in quarantine' if args.all else 'held'}")
+            return 0
+        who = f"cli:{args.by or getpass.getuser()}"
+        if args.action == "release":
+            n = quarantine.release(ledger, args.board, by=who, now=int(time.time()))
+            print(f"board {args.board}: {n} held readings stored as readings (settled in the next interval)")
+        else:
+            n = quarantine.reject(ledger, args.board, by=who, now=int(time.time()))
+            print(
+                f"board {args.board}: {n} held readings rejected; its readings are refused until it is "
+                "retired or replaced (peergrid board retire / replace)"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="peergrid", description=__doc__)
     p.add_argument("--version", action="version", version=f"peergrid {__version__}")
@@ -300,6 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--config", required=True)
     rc.add_argument("--file", required=True, help="CSV: period_start,period_end,import_wh,export_wh")
     rc.set_defaults(func=_reconcile)
+    qu = sub.add_parser("quarantine", help="readings held for implausible energy: list, release, reject")
+    qsub = qu.add_subparsers(dest="action", required=True)
+    ql = qsub.add_parser("list", help="held readings (all decisions too with --all)")
+    ql.add_argument("--board")
+    ql.add_argument("--all", action="store_true")
+    for name, text in (
+        ("release", "store a board's held readings as readings (they were right)"),
+        ("reject", "reject them for good: the board is refused until retired or replaced"),
+    ):
+        qx = qsub.add_parser(name, help=text)
+        qx.add_argument("--board", required=True)
+        qx.add_argument("--by", help="who decides (recorded; default: the login name)")
+    for x in qsub.choices.values():
+        x.add_argument("--config", required=True)
+        x.set_defaults(func=_quarantine)
     cli_web.register(sub)
     cli_board.register(sub)
     return p

@@ -327,4 +327,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE members ADD COLUMN left_at INTEGER;
     """,
+    # 12: readings held in quarantine (energy beyond what the board's connection can carry, and the
+    # board's readings after it, in order): kept out of ``readings`` until the operator releases
+    # them (then stored as readings, the chain intact) or rejects them (the board is then refused
+    # until it is retired or replaced)
+    """
+    CREATE TABLE quarantine (
+        board_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        e_imp INTEGER NOT NULL,
+        e_exp INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        sig BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        received INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'held' CHECK (state IN ('held', 'released', 'rejected')),
+        decided_at INTEGER,
+        decided_by TEXT,
+        PRIMARY KEY (board_id, seq)
+    ) STRICT;
+    CREATE INDEX quarantine_state ON quarantine(state, board_id);
+    """,
 ]

@@ -55,6 +55,7 @@ class BoardRecord:
     board_type: str
     status: str
     pubkey: bytes
+    key_from: int = 0  # when the current key became valid (Unix s)
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class Ledger:
 
     def boards(self, status: str | None = None) -> list[BoardRecord]:
         q = (
-            "SELECT b.id, b.member_id, b.board_type, b.status, k.pubkey FROM boards b "
+            "SELECT b.id, b.member_id, b.board_type, b.status, k.pubkey, k.valid_from FROM boards b "
             "JOIN board_keys k ON k.board_id = b.id AND k.valid_to IS NULL"
         )
         args: tuple[Any, ...] = ()

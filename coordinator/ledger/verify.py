@@ -1,7 +1,7 @@
 """``peergrid ledger verify``: check the whole ledger from its own records.
 
 - every stored reading's signature, rebuilt from its fields (canonical encoding) and checked
-  against the key the board had at that time;
+  against the key the board had at that time (``rules.key_valid_at``, the rule ingest applies);
 - per board, registers never run backwards (readings in sequence-number order);
 - per interval, postings sum to zero and each trade's money matches its energy and prices.
 
@@ -16,17 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coordinator.ledger import journal
+from coordinator.ledger.rules import key_valid_at
 from coordinator.ledger.store import Ledger
 from protocol import crypto, frame, topics
 from protocol.errors import ProtocolError
-
-SKEW_S = 300  # a board clock may run this far from the coordinator's around a key rotation
-
-
-def key_valid_at(ts: int, valid_from: int, valid_to: int | None) -> bool:
-    """Whether a board key valid from ``valid_from`` to ``valid_to`` (None: still current) may have
-    signed a message stamped ``ts``, allowing ``SKEW_S`` of clock skew either side."""
-    return ts >= valid_from - SKEW_S and (valid_to is None or ts <= valid_to + SKEW_S)
 
 
 @dataclass

@@ -13,10 +13,10 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, quarantine
 from coordinator.ledger.queries import provision as q
 from coordinator.provision.errors import ProvisionError
-from coordinator.transaction.ingest import BoardState, Ingest
+from coordinator.transaction.ingest import Ingest
 from protocol import crypto
 
 log = logging.getLogger("peergrid.enrol")
@@ -136,34 +136,34 @@ def retire(ledger: Ledger, board_id: str) -> str:
 
 
 def sync(ingest: Ingest, ledger: Ledger) -> list[str]:
-    """Bring a running ingest's boards in line with the ledger's active boards and current keys.
+    """Bring a running ingest's boards in line with the ledger's active boards and current keys,
+    and with the operator's decisions on quarantined readings.
 
     Boards enrolled, re-keyed or retired by the operator (another process) take effect without a
     restart; a board whose key is unchanged keeps its state (last sequence number, registers).
     """
     changes = []
-    active = {b.board_id: b.pubkey for b in ledger.boards("active")}
+    active = {b.board_id: b for b in ledger.boards("active")}
     last = None
-    for board_id, key in active.items():
+    for board_id, b in active.items():
         st = ingest.boards.get(board_id)
-        if st is not None and st.verifier.public == key:
+        if st is not None and st.verifier.public == b.pubkey:
             continue
         if st is not None:
-            st.verifier = crypto.Verifier(key)
+            st.verifier = crypto.Verifier(b.pubkey)
+            st.key_from = b.key_from
             changes.append(f"{board_id}: new key")
             continue
         last = last if last is not None else ledger.last_readings()
-        st = BoardState(crypto.Verifier(key))
-        if board_id in last:
-            r = last[board_id]
-            st.last_seq, st.e_imp, st.e_exp = r.seq, r.e_imp, r.e_exp
-        ingest.boards[board_id] = st
+        ingest.track(b, last.get(board_id))
         changes.append(f"{board_id}: enrolled")
     for board_id in [b for b in ingest.boards if b not in active]:
         if ingest.auto_enrol and find(ledger, board_id) is None:
             continue  # announced itself moments ago; the service is storing it
         del ingest.boards[board_id]
         changes.append(f"{board_id}: no longer active")
+    if any(st.held for st in ingest.boards.values()):
+        changes += ingest.decided(quarantine.decisions(ledger), ledger.last_readings())
     return changes
 
 

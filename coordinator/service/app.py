@@ -55,6 +55,30 @@ class Runtime:
     check: AssetCheck | None = None  # default: the check of the config's [delivery] grid, if any
 
 
+def board_limits() -> Callable[[str], tuple[int, int]]:
+    """A board type's connection limits (import W, export W) from its board file in ``boards/``;
+    the default bound (:data:`coordinator.ledger.rules.DEFAULT_LIMIT_W`) for a type without one."""
+    from coordinator.errors import CoordinatorError
+    from coordinator.ledger.rules import DEFAULT_LIMIT_W
+    from coordinator.provision import boardfile
+
+    known: dict[str, tuple[int, int]] = {}
+
+    def limits(board_type: str) -> tuple[int, int]:
+        if board_type not in known:
+            known[board_type] = (DEFAULT_LIMIT_W, DEFAULT_LIMIT_W)
+            try:
+                path = boardfile.board_types().get(board_type)
+                if path is not None:
+                    lim = boardfile.load(path)["limits"]
+                    known[board_type] = (int(lim["import_w"]), int(lim["export_w"]))
+            except (CoordinatorError, OSError, KeyError, TypeError, ValueError) as e:
+                log.warning("board type %s: limits not read (%s); the default bound applies", board_type, e)
+        return known[board_type]
+
+    return limits
+
+
 def site_of(cfg: Config) -> Site:
     return Site(cfg.grid, cfg.interval_s, Tariff(*cfg.tariff))
 
@@ -200,6 +224,7 @@ def build(cfg: Config, runtime: Runtime | None = None) -> Service:
         group=cfg.group,
         auto_enrol=cfg.auto_enrol,
         client_id=client_id,
+        limits=board_limits(),
     )
     publisher: Publisher | None = None
     intervals = dispatch = None

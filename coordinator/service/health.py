@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import MqttError
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, quarantine
 from coordinator.service.mqtt import BrokerAddress, Connection
 from coordinator.transaction.refusals import RefusalLog
 
@@ -65,6 +65,10 @@ class Health:
             "max_reading_age_s": self.max_reading_age_s,
             "active_boards": active,
         }
+        try:  # readings held for the operator's decision (not a failure of the service)
+            body["quarantine_held"] = quarantine.held_boards(self.ledger)
+        except sqlite3.Error as e:
+            body["quarantine_held"] = {"error": str(e)}
         if self.refusals is not None:  # frames refused by the ingest since start (not a failure)
             body["refused_frames"] = self.refusals.health()
         return ok, body

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import RejectedMessage
+from coordinator.ledger.quarantine import HeldReading
+from coordinator.ledger.rules import DEFAULT_LIMIT_W, elapsed_s, implausible, time_refusal
+from coordinator.ledger.store import BoardRecord, LastReading
 from coordinator.transaction.refusals import UNKNOWN, RefusalLog
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
@@ -26,10 +29,34 @@ MAX_AGE_S = 7 * 86_400  # store-and-forward may replay up to a week of readings
 
 @dataclass
 class BoardState:
+    """What ingest knows of one enrolled board. ``last_seq``/``e_imp``/``e_exp``/``last_ts``: its
+    newest reading seen (stored or held); ``base``: its newest stored one, (ts, import, export),
+    from which the energy of the next is judged plausible or not."""
+
     verifier: crypto.Verifier
     last_seq: int = -1
     e_imp: int = 0
     e_exp: int = 0
+    last_ts: int | None = None
+    key_from: int = 0  # when the current key became valid: readings stamped before are refused
+    import_w: int = DEFAULT_LIMIT_W  # the board's connection limits (board file), W
+    export_w: int = DEFAULT_LIMIT_W
+    base: tuple[int, int, int, int] | None = None  # newest stored: ts, seq, import, export
+    held: int = 0  # readings held in quarantine: every later reading is held behind them
+    rejected: bool = False  # the operator rejected its held readings: refused until replaced
+
+    def seen(self, seq: int, ts: int, e_imp: int, e_exp: int, *, stored: bool) -> None:
+        self.last_seq, self.last_ts, self.e_imp, self.e_exp = seq, ts, e_imp, e_exp
+        if stored:
+            self.base = (ts, seq, e_imp, e_exp)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reading held in quarantine, and why (kept, acknowledged, out of settlement)."""
+
+    reading: messages.Reading
+    reason: str
 
 
 @dataclass
@@ -45,9 +72,56 @@ class Ingest:
     rejected: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)
     refusals: RefusalLog = field(default_factory=RefusalLog)  # the rate-limited log of refusals
+    settled_end: int | None = None  # end of the last settled interval (the settled-time rule)
+    held: int = 0  # readings held in quarantine since start
 
-    def enrol(self, board: str, public: bytes) -> None:
-        self.boards[board] = BoardState(crypto.Verifier(public))
+    # the connection limits (import W, export W) of a board type (its board file); default: unknown
+    limits: Callable[[str], tuple[int, int]] = lambda board_type: (DEFAULT_LIMIT_W, DEFAULT_LIMIT_W)
+
+    def enrol(self, board: str, public: bytes, since: int = 0) -> None:
+        """Track a board by its key, valid from ``since`` (Unix s)."""
+        imp, exp = self.limits("")
+        self.boards[board] = BoardState(crypto.Verifier(public), key_from=since, import_w=imp, export_w=exp)
+
+    def track(
+        self,
+        board: BoardRecord,
+        last: LastReading | None,
+        held: HeldReading | None = None,
+        rejected: bool = False,
+    ) -> BoardState:
+        """Start tracking an enrolled board from the ledger: its key and since when, its limits,
+        its newest stored reading, and its newest reading held in quarantine (if any)."""
+        imp, exp = self.limits(board.board_type)
+        st = BoardState(crypto.Verifier(board.pubkey), key_from=board.key_from, import_w=imp, export_w=exp)
+        st.rejected = rejected
+        if last is not None:
+            st.seen(last.seq, last.ts, last.e_imp, last.e_exp, stored=True)
+        if held is not None and held.seq > st.last_seq:
+            st.seen(held.seq, held.ts, held.e_imp, held.e_exp, stored=False)
+            st.held = 1
+        self.boards[board.board_id] = st
+        return st
+
+    def decided(self, decisions: dict[str, tuple[str, int]], last: dict[str, LastReading]) -> list[str]:
+        """Take the operator's decisions on quarantined readings (board -> the state and sequence
+        number of its newest decided one): a board whose held readings were all released goes on
+        from its newest stored reading; one whose were rejected is refused from now on. A board
+        with a reading held after the decision (not yet stored, or newer) stays held."""
+        out = []
+        for board_id, st in self.boards.items():
+            d = decisions.get(board_id)
+            if not st.held or d is None or d[1] < st.last_seq:
+                continue
+            st.held = 0
+            if d[0] == "rejected":
+                st.rejected = True
+                out.append(f"{board_id}: quarantined readings rejected; refused until retired or replaced")
+            elif board_id in last:
+                r = last[board_id]
+                st.base = (r.ts, r.seq, r.e_imp, r.e_exp)
+                out.append(f"{board_id}: quarantined readings released")
+        return out
 
     def _verifier_for(self, msg: messages.Message) -> crypto.Verifier:
         if isinstance(msg, messages.Enrol):
@@ -74,8 +148,9 @@ class Ingest:
             return parts[3]
         return UNKNOWN
 
-    def check(self, topic: str, payload: bytes) -> messages.Message:
-        """Authenticate and check one frame; raise RejectedMessage with the reason."""
+    def check(self, topic: str, payload: bytes) -> messages.Message | Held:
+        """Authenticate and check one frame; raise RejectedMessage with the reason. A reading whose
+        energy is implausible (and every later one of its board) comes back ``Held``."""
         try:
             # ids hold no "/": a topic under this grid's root is this grid's (open_frame then
             # checks the whole topic against the message); anything else is parsed for the reason
@@ -87,13 +162,17 @@ class Ingest:
         except ProtocolError as e:
             raise RejectedMessage(getattr(e, "code", "protocol"), str(e)) from None
         if isinstance(msg, messages.Enrol):
-            if msg.board not in self.boards:
-                self.enrol(msg.board, msg.pubkey)
+            if msg.board not in self.boards:  # auto-enrolled: its key is valid from now, as stored
+                self.enrol(msg.board, msg.pubkey, since=int(self.now()))
         elif isinstance(msg, messages.Reading):
-            self._check_reading(msg)
+            reason = self._check_reading(msg)
+            if reason is not None:
+                self.held += 1
+                return Held(msg, reason)
         return msg
 
-    def _check_reading(self, r: messages.Reading) -> None:
+    def _check_reading(self, r: messages.Reading) -> str | None:
+        """Refuse a reading (RejectedMessage) or accept it: None to store it, or why it is held."""
         state = self.boards[r.board]
         now = self.now()
         if r.ts > now + MAX_FUTURE_S:
@@ -107,9 +186,27 @@ class Ingest:
             raise RejectedMessage("replay", f"{r.board} seq {r.seq} after seq {state.last_seq}")
         if r.e_imp < state.e_imp or r.e_exp < state.e_exp:
             raise RejectedMessage("register_backwards", f"{r.board} seq {r.seq}: registers went down")
-        state.last_seq, state.e_imp, state.e_exp = r.seq, r.e_imp, r.e_exp
+        why = time_refusal(r.ts, key_from=state.key_from, last_ts=state.last_ts, settled_end=self.settled_end)
+        if why is not None:
+            raise RejectedMessage(why[0], f"{r.board} seq {r.seq}: {why[1]}")
+        if state.rejected:
+            raise RejectedMessage(
+                "board_rejected", f"{r.board}: its quarantined readings were rejected (retire or replace it)"
+            )
+        held = None
+        if state.held:
+            held = f"held behind the board's {state.held} quarantined reading(s)"
+        elif state.base is not None:
+            t0, s0, i0, x0 = state.base
+            dt = elapsed_s(r.ts, r.seq, t0, s0)
+            held = implausible(r.e_imp - i0, r.e_exp - x0, dt, state.import_w, state.export_w)
+        state.seen(r.seq, r.ts, r.e_imp, r.e_exp, stored=held is None)
+        if held is not None:
+            state.held += 1
+            log.warning("reading %s seq %d held in quarantine: %s", r.board, r.seq, held)
+        return held
 
-    def handle(self, topic: str, payload: bytes) -> messages.Message | None:
+    def handle(self, topic: str, payload: bytes) -> messages.Message | Held | None:
         """``check`` that counts and logs refusals instead of raising them."""
         try:
             msg = self.check(topic, payload)

@@ -18,12 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.errors import MqttError
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, quarantine
+from coordinator.ledger.quarantine import HeldReading
+from coordinator.ledger.queries.service import settled_end
 from coordinator.ledger.store import ACK_KEPT, ACK_RECORDED
 from coordinator.service.mqtt import BrokerAddress, Inbound
-from coordinator.transaction.ingest import BoardState, Ingest
+from coordinator.transaction.ingest import Held, Ingest
 from coordinator.transaction.subscriber import Subscriber
-from protocol import crypto, frame, messages, topics
+from protocol import frame, messages, topics
 
 log = logging.getLogger("peergrid.ingest")
 
@@ -40,9 +42,13 @@ class IngestService:
     flush_s: float = 0.2
     auto_enrol: bool = False
     ready: asyncio.Event | None = None  # set once subscribed (each session)
+    # a board type's connection limits (import W, export W), from its board file: the plausibility
+    # bound of a reading's energy; None: the default bound for every board
+    limits: Callable[[str], tuple[int, int]] | None = None
     stored: int = 0
     ingest: Ingest = field(init=False)
     _pending: list[tuple[messages.Reading, bytes, Inbound]] = field(default_factory=list)
+    _held: list[tuple[messages.Reading, bytes, str, Inbound]] = field(default_factory=list)
     _acks: list[Inbound] = field(default_factory=list)
     _order_acks: list[tuple[messages.Ack, Inbound]] = field(default_factory=list)  # boards' Acks
     _counted: Counter[str] = field(default_factory=Counter)  # rejections already in the ledger
@@ -53,23 +59,30 @@ class IngestService:
         self.ingest = Ingest(
             self.grid, now=self.now, auto_enrol=self.auto_enrol, registered=self.ledger.has_board
         )
+        if self.limits is not None:
+            self.ingest.limits = self.limits
         self.reload_boards()
 
     def reload_boards(self) -> None:
-        """Take the enrolled boards and their newest stored readings from the ledger."""
+        """Take the enrolled boards, their newest stored and held readings, and where settlement
+        stands, from the ledger."""
         last = self.ledger.last_readings()
+        newest_held: dict[str, HeldReading] = {h.board_id: h for h in quarantine.listing(self.ledger)}
+        rejected = quarantine.rejected_boards(self.ledger)
         for b in self.ledger.boards("active"):
-            st = BoardState(crypto.Verifier(b.pubkey))
-            if b.board_id in last:
-                r = last[b.board_id]
-                st.last_seq, st.e_imp, st.e_exp = r.seq, r.e_imp, r.e_exp
-            self.ingest.boards[b.board_id] = st
+            self.ingest.track(b, last.get(b.board_id), newest_held.get(b.board_id), b.board_id in rejected)
+        self.ingest.settled_end = settled_end(self.ledger)
 
     def _handle(self, m: Inbound) -> None:
         msg = self.ingest.handle(m.topic, m.payload)
         if msg is None:  # refused: counted and logged by Ingest; acknowledged, never redelivered
             if m.qos:  # held for its PUBACK only (in order, at the next flush): not its payload
                 self._acks.append(Inbound("", b"", False, m.mid, m.qos))
+            return
+        if isinstance(msg, Held):  # kept in quarantine, committed before its PUBACK like a reading
+            if not self._pending and not self._order_acks and not self._held:
+                self._first = time.monotonic()
+            self._held.append((msg.reading, m.payload[-frame.SIG_LEN :], msg.reason, m))
             return
         if isinstance(msg, messages.Reading):
             if not self._pending and not self._order_acks:
@@ -120,12 +133,17 @@ class IngestService:
         if self._order_acks:
             self._record_order_acks()
         n = 0
+        if self._held:
+            quarantine.add(self.ledger, ((r, sig, why) for r, sig, why, _ in self._held), now=int(self.now()))
+            self._acks.extend(m for *_, m in self._held)
+            self._held.clear()
         if self._pending:
             n = self.ledger.add_readings((r, sig) for r, sig, _ in self._pending)
             self.stored += n
             self._acks.extend(m for _, _, m in self._pending)
             self._pending.clear()
         self.ingest.refusals.roll()  # the summary of refusals held back, once a window is over
+        self.ingest.settled_end = settled_end(self.ledger)  # the settled-time rule's boundary
         new = self.ingest.rejected - self._counted
         if new:
             self.ledger.count_rejections(dict(new))
@@ -144,6 +162,7 @@ class IngestService:
             except (MqttError, sqlite3.Error) as e:  # nothing unacknowledged is lost: it comes again
                 log.warning("ingest session ended (%s: %s); reconnecting", type(e).__name__, e)
                 self._pending.clear()  # not acknowledged: the broker redelivers them
+                self._held.clear()
                 self._order_acks.clear()
                 self._acks.clear()
                 self.reload_boards()
@@ -192,7 +211,7 @@ class IngestService:
                     if not inbox:
                         # wait for a message or the flush deadline (a timer, not a task per wait)
                         wait = self.flush_s
-                        if self._pending or self._order_acks:
+                        if self._pending or self._order_acks or self._held:
                             wait = self._first + self.flush_s - time.monotonic()
                             if wait <= 0:
                                 self.flush(conn)
@@ -206,9 +225,10 @@ class IngestService:
                             continue
                     while inbox:
                         handle(inbox.popleft())
-                        if len(self._pending) + len(self._order_acks) >= self.batch:
+                        if len(self._pending) + len(self._order_acks) + len(self._held) >= self.batch:
                             self.flush(conn)
-                    if (self._pending or self._order_acks) and time.monotonic() - self._first >= self.flush_s:
+                    waiting = self._pending or self._order_acks or self._held
+                    if waiting and time.monotonic() - self._first >= self.flush_s:
                         self.flush(conn)
                 self.flush(conn)
             finally:

@@ -19,7 +19,7 @@ from coordinator.ledger import Ledger
 from coordinator.ledger.queries import web as ledger_web
 from coordinator.transaction import billing, export
 from coordinator.transaction.audit import AuditError, bundle, dispute
-from coordinator.web import openapi, queries
+from coordinator.web import openapi, operator, queries
 from coordinator.web.auth import Principal, identify
 
 log = logging.getLogger("peergrid.web")
@@ -324,4 +324,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/members/{member}/audit", member_audit),
         web.get("/api/members/{member}/disputes", member_disputes),
         web.post("/api/members/{member}/disputes", flag_dispute),
+        *operator.routes(),
     ]

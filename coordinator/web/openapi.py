@@ -158,6 +158,38 @@ def document() -> dict[str, Any]:
                 "responses": {"201": _json("the dispute with its evidence"), **_ERRORS},
             },
         },
+        "/api/quarantine": _get(
+            "Readings held in quarantine (energy beyond the board's connection limit, and the "
+            "board's readings after it), operators only",
+            [
+                {
+                    "name": "state",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["held", "released", "rejected", "all"]},
+                }
+            ],
+            _json("readings", {"type": "array", "items": {"type": "object"}}),
+        ),
+        "/api/quarantine/{board}/{action}": {
+            "post": {
+                "summary": "Release a board's held readings (stored as readings) or reject them (the "
+                "board is then refused until retired or replaced), operators only",
+                "parameters": [
+                    {"name": "board", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["release", "reject"]},
+                    },
+                ],
+                "responses": {
+                    "200": _json("board, action, readings"),
+                    "409": {"description": "the board has no readings held"},
+                    **_ERRORS,
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

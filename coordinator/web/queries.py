@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from coordinator.ledger import Ledger
+from coordinator.ledger import Ledger, quarantine
 from coordinator.ledger.queries import web as q
 from coordinator.market import SUPPLIER, Contract
 from coordinator.transaction import billing
@@ -141,6 +141,7 @@ def health(ledger: Ledger, as_of: int, member: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"as_of": as_of, "boards": boards}
     if member is None:  # rejections are counted per reason, for the whole grid: an operator's view
         out["rejections"] = ledger.rejections()
+        out["quarantine"] = quarantine.held_boards(ledger)  # board -> readings held for a decision
     return out
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.ledger import journal
-from coordinator.ledger.verify import key_valid_at
+from coordinator.ledger.rules import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
 from coordinator.transaction import billing
 from coordinator.transaction.audit import FORMAT, AuditError

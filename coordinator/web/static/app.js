@@ -149,6 +149,11 @@
         var parts = Object.keys(h.rejections).map(function (k) { return k + " " + h.rejections[k]; });
         rj.textContent = "Rejected messages: " + (parts.length ? parts.join(", ") : "none");
       }
+      if (h.quarantine) {
+        var held = Object.keys(h.quarantine).map(function (k) { return k + " " + h.quarantine[k]; });
+        rj.textContent += ". Held in quarantine (peergrid quarantine list): " +
+          (held.length ? held.join(", ") : "none");
+      }
     });
   }
 
