@@ -342,7 +342,7 @@ class Status(Message):
     # pending: a firmware version downloaded and waiting to run (None: none)
     SPEC = (
         "board:id ts:ts state:n3 uptime:u32 heap_free:u32 queued:u32 dropped:u32 rejected:u32 "
-        "reset:u8 fw:t24 boots:u16 block:u32 pending:t24?"
+        "reset:u8? fw:t24? boots:u16? block:u32? pending:t24?"
     )
     board: str
     ts: int
@@ -352,10 +352,10 @@ class Status(Message):
     queued: int
     dropped: int
     rejected: int
-    reset: int
-    fw: str
-    boots: int
-    block: int
+    reset: "int | None"  # None: sent by firmware older than these fields
+    fw: "str | None"
+    boots: "int | None"
+    block: "int | None"
     pending: "str | None"
 
 
@@ -377,12 +377,17 @@ def from_list(items: object) -> Message:
     cls = TYPES[type_id]
     if items[1] != VERSION:
         raise DecodeError("%s version %r is not supported (expected %d)" % (cls.__name__, items[1], VERSION))
-    spec = names(cls)
-    if len(items) != 2 + len(spec):
-        raise DecodeError("%s has %d fields, expected %d" % (cls.__name__, len(items) - 2, len(spec)))
+    spec = fields(cls)
+    # a board with older firmware sends fewer fields: those added since at the end, all optional
+    least = len(spec)
+    while least and spec[least - 1][1] & OPT:
+        least -= 1
+    n = len(items) - 2
+    if n > len(spec) or n < least:
+        raise DecodeError("%s has %d fields, expected %d" % (cls.__name__, n, len(spec)))
     kw: "dict[str, Any]" = {}
-    for i, name in enumerate(spec):
-        kw[name] = items[2 + i]
+    for i in range(n):
+        kw[spec[i][0]] = items[2 + i]
     return cls(**kw)
 
 

@@ -27,6 +27,13 @@ MAX_FUTURE_S = 300  # a reading stamped further ahead than this is refused
 MAX_AGE_S = 7 * 86_400  # store-and-forward may replay up to a week of readings
 
 
+def enrolled_at(msg: messages.Enrol, now: float) -> int:
+    """When an auto-enrolled board's key becomes valid: the time its Enrol was signed (a board
+    enrols as it boots, and readings it took since follow), never later than now nor earlier than
+    the oldest reading ingest accepts."""
+    return max(min(int(now), msg.ts), int(now) - MAX_AGE_S)
+
+
 @dataclass
 class BoardState:
     """What ingest knows of one enrolled board. ``last_seq``/``e_imp``/``e_exp``/``last_ts``: its
@@ -162,8 +169,8 @@ class Ingest:
         except ProtocolError as e:
             raise RejectedMessage(getattr(e, "code", "protocol"), str(e)) from None
         if isinstance(msg, messages.Enrol):
-            if msg.board not in self.boards:  # auto-enrolled: its key is valid from now, as stored
-                self.enrol(msg.board, msg.pubkey, since=int(self.now()))
+            if msg.board not in self.boards:  # auto-enrolled: its key valid from its Enrol, as stored
+                self.enrol(msg.board, msg.pubkey, since=enrolled_at(msg, self.now()))
         elif isinstance(msg, messages.Reading):
             reason = self._check_reading(msg)
             if reason is not None:

@@ -23,7 +23,7 @@ from coordinator.ledger.quarantine import HeldReading
 from coordinator.ledger.queries.service import settled_end
 from coordinator.ledger.store import ACK_KEPT, ACK_RECORDED
 from coordinator.service.mqtt import BrokerAddress, Inbound
-from coordinator.transaction.ingest import Held, Ingest
+from coordinator.transaction.ingest import Held, Ingest, enrolled_at
 from coordinator.transaction.subscriber import Subscriber
 from protocol import frame, messages, topics
 
@@ -99,7 +99,7 @@ class IngestService:
                 msg.board,
                 msg.board_type,
                 msg.pubkey,
-                now=int(self.now()),
+                now=enrolled_at(msg, self.now()),
                 status="active" if self.auto_enrol else "pending",
             )
             log.info("board %s asks to enrol (%s, key %s)", msg.board, msg.board_type, msg.pubkey.hex())

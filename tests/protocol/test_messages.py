@@ -150,3 +150,21 @@ def test_verifier_refusal_propagates() -> None:
     topic = topics.topic_for("g1", reading())
     with pytest.raises(Unknown, match="not enrolled"):
         frame.open_frame(topic, frame.seal(reading(), topic, KEY), refuse)
+
+
+def test_a_status_from_older_firmware_still_decodes_with_the_new_fields_empty() -> None:
+    """Boards are updated after the coordinator: a Status without the fields added since (reset
+    cause, firmware version, failed boots, largest free block, pending update) still decodes; a
+    message missing a required field does not."""
+    M = messages
+    old = [M.Status.TYPE, M.VERSION, "m01", 1_750_000_000, 1, 100, 30_000, 0, 0, 0]
+    s = M.from_list(old)
+    assert isinstance(s, M.Status) and s.heap_free == 30_000
+    assert (s.reset, s.fw, s.boots, s.block, s.pending) == (None, None, None, None, None)
+    with pytest.raises(DecodeError, match="fields, expected"):
+        M.from_list(old[:-1])  # ``rejected`` is required
+    full = M.Status(
+        board="m01", ts=1, state=1, uptime=1, heap_free=1, queued=0, dropped=0, rejected=0,
+        reset=3, fw="0.3.0", boots=0, block=8_000, pending=None,
+    )  # fmt: skip
+    assert M.decode(full.encode()) == full
