@@ -41,7 +41,6 @@ class SimCoordinator:
     service: Service = field(init=False)
     clearings: list[Clearing] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)  # of earlier incarnations
-    kills: int = 0
     running: bool = False
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -97,7 +96,6 @@ class SimCoordinator:
         await self.service.close()
         self.service = self._build()
         self.running = False
-        self.kills += 1
 
     async def close(self) -> None:
         """Stop the tasks; the ledger stays open for the run's report."""

@@ -92,11 +92,6 @@ class Assets:
         if not 1 <= self.ev_phases <= 3 or not 0 <= self.load_relay < 8:
             raise AssetError(f"board {self.board!r}: ev_phases must be 1..3 and load_relay 0..7")
 
-    @property
-    def injection_w(self) -> int:
-        """What the flexible devices contribute to the board's injection (PV output not included)."""
-        return -self.bat_w - self.ev_w - self.load_w
-
     def resources(self, bus: str) -> list[Resource]:
         """The board's redispatch options at its connection bus, with what is left of each range."""
         c = self.costs

@@ -170,9 +170,6 @@ class GridModel:
                 return c.bus
         raise ScheduleError(f"grid {self.name!r}: no board {board!r} is connected")
 
-    def with_limits(self, limits: Limits) -> GridModel:
-        return replace(self, limits=limits)
-
     def bus_schedule(self, board_schedule: Mapping[str, int]) -> dict[str, int]:
         """Sum a schedule per board (W, + export) into one per connection bus (W)."""
         where = {c.board: c.bus for c in self.connections}

@@ -118,7 +118,6 @@ class Subscriber:
         self._skip = 0  # bytes of an oversized PUBLISH still to discard
         self._acks = bytearray()
         self._ack_scheduled = False
-        self._suback: dict[int, asyncio.Future[bytes]] = {}
         self._pid = 0
         self._pinger: asyncio.Task[None] | None = None
         self._pending: list[tuple[int, bytes]] = []  # packets read before batches() started
