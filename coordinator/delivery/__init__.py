@@ -1,4 +1,4 @@
-"""Delivery loop, first part: can the grid carry an interval's schedule?
+"""The delivery loop: can the grid carry an interval's schedule, and what each board is to do.
 
 - :mod:`.grid`: the grid model (buses, lines, transformers, connections, limits) and loaders for
   pandapower's CIGRE LV and Kerber networks and SimBench LV grids;
@@ -7,6 +7,12 @@
 - :mod:`.assets`: each board's flexible devices (PV, battery, EV, deferrable load) and their costs;
 - :mod:`.devices`: a member's devices from its preferences, and their ranges for one interval;
 - :mod:`.guard`: redispatch of those devices when a schedule breaks a limit, least cost first;
+- :mod:`.redispatch`: the least-cost device changes that bring the predicted point within limits;
+- :mod:`.integrator`: an integrator home's plan for its battery and EV over a horizon;
+- :mod:`.flexibility`: the grid operator's flexibility market (requests, offers, orders, delivery
+  verified against a baseline, payments);
+- :mod:`.dispatch`: each interval's dispatch, by job (view, storage market, integrator homes,
+  flexibility orders, targets, signed orders) and the step that composes them;
 - :mod:`.day`: a simulated day on a benchmark grid with every kind of asset, with and without guard;
 - :mod:`.schedules`: seeded random schedules and SimBench profile schedules for tests and benches;
 - :mod:`.bench`: screen against runpp timing for the bench table;
