@@ -9,10 +9,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from coordinator.errors import CoordinatorError
-from coordinator.market import Tariff
+from coordinator.market import Contract, Tariff
+
+if TYPE_CHECKING:
+    from coordinator.ledger import Ledger
+    from coordinator.web.api import Site
 
 DEFAULT_TARIFF = (4_000, 20_750, 6_000, 3_000)
 
@@ -27,7 +31,7 @@ class Source:
     fixed_per_day: int
     key_file: Path | None
     web_listen: str | None = None  # the config's [web] listen, if any
-    contracts: tuple[Any, ...] = ()  # market.Contract: chosen-producer subscriptions on bills
+    contracts: tuple[Contract, ...] = ()  # chosen-producer subscriptions on bills
     timezone: str = "UTC"  # [billing] timezone: periods are its local days
 
 
@@ -69,7 +73,7 @@ def _coordinator_key(src: Source) -> bytes | None:
     return crypto.SigningKey(config.load_key(src.key_file)).public
 
 
-def _site(src: Source, ledger: Any, live: bool) -> Any:
+def _site(src: Source, ledger: Ledger, live: bool) -> Site:
     from coordinator.transaction.audit.bundle import Charges
     from coordinator.web.api import Site
 
@@ -215,7 +219,7 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", help="billing time zone with --ledger (default UTC; a config's [billing])")
 
 
-def register(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the commands to ``peergrid``'s subparsers."""
     d = sub.add_parser("dashboard", help="the web dashboard and its access tokens")
     dsub = d.add_subparsers(dest="action", required=True)
