@@ -10,6 +10,8 @@ host = "127.0.0.1"
 port = 1883
 username = "coordinator"       # optional
 password = "..."               # optional
+dir = "/etc/peergrid/broker"   # optional: `peergrid broker init`'s directory (retired boards lose
+                               # their broker credentials there)
 
 [ingest]
 batch = 500                    # readings per SQLite transaction
@@ -80,6 +82,7 @@ class Config:
     health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (service/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
     timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
+    broker_dir: Path | None = None  # [broker] dir: the broker directory of `peergrid broker init`
 
 
 def _get(t: dict[str, Any], key: str, where: str, kind: type, default: Any = None) -> Any:
@@ -176,12 +179,26 @@ def load(path: str | Path) -> Config:
             tls=_tls(b, p.parent),
         ),
         **_ops(data),
+        broker_dir=_broker_dir(b, p.parent),
         auto_enrol=bool(c.get("auto_enrol", False)),
         batch=batch,
         flush_ms=flush,
         group=group,
         timezone=timezone,
     )
+
+
+def _broker_dir(b: dict[str, Any], base: Path) -> Path | None:
+    """``[broker] dir``: where `peergrid broker init` keeps the credentials (boards retired or
+    replaced lose theirs there); default ``/etc/peergrid/broker`` when that directory exists."""
+    if "dir" not in b:
+        default = Path("/etc/peergrid/broker")
+        return default if (default / "site.json").exists() else None
+    d = Path(_get(b, "dir", "broker", str))
+    d = d if d.is_absolute() else base / d
+    if not (d / "site.json").exists():
+        raise ConfigError(f"broker.dir: {d} is not a broker directory (peergrid broker init)")
+    return d
 
 
 def _timezone(bl: dict[str, Any], interval_s: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,16 +189,26 @@ def _enroll(args: argparse.Namespace) -> int:
             print(enrol.rotate_key(ledger, args.board, key, now=now))
         else:
             print(enrol.replace(ledger, args.old, args.new, key, args.type, now=now))
-            _revoke(args.broker_dir, args.old)
+            _revoke(args.broker_dir or cfg.broker_dir, args.old)
     return 0
 
 
-def _revoke(broker_dir: str | None, board: str) -> None:
-    if broker_dir:
-        from coordinator.provision.brokerconf import Site
+def _revoke(broker_dir: str | Path | None, board: str) -> None:
+    """Revoke a retired or replaced board's broker credentials (``--broker-dir``, else the config's
+    ``[broker] dir``); say so loudly when there is no broker directory to revoke them in."""
+    if not broker_dir:
+        print(
+            f"peergrid: broker credentials of {board} NOT revoked: no broker directory "
+            "(give --broker-dir or set [broker] dir)",
+            file=sys.stderr,
+        )
+        return
+    from coordinator.provision.brokerconf import Site
 
-        if Site(Path(broker_dir)).revoke(board):
-            print(f"broker credentials of {board} revoked: reload Mosquitto")
+    if Site(Path(broker_dir)).revoke(board):
+        print(f"broker credentials of {board} revoked: reload Mosquitto")
+    else:
+        print(f"broker credentials of {board}: none to revoke in {broker_dir}")
 
 
 def _retire(args: argparse.Namespace) -> int:
@@ -208,7 +219,7 @@ def _retire(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     with Ledger.open(cfg.ledger) as ledger:
         print(enrol.retire(ledger, args.board))
-    _revoke(args.broker_dir, args.board)
+    _revoke(args.broker_dir or cfg.broker_dir, args.board)
     return 0
 
 
@@ -348,7 +359,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     br = bsub.add_parser("replace", help="a new board takes over a member's old board (retired, kept)")
     br.add_argument("--old", required=True)
     br.add_argument("--new", required=True)
-    br.add_argument("--broker-dir", help="also revoke the old board's broker credentials")
+    br.add_argument("--broker-dir", help="revoke the old board's credentials here (default: [broker] dir)")
     for x in (be, bk, br):
         x.add_argument("--config", required=True)
         x.add_argument("--pubkey", required=True, help="the key the board printed (64 hex digits)")
@@ -364,7 +375,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     bt.add_argument("--config", required=True)
     bt.add_argument("--board", required=True)
-    bt.add_argument("--broker-dir", help="also revoke the board's broker credentials")
+    bt.add_argument("--broker-dir", help="where to revoke its broker credentials (default: [broker] dir)")
     bt.set_defaults(func=_retire)
     bl = bsub.add_parser("keys", help="a board's status and every key it has had")
     bl.add_argument("--config", required=True)

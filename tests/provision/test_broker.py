@@ -294,3 +294,34 @@ def test_cli_refusals_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFix
     assert "broker directory is for grid 'g1', config for 'other'" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "b")]) == 2
     assert "give --broker-dir" in capsys.readouterr().err
+
+
+def test_retiring_a_board_revokes_its_broker_credentials_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With ``[broker] dir`` in the config, ``board retire`` (and ``replace``) revoke the old
+    board's broker credentials without being asked; with no broker directory known, the command
+    says loudly that they were not revoked."""
+    from coordinator.cli import main
+
+    site = init_site(tmp_path, ("m01", "m02"))
+    led = tmp_path / "l.db"
+    base = f'[coordinator]\ngrid = "{GRID}"\nledger = "{led}"\n'
+    with_dir = tmp_path / "with.toml"
+    with_dir.write_text(base + f'[broker]\ndir = "{site.directory}"\n')
+    without = tmp_path / "without.toml"
+    without.write_text(base)
+    assert main(["members", "add", "--config", str(without), "--id", "alice", "--name", "Alice"]) == 0
+    for b, k in (("m01", 9), ("m02", 8)):
+        argv = ["board", "enroll", "--config", str(without), "--board", b, "--member", "alice"]
+        assert main([*argv, "--pubkey", (bytes([k]) * 32).hex()]) == 0
+    capsys.readouterr()
+    assert main(["board", "retire", "--config", str(with_dir), "--board", "m01"]) == 0
+    assert "broker credentials of m01 revoked" in capsys.readouterr().out
+    assert "m01" not in site.users() and "m01:" not in (site.directory / "passwd").read_text()
+    assert main(["board", "retire", "--config", str(without), "--board", "m02"]) == 0
+    assert "broker credentials of m02 NOT revoked" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + f'[broker]\ndir = "{tmp_path}"\n')
+    with pytest.raises(config.ConfigError, match="is not a broker directory"):
+        config.load(bad)
