@@ -5,7 +5,9 @@ and sign a reading) meters its home's net power every physics step and signs a c
 every ``reading_s``. Frames go into the board's store-and-forward spool and are published through
 the faulty ``Link``; what the link does not acknowledge stays queued, in order, as on a board.
 Boards take the coordinator's signed orders (verified against its key) until each order's
-``valid_until``: a battery follows ``bat_w`` (and reports its state of charge and power in each
+``valid_until`` and acknowledge each with a signed Ack of what they applied (clamped to the home's
+devices as a board's local limits clamp them: a home without PV answers a PV limit with
+"pv_limit_w limited to 0"): a battery follows ``bat_w`` (and reports its state of charge and power in each
 reading), an EV's charger caps its current at ``ev_ma`` (``sim.profiles.Ev``: what it holds back is
 charged later), and ``pv_limit_w`` caps the home's export at the meter by curtailing its PV. The
 homes have no relay-switched loads in the physics: an order's relay bits find no relay fitted.
@@ -24,7 +26,6 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from coordinator.delivery.flexibility import BASELINE_INTERVALS
 from coordinator.errors import MqttError
 from coordinator.service.mqtt import BrokerAddress, Connection
 from protocol import crypto, frame, messages, topics
@@ -32,11 +33,12 @@ from protocol.errors import ProtocolError
 from sim import attacks
 from sim.board import VirtualBoard
 from sim.faults import Link
-from sim.profiles import STEP_S, Battery, Ev, HomePhysics
+from sim.profiles import EV_MIN_MA, STEP_S, Battery, Ev, HomePhysics
 from sim.scenario import Home, Scenario
 
 log = logging.getLogger("peergrid.sim")
 WINDOW = 200  # publishes in flight at once
+EV_MAX_MA = 16_000  # the homes' chargers: 16 A per phase (11 kW on three)
 
 
 @dataclass
@@ -48,7 +50,7 @@ class SentReading:
 
 @dataclass
 class FlexDuty:
-    """An accepted flexibility order the home's battery delivers (discharge) in a window."""
+    """An accepted flexibility order a home's battery delivers (discharge) in a window."""
 
     start: int
     end: int
@@ -69,12 +71,12 @@ class VirtualFleet:
     spool: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
     sent: dict[str, dict[int, SentReading]] = field(default_factory=dict)  # board -> seq -> reading
     offline_until: dict[str, int] = field(default_factory=dict)
-    flex: dict[str, list[FlexDuty]] = field(default_factory=dict)
     delivered: int = 0  # reading frames handed to the broker (copies and attacks included)
     attacks: int = 0
     orders_applied: int = 0
     orders_refused: int = 0
     orders_in: Counter[int] = field(default_factory=Counter)  # interval -> orders taken for it
+    acks: list[tuple[str, bytes]] = field(default_factory=list)  # signed Acks not yet published
     last_oseq: dict[str, int] = field(default_factory=dict)  # member -> newest order applied
     queued: dict[str, set[int]] = field(default_factory=dict)  # none after ``drain``
     power: dict[str, list[int]] = field(default_factory=dict)  # metered net W per step, per member
@@ -165,42 +167,88 @@ class VirtualFleet:
                 async with Connection(self._addr, "sim-orders", clean_session=False) as conn:
                     await conn.subscribe(topics.board_filter(self.grid, "order"))
                     async for m in conn.messages():
-                        self._order(m.topic, m.payload, verifier, by_board)
+                        ack = self._order(m.topic, m.payload, verifier, by_board)
+                        if ack is not None:  # sent with the boards' next publishes
+                            self.acks.append(ack)
             except MqttError:
                 await asyncio.sleep(0.2)
 
-    def _order(self, topic: str, payload: bytes, verifier: crypto.Verifier, by_board: dict[str, str]) -> None:
+    def _order(
+        self, topic: str, payload: bytes, verifier: crypto.Verifier, by_board: dict[str, str]
+    ) -> tuple[str, bytes] | None:
+        """Apply a verified order within the home's devices; the board's signed Ack of what it applied."""
         try:
             msg = frame.open_frame(topic, payload, lambda _m: verifier)
         except ProtocolError as e:
             self.orders_refused += 1
             log.warning("order refused on %s: %s", topic, e)
-            return
+            return None
         if not isinstance(msg, messages.Order) or msg.board not in by_board:
             self.orders_refused += 1
-            return
+            return None
         self.orders_in[msg.interval] += 1
         m = by_board[msg.board]
         if msg.oseq <= self.last_oseq.get(m, -1):  # a redelivered (retained) order: applied already
-            return
+            return None
         self.last_oseq[m] = msg.oseq
+        bat_w, ev_ma, pv_w, why = self._limits(m, msg)
         applied = False
         bat = self.batteries.get(m)
-        if bat is not None and msg.bat_w is not None:
-            bat.setpoint_w = msg.bat_w
+        if bat is not None and bat_w is not None:
+            bat.setpoint_w = bat_w
             bat.until = msg.valid_until
             applied = True
         ev = self.evs.get(m)
         if ev is not None:
-            ev.order(msg.ev_ma, msg.valid_until)
-            applied = applied or msg.ev_ma is not None
-        if msg.pv_limit_w is None:  # the board's default: no export limit
+            ev.order(ev_ma, msg.valid_until)
+            applied = applied or ev_ma is not None
+        if pv_w is None:  # the board's default: no export limit
             self.pv_limits.pop(m, None)
-        else:
-            self.pv_limits[m] = (msg.pv_limit_w, msg.valid_from, msg.valid_until)
+        elif self.homes[m].pv_wp:
+            self.pv_limits[m] = (pv_w, msg.valid_from, msg.valid_until)
             applied = True
         if applied:
             self.orders_applied += 1
+        now = self.sc.start + self._k * STEP_S
+        ack = messages.Ack(
+            board=msg.board,
+            oseq=msg.oseq,
+            ts=max(now, msg.valid_from),
+            status=messages.ST_CLAMPED if why else messages.ST_APPLIED,
+            reason=why,
+            bat_w=bat_w,
+            ev_ma=ev_ma,
+            pv_limit_w=pv_w,
+            relay_state=0,
+        )
+        t = topics.board_topic(self.grid, msg.board, "ack")
+        return t, frame.seal(ack, t, self.boards[m].key)
+
+    def _limits(self, member: str, o: messages.Order) -> tuple[int | None, int | None, int | None, str]:
+        """The order's setpoints within what the home has, as a board's local limits clamp them
+        (firmware/orders.py): a battery's power, an EV charger's current (none below 6 A), the PV
+        inverter's export (a home without PV can limit none: 0); and why, the first clamp."""
+        why = ""
+        h = self.homes[member]
+        bat = o.bat_w
+        if bat is not None:
+            b = max(-h.battery_w, min(h.battery_w, bat))
+            if b != bat:
+                why, bat = f"bat_w limited to {b}", b
+        ev = o.ev_ma
+        if ev is not None:
+            top = EV_MAX_MA if member in self.evs else 0
+            e = 0 if ev < EV_MIN_MA else min(ev, top)
+            if e != ev:
+                why, ev = why or f"ev_ma limited to {e}", e
+        pv = o.pv_limit_w
+        if pv is not None:
+            p = max(0, min(pv, h.pv_wp))
+            if p != pv:
+                why, pv = why or f"pv_limit_w limited to {p}", p
+        if o.relay_mask and not why:  # the homes have no relays fitted
+            why = f"relays {o.relay_mask} not fitted"
+        return bat, ev, pv, why
 
     async def stop(self) -> None:
         if self._orders_task is not None:
@@ -230,8 +278,6 @@ class VirtualFleet:
                     self.ev_held.setdefault(m, {})[i] = ph.ev_w[i] - w
             bat = self.batteries.get(m)
             if bat is not None:
-                for d in self.flex.get(m, ()):
-                    _flex_duty(bat, d, t, self.sc.market.interval_s)
                 w = bat.power(t, STEP_S)
                 p += w
                 b.bat_soc = bat.soc_permille
@@ -259,7 +305,10 @@ class VirtualFleet:
         self.spool[member].append((topic, fr))
 
     async def flush(self, now: int) -> None:
-        """Publish every online board's queue through the link."""
+        """Publish the boards' order acknowledgements, and every online board's queue through the link."""
+        if self.acks:
+            acks, self.acks = self.acks, []
+            await self._publish(acks)
         out: list[tuple[str, bytes]] = []
         for m, q in self.spool.items():
             if self.offline_until.get(m, 0) > now or not q:
@@ -330,23 +379,6 @@ class VirtualFleet:
                 ev[i] -= w
             out[m] = HomePhysics(tuple(load), tuple(pv), tuple(ev))
         return out
-
-
-def _flex_duty(bat: Battery, d: FlexDuty, t: int, length: int) -> None:
-    """A battery with a flexibility order keeps the energy to deliver it: it charges in the three
-    hours before the baseline window, holds still during the baseline (no gaming of the reference
-    the delivery is measured against), never discharges below the reserve before the order, and
-    discharges at the ordered power during it."""
-    base = d.start - BASELINE_INTERVALS * length
-    reserve = min(d.power_w * (d.end - d.start) * 1000, bat.capacity_mwh * 3600 * 95 // 100)  # mW*s
-    if d.start <= t < d.end:
-        bat.setpoint_w, bat.until = -d.power_w, d.end
-    elif base <= t < d.start:
-        bat.setpoint_w, bat.until = 0, d.start
-    elif base - 3 * 3600 <= t < base and bat.soc_mws < reserve:
-        bat.setpoint_w, bat.until = bat.max_w, base
-    elif t < base and bat.soc_mws <= reserve and bat.setpoint_w < 0:
-        bat.setpoint_w = 0
 
 
 def _seed(seed: int, h: Home) -> bytes:

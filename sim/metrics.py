@@ -13,7 +13,9 @@ Definitions (energy per market interval, as the pilots count it):
 - average local price: value of local trades (fee included) over their energy, beside retail.
 
 Consumption and generation come from the physics (a meter sees only the net); grid import and
-export are the settled intervals' residual trades with the supplier.
+export are what crossed the community's connection per interval: the members' metered net power
+summed (batteries included), its import or its export. (The ex-post clearing's trades with the
+supplier are not that: a dispatched battery's schedule and imbalance settle outside it.)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Interval:
     start: int
     price: int | None  # mc/kWh
     traded: int  # mWh
-    grid_imp: int
+    grid_imp: int  # mWh the community imported through its connection (metered net, summed)
     grid_exp: int
     load: int  # mWh consumed (physics)
     pv: int  # mWh generated (physics)
@@ -106,8 +108,11 @@ def summarize(r: RunResult) -> Summary:
         load = sum(_energy(ph.load_w, a, b) for ph in r.physics.values())
         pv = sum(_energy(ph.pv_w, a, b) for ph in r.physics.values())
         bat = sum(_energy(w, a - 1, b - 1) for w in r.battery_w.values())
+        net = 0
         for p in r.power.values():
-            member_imp += max(_energy(p, a - 1, b - 1), 0)
+            e = _energy(p, a - 1, b - 1)
+            member_imp += max(e, 0)
+            net += e
         for ph in r.physics.values():
             member_exp += max(_energy(ph.pv_w, a, b) - _energy(ph.load_w, a, b), 0)
         c = by_start.get(start)
@@ -116,8 +121,8 @@ def summarize(r: RunResult) -> Summary:
                 start,
                 c.price if c else None,
                 c.traded if c else 0,
-                c.grid_imp if c else 0,
-                c.grid_exp if c else 0,
+                max(net, 0),
+                max(-net, 0),
                 load,
                 pv,
                 bat,
@@ -127,8 +132,8 @@ def summarize(r: RunResult) -> Summary:
         intervals=tuple(rows),
         load=sum(x.load for x in rows),
         pv=sum(x.pv for x in rows),
-        grid_imp=sum(c.grid_imp for c in clearings),
-        grid_exp=sum(c.grid_exp for c in clearings),
+        grid_imp=sum(x.grid_imp for x in rows),
+        grid_exp=sum(x.grid_exp for x in rows),
         traded=traded,
         member_imp=member_imp,
         member_exp=member_exp,

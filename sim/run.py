@@ -38,7 +38,7 @@ from sim.coordinator import SimCoordinator
 from sim.errors import SimError
 from sim.faults import Link, LinkStats
 from sim.firmware_fleet import FirmwareFleet
-from sim.fleet import FlexDuty, SentReading, VirtualFleet
+from sim.fleet import SentReading, VirtualFleet
 from sim.gridflow import Delivery, GridInterval
 from sim.invariants import Invariants, check
 from sim.mpy_fleet import MicroPythonFleet
@@ -163,7 +163,7 @@ async def run(
         await fleet.start(broker.address)
         if isinstance(fleet, MicroPythonFleet):
             pace0 = paced[0] = fleet.pace_origin  # the boards' clocks count from their common epoch
-        flex = _flex_orders(sc, fleet)
+        flex = _flex_orders(sc, coord)
         length, delay = sc.market.interval_s, sc.market.settle_delay_s
         fired: set[tuple[str, int]] = set()
         rng = random.Random(sc.seed ^ 0xA77AC)
@@ -314,10 +314,12 @@ async def _orders_taken(coord: SimCoordinator, fleet: VirtualFleet, interval: in
 
 
 def _flex_orders(
-    sc: Scenario, fleet: Fleet
+    sc: Scenario, coord: SimCoordinator
 ) -> list[tuple[flexibility.FlexRequest, list[flexibility.FlexOrder]]]:
-    """Clear each flexibility request against the offers of the batteries on its congestion point;
-    the accepted batteries discharge by their ordered power during the request."""
+    """Clear each flexibility request against the offers of the batteries on its congestion point
+    and store the accepted orders in the coordinator's ledger, as its flexibility market does: its
+    dispatch keeps each battery's energy for its order, holds it still during the baseline and
+    sends it the ordered power during the request, in the board's signed orders."""
     out = []
     length = sc.market.interval_s
     for i, f in enumerate(sc.flex):
@@ -331,13 +333,19 @@ def _flex_orders(
         )
         offers = [
             flexibility.FlexOffer(
-                f"o-{h.member}", req.request_id, h.member, h.board, h.battery_w, 12_000 + 500 * k, 0
+                f"o-{h.member}",
+                req.request_id,
+                h.member,
+                h.board,
+                h.battery_w,
+                12_000 + 500 * k,
+                0,
+                "battery",
             )
             for k, h in enumerate(x for x in sc.homes if x.battery_w and x.feeder == f.congestion_point)
         ]
         orders = flexibility.clear_flex(req, offers)
-        for od in orders:
-            fleet.flex.setdefault(od.offer.party, []).append(FlexDuty(start, start + n * length, od.power_w))
+        flexibility.record_orders(coord.ledger, req, orders)
         out.append((req, orders))
     return out
 

@@ -12,17 +12,38 @@ last stored reading is settled, for the member it belonged to.
 Each member's measured net position becomes an ex-post order (limits from its preferences), the
 market clears them, and every money flow is posted double-entry (nano-cent): the postings of an
 interval sum to zero, which ``settle`` checks before it commits.
+
+Dispatched storage. The ex-ante schedule of a battery (its trades in the storage market) is
+binding at its cleared prices. What the member measured beyond its schedule goes into the ex-post
+market like any member's position (its household's load and PV were never scheduled), except the
+battery's own deviation from its orders, which is *imbalance*, settled with the supplier of last
+resort (retail for energy taken beyond the orders, feed-in for energy short of them). The
+deviation is read from the board's signed readings: at each reading, the battery power it reports
+(``bat_p``) against the setpoint of the order in force then (from ``valid_from``, or from when the
+board acknowledged applying it, to ``valid_until``), held over the span since the reading before. A
+reading within ``FOLLOW_BAND_W`` (or ``FOLLOW_BAND_PERMILLE`` of the setpoint) of its setpoint, a
+full battery told to charge and an empty one told to discharge, and any time no order set the
+battery (before a late order arrived, say) follow their orders: a battery whose board did what its
+orders said pays no imbalance. A board whose readings carry no battery power cannot be told from
+its household: its whole deviation settles ex post.
+
+Redispatch. The delivery check's changes (``redispatches``) are paid by the grid operator when the
+interval settles, and only those the board acknowledged applying as ordered (its signed Ack
+carries the applied setpoint): a board that answered "pv_limit_w limited to 0" (it could not
+curtail) or that never acknowledged is not paid for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from coordinator.ledger import Ledger, LedgerError, journal
 from coordinator.ledger.journal import Posting
 from coordinator.ledger.queries import settlement as q
+from coordinator.ledger.queries.settlement import SentOrder
 from coordinator.ledger.store import LastReading
 from coordinator.market import (
     DSO,
@@ -37,7 +58,13 @@ from coordinator.market import (
     ex_post_orders,
     money_flows,
 )
-from protocol import codec
+from protocol import codec, frame, messages
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("peergrid.settlement")
+FOLLOW_BAND_W = 50  # a battery within this many W of its setpoint follows it ...
+FOLLOW_BAND_PERMILLE = 20  # ... or within this share of it (per-mille)
+FULL = 1000  # per-mille state of charge of a full battery
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,7 @@ class Span:
     board_id: str
     r0: LastReading
     r1: LastReading
+    member: str = ""
 
 
 def _previous(ledger: Ledger, board_id: str, start: int, end: int) -> LastReading | None:
@@ -93,7 +121,7 @@ def measure(ledger: Ledger, start: int, end: int) -> tuple[dict[str, Measured], 
         a[0] += r1.e_imp - r0.e_imp
         a[1] += r1.e_exp - r0.e_exp
         a[2] += 1
-        ends.append(Span(b.board_id, r0, r1))
+        ends.append(Span(b.board_id, r0, r1, b.member_id))
     out = {m: Measured(m, v[0], v[1], v[2], tuple(missing.get(m, ()))) for m, v in sorted(acc.items())}
     return out, ends
 
@@ -180,17 +208,22 @@ def _settle(
     for b, s_, e, *_ in sched:
         scheduled[b] = scheduled.get(b, 0) + e
         scheduled[s_] = scheduled.get(s_, 0) - e
-    dispatched = q.dispatched_members(ledger, start)
+    deviation: dict[str, int] = {}  # member -> mWh its batteries took beyond their orders
+    ordered = q.boards_with_orders(ledger, start - length, end)
+    for span in ends:
+        if span.board_id in ordered:
+            d = battery_deviation(ledger, span, length)
+            if d:
+                deviation[span.member] = deviation.get(span.member, 0) + d
     orders: list[Order] = []
     imbalance: list[Row] = []
     for m in measured.values():
-        net = m.e_imp - m.e_exp - scheduled.get(m.party, 0)
-        if m.party in dispatched:  # committed ex ante: deviations go to the supplier of last resort
-            if net > 0:
-                imbalance.append((m.party, SUPPLIER, net, tariff.retail, tariff.grid_fee, "imbalance", ""))
-            elif net < 0:
-                imbalance.append((SUPPLIER, m.party, -net, tariff.feed_in, 0, "", "imbalance"))
-            continue
+        dev = deviation.get(m.party, 0)  # the battery's: the supplier of last resort's
+        if dev > 0:
+            imbalance.append((m.party, SUPPLIER, dev, tariff.retail, tariff.grid_fee, "imbalance", ""))
+        elif dev < 0:
+            imbalance.append((SUPPLIER, m.party, -dev, tariff.feed_in, 0, "", "imbalance"))
+        net = m.e_imp - m.e_exp - scheduled.get(m.party, 0) - dev  # the rest: ex post, like anyone's
         p = prefs.get(m.party) or Preferences(m.party)
         orders.extend(ex_post_orders(start, p, tariff, max(net, 0), max(-net, 0)))
     c = clear(scheme, start, orders, tariff, sharing=sharing, contracts=contracts, wholesale=wholesale)
@@ -202,6 +235,7 @@ def _settle(
         (journal.SCHEDULE, _postings(sched)),
         (journal.IMBALANCE, _postings(imbalance, journal.IMBALANCE_KIND)),
         (journal.MARKET, _postings(market_rows)),
+        (journal.REDISPATCH, redispatch_postings(ledger, start)),
     ]
     rec = q.IntervalRecord(
         start,
@@ -234,3 +268,95 @@ def _postings(rows: list[Row], kind: str | None = None) -> list[Posting]:
         if fee:
             out.append(Posting(DSO, journal.GRID_FEE, energy * fee, 0, f"{buyer} <- {seller}"))
     return out
+
+
+def _mwh(ws: int) -> int:
+    """W*s as mWh (1 mWh = 3.6 J), rounded toward zero."""
+    return ws * 10 // 36 if ws >= 0 else -(-ws * 10 // 36)
+
+
+def _decode(fr: bytes | None) -> messages.Message | None:
+    if fr is None:
+        return None
+    try:
+        return messages.decode(bytes(frame.split(fr)[0]))
+    except ProtocolError:  # stored after verification: never, but a ledger is not to be trusted blindly
+        return None
+
+
+def _took_effect(o: messages.Order, sent: SentOrder) -> int:
+    """When an order took effect: its ``valid_from``, or when the board acknowledged applying it
+    if that was later (the order arrived late)."""
+    ack = _decode(sent.ack_frame)
+    if isinstance(ack, messages.Ack) and sent.ack_status in (messages.ST_APPLIED, messages.ST_CLAMPED):
+        return max(o.valid_from, ack.ts)
+    return o.valid_from
+
+
+def battery_deviation(ledger: Ledger, span: Span, length: int) -> int:
+    """mWh the board's battery took beyond its orders (+ charged more or discharged less, - the
+    opposite) over the readings ``span`` settles: at each reading, its reported power against the
+    setpoint of the newest order in force then, held since the reading before (see the module's
+    doc: what counts as following)."""
+    rows = q.battery_power(ledger, span.board_id, span.r0.seq, span.r1.seq)
+    if len(rows) < 2:
+        return 0
+    windows: list[tuple[int, int, int]] = []  # (took effect, valid until, setpoint), oldest order first
+    for sent in q.orders_for(ledger, span.board_id, rows[0][0] - length, rows[-1][0]):
+        o = _decode(sent.frame)
+        if isinstance(o, messages.Order) and o.bat_w is not None:
+            windows.append((_took_effect(o, sent), o.valid_until, o.bat_w))
+    ws = 0
+    for (t0, _, _), (t, p, soc) in zip(rows, rows[1:], strict=False):
+        sp = next((w for a, b, w in reversed(windows) if a < t <= b), None)
+        if p is None or sp is None:
+            continue
+        diff = p - sp
+        if abs(diff) <= max(FOLLOW_BAND_W, abs(sp) * FOLLOW_BAND_PERMILLE // 1000):
+            continue
+        if soc is not None and ((sp > 0 and soc >= FULL and diff < 0) or (sp < 0 and soc <= 0 and diff > 0)):
+            continue  # full and told to charge, empty and told to discharge: it did what it could
+        ws += diff * (t - t0)
+    return _mwh(ws)
+
+
+def _applied(r: q.Redispatch) -> bool:
+    """Whether the board acknowledged applying the redispatch's setpoint as ordered."""
+    if r.order is None or r.order.ack_status not in (messages.ST_APPLIED, messages.ST_CLAMPED):
+        return False
+    order, ack = _decode(r.order.frame), _decode(r.order.ack_frame)
+    if not isinstance(order, messages.Order) or not isinstance(ack, messages.Ack):
+        return False
+    if r.kind == "pv_limit":
+        return ack.pv_limit_w == order.pv_limit_w == r.setpoint
+    if r.kind == "battery":
+        return ack.bat_w == order.bat_w == r.setpoint
+    if r.kind == "ev":
+        return ack.ev_ma == order.ev_ma == r.setpoint
+    # a shed load: the relays the order set are in the state it asked for
+    mask = order.relay_mask
+    return mask != 0 and ack.relay_state & mask == order.relay_state & mask
+
+
+def redispatch_postings(ledger: Ledger, start: int) -> list[Posting]:
+    """The grid operator's compensation for the redispatches of interval ``start`` that the boards
+    acknowledged applying as ordered; the others are logged and not paid. Nothing for an interval
+    whose compensation was paid when its orders went out (a ledger from before)."""
+    if q.redispatch_posted(ledger, start):
+        return []
+    rows: list[Posting] = []
+    for r in q.redispatches(ledger, start):
+        if not r.member or not r.compensation:
+            continue
+        if not _applied(r):
+            ack = _decode(r.order.ack_frame) if r.order is not None else None
+            why = f"the board answered {ack.reason!r}" if isinstance(ack, messages.Ack) else "no ack"
+            log.warning(
+                "interval %d: %s redispatch of %s to %d not paid (%s)",
+                *(start, r.kind, r.board_id, r.setpoint, why),
+            )
+            continue
+        memo = f"{r.kind} set to {r.setpoint}: {r.reason}"[:200]
+        rows.append(Posting(r.member, journal.REDISPATCH_COMPENSATION, r.compensation, 0, memo))
+        rows.append(Posting(DSO, journal.REDISPATCH_COMPENSATION, -r.compensation, 0, memo))
+    return rows

@@ -1,7 +1,8 @@
 """The dispatch step of one interval, composed of its parts: the storage market's targets, the
 integrator homes' plans, the active flexibility orders, then the delivery check (``check``, in a
 worker thread: it runs pandapower) with every board's devices, whose changes are recorded with
-their reason in ``redispatches``, compensated, and merged into one signed order per board."""
+their reason in ``redispatches`` (compensated at settlement once the board acknowledged them), and
+merged into one signed order per board."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from typing import TYPE_CHECKING
 from coordinator.delivery.dispatch import flex, homes, storage, targets, view
 from coordinator.delivery.dispatch.orders import Publish, Setpoint, publish_all, sign
 from coordinator.delivery.flexibility import FlexOffer, FlexRequest, orders_at
-from coordinator.ledger import Ledger, journal
-from coordinator.ledger.journal import Posting
+from coordinator.ledger import Ledger
 from coordinator.ledger.queries import dispatch as q
-from coordinator.market import DSO
 from coordinator.site import Site
 from protocol import crypto
 
@@ -72,7 +71,8 @@ class Dispatch:
         return out
 
     def _record(self, tx: sqlite3.Connection, start: int, changes: list[Change], v: view.StepView) -> None:
-        """Each change with its reason; its compensation from the grid operator to the member."""
+        """Each change with its reason and the compensation it is owed: the grid operator pays it
+        when the interval settles, if the board acknowledged applying it (transaction/settlement)."""
         q.add_redispatches(
             tx,
             start,
@@ -81,16 +81,6 @@ class Dispatch:
                 for c in changes
             ],
         )
-        member_of = {b: m for m, b in v.board_of.items()}
-        rows = []
-        for c in changes:
-            member = member_of.get(c.board)
-            if member and c.compensation:
-                memo = f"{c.kind} set to {c.setpoint}: {c.reason}"[:200]
-                rows.append(Posting(member, journal.REDISPATCH_COMPENSATION, c.compensation, 0, memo))
-                rows.append(Posting(DSO, journal.REDISPATCH_COMPENSATION, -c.compensation, 0, memo))
-        if rows:
-            journal.post(tx, start, journal.REDISPATCH, rows)
 
     def flex_offers(self, request: FlexRequest) -> list[FlexOffer]:
         """Offers for a posted flexibility request from the devices at its congestion point."""

@@ -50,6 +50,16 @@ def schedule_count(ledger: Ledger, start: int) -> int:
     return int(ledger.conn.execute("SELECT count(*) FROM schedules WHERE interval=?", (start,)).fetchone()[0])
 
 
+def imbalance_count(ledger: Ledger, start: int, supplier: str) -> int:
+    """How many imbalance trades interval ``start`` has (they follow its schedules): one member-side
+    imbalance posting each."""
+    q = (
+        "SELECT count(*) FROM postings WHERE interval=? AND party!=? "
+        "AND account IN ('energy_bought_imbalance', 'energy_sold_imbalance')"
+    )
+    return int(ledger.conn.execute(q, (start, supplier)).fetchone()[0])
+
+
 def order_ids(ledger: Ledger, start: int) -> dict[tuple[str, str], str]:
     """``(party, side) -> order id`` of the market orders of interval ``start``."""
     q = "SELECT order_id, party, side FROM market_orders WHERE interval=?"

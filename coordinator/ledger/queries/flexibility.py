@@ -57,3 +57,14 @@ def orders_at(ledger: Ledger, start: int, length: int) -> list[tuple[str, str, s
         (start, start, length),
     ).fetchall()
     return [(str(o), str(p), str(b), str(a), str(d), int(w), int(c)) for o, p, b, a, d, w, c in rows]
+
+
+def orders_ending_after(ledger: Ledger, t: int, length: int) -> list[tuple[str, str, str, int, int, int]]:
+    """``(board_id, asset, direction, power_w, start, intervals)`` of the orders whose request ends
+    after ``t`` (intervals of ``length`` s): those in force or still ahead, by start."""
+    rows = ledger.conn.execute(
+        "SELECT board_id, asset, direction, power_w, start, intervals FROM flex_orders "
+        "WHERE start + intervals * ? > ? ORDER BY start, order_id",
+        (length, t),
+    ).fetchall()
+    return [(str(b), str(a), str(d), int(w), int(s), int(n)) for b, a, d, w, s, n in rows]

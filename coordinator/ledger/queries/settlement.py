@@ -75,13 +75,84 @@ def schedules(ledger: Ledger, start: int) -> list[TradeRow]:
     return [(b, s, int(e), int(p), int(f)) for b, s, e, p, f in ledger.conn.execute(q, (start,))]
 
 
-def dispatched_members(ledger: Ledger, start: int) -> set[str]:
-    """Members with a board that was sent an order for interval ``start``."""
+def battery_power(
+    ledger: Ledger, board_id: str, seq0: int, seq1: int
+) -> list[tuple[int, int | None, int | None]]:
+    """``(ts, bat_p, bat_soc)`` of the board's readings with ``seq0 <= seq <= seq1`` (the span a
+    settlement ran between), in sequence order; None where a reading carries no battery value."""
+    q = "SELECT ts, bat_p, bat_soc FROM readings WHERE board_id=? AND seq>=? AND seq<=? ORDER BY seq"
+    return [
+        (int(t), None if p is None else int(p), None if c is None else int(c))
+        for t, p, c in ledger.conn.execute(q, (board_id, seq0, seq1))
+    ]
+
+
+@dataclass(frozen=True)
+class SentOrder:
+    """An order sent to a board, as signed, with the board's acknowledgement (None: none yet)."""
+
+    frame: bytes
+    ack_status: int | None
+    ack_frame: bytes | None
+
+
+def orders_for(ledger: Ledger, board_id: str, since: int, until: int) -> list[SentOrder]:
+    """The orders sent to a board for the intervals ``since <= interval <= until``, by sequence."""
     q = (
-        "SELECT DISTINCT b.member_id FROM board_orders o JOIN boards b ON b.id = o.board_id "
-        "WHERE o.interval=? AND b.member_id IS NOT NULL"
+        "SELECT frame, ack_status, ack_frame FROM board_orders WHERE board_id=? AND interval>=? "
+        "AND interval<=? ORDER BY oseq"
     )
-    return {str(row[0]) for row in ledger.conn.execute(q, (start,))}
+    return [
+        SentOrder(bytes(f), None if s is None else int(s), None if a is None else bytes(a))
+        for f, s, a in ledger.conn.execute(q, (board_id, since, until))
+    ]
+
+
+def boards_with_orders(ledger: Ledger, since: int, until: int) -> set[str]:
+    """Boards sent an order for an interval ``since <= interval <= until``."""
+    q = "SELECT DISTINCT board_id FROM board_orders WHERE interval>=? AND interval<=?"
+    return {str(b) for (b,) in ledger.conn.execute(q, (since, until))}
+
+
+@dataclass(frozen=True)
+class Redispatch:
+    """A change of the delivery check in an interval, the member it concerns and the order it went
+    out in (with the board's acknowledgement)."""
+
+    board_id: str
+    member: str | None
+    kind: str  # pv_limit | battery | ev | load
+    setpoint: int
+    reason: str
+    compensation: int  # nano-cent
+    order: SentOrder | None
+
+
+def redispatches(ledger: Ledger, start: int) -> list[Redispatch]:
+    """The delivery check's changes of interval ``start`` with their orders, by board and kind."""
+    q = (
+        "SELECT r.board_id, b.member_id, r.kind, r.setpoint, r.reason, r.compensation, o.frame, "
+        "o.ack_status, o.ack_frame FROM redispatches r LEFT JOIN boards b ON b.id = r.board_id "
+        "LEFT JOIN board_orders o ON o.board_id = r.board_id AND o.interval = r.interval "
+        "WHERE r.interval=? ORDER BY r.board_id, r.kind, o.oseq"
+    )
+    out: dict[tuple[str, str], Redispatch] = {}
+    for board, member, kind, setpoint, reason, comp, fr, st, ack in ledger.conn.execute(q, (start,)):
+        status = None if st is None else int(st)
+        order = None if fr is None else SentOrder(bytes(fr), status, None if ack is None else bytes(ack))
+        # an interval's last order to the board is the one that carried the change
+        out[(str(board), str(kind))] = Redispatch(
+            str(board), None if member is None else str(member), str(kind), int(setpoint), str(reason),
+            int(comp), order,
+        )  # fmt: skip
+    return list(out.values())
+
+
+def redispatch_posted(ledger: Ledger, start: int) -> bool:
+    """Whether interval ``start`` has redispatch compensation posted already (a ledger whose
+    dispatch paid it when the order went out, before settlement paid only what was applied)."""
+    q = "SELECT 1 FROM postings WHERE interval=? AND account='redispatch_compensation' LIMIT 1"
+    return ledger.conn.execute(q, (start,)).fetchone() is not None
 
 
 def record(tx: sqlite3.Connection, r: IntervalRecord) -> None:

@@ -51,22 +51,21 @@ def split_rows(
 ) -> tuple[list[list[Any]], list[list[Any]], list[tuple[str, str, int, int, int, str]]]:
     """The stored trades of interval ``start`` as the clearing had them: (local trades, supplier
     trades, other rows). Other rows are ex-ante schedules and imbalance, which settle outside the
-    clearing; they carry their kind ("schedule" or "imbalance") last."""
+    clearing; they carry their kind ("schedule" or "imbalance") last. The trades are stored in that
+    order: the schedules, the imbalance, then the clearing's."""
     n_sched = q.schedule_count(ledger, start)
+    n_imb = q.imbalance_count(ledger, start, SUPPLIER)
     orders = q.order_ids(ledger, start)
     local: list[list[Any]] = []
     residual: list[list[Any]] = []
     other: list[tuple[str, str, int, int, int, str]] = []
     rows = q.trades(ledger, start)
     for i, (buyer, seller, energy, price, fee) in enumerate(rows):
-        if i < n_sched:
-            other.append((buyer, seller, energy, price, fee, "schedule"))
+        if i < n_sched + n_imb:
+            other.append((buyer, seller, energy, price, fee, "schedule" if i < n_sched else "imbalance"))
             continue
         bid = "" if buyer == SUPPLIER else orders.get((buyer, "buy"), "")
         sid = "" if seller == SUPPLIER else orders.get((seller, "sell"), "")
-        if (buyer != SUPPLIER and not bid) or (seller != SUPPLIER and not sid):
-            other.append((buyer, seller, energy, price, fee, "imbalance"))
-            continue
         row = [buyer, seller, energy, price, fee, bid, sid]
         (residual if SUPPLIER in (buyer, seller) else local).append(row)
     return local, residual, other
