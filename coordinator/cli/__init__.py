@@ -216,7 +216,7 @@ def _reconcile(args: argparse.Namespace) -> int:
                 f"{r.settled_imp / 1e6:.3f} kWh ({r.diff_imp / 1e6:+.3f}); "
                 f"export {r.utility_exp / 1e6:.3f} vs "
                 f"{r.settled_exp / 1e6:.3f} kWh ({-r.diff_exp / 1e6:+.3f}); apportioned to "
-                f"{len(r.shares_imp) + len(r.shares_exp)} members"
+                f"{r.members} member{'' if r.members == 1 else 's'}"
             )
     return 0
 

@@ -93,7 +93,7 @@ def sold(kind: str) -> str:
 SCHEDULE: Final = "schedule"  # settlement: ex-ante schedules of dispatched storage
 IMBALANCE: Final = "imbalance"  # settlement: deviations of dispatched members
 MARKET: Final = "market"  # settlement: the ex-post market's trades and residual
-RECONCILE: Final = "reconcile"  # reconciliation with the utility meter (interval = period end)
+RECONCILE: Final = "reconcile"  # reconciliation with the utility meter (interval = period's last)
 FLEX: Final = "flexibility"  # flexibility payments (interval = request start)
 REDISPATCH: Final = "redispatch"  # redispatch compensation
 

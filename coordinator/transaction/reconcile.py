@@ -1,11 +1,15 @@
 """Reconciliation with the utility meter at the community's grid connection.
 
 The supplier's meter registers what crossed the connection in a period. What the settlement sold
-to (bought from) the supplier in that period is the boards' view of the same exchange; the
-difference is losses in the community's own cables, unmetered use and meter tolerance. It is
-apportioned to members with a loss proxy — pro rata to the energy each drew (import difference) or
-fed in (export difference) in the period — priced at retail (feed-in), and posted against the
-supplier, so money still sums to zero. The adjustment shows on the bill as its own line.
+to (bought from) the supplier in that period, netted per interval, is the boards' view of the same
+exchange: within one interval the community either drew from the grid or fed into it, and
+a dispatched battery's schedule with the supplier and the imbalance that undoes it (a battery that
+did not charge as scheduled sells back what it was to buy) are one exchange, not an import and an
+export. The difference is losses in the community's own cables, unmetered use and meter
+tolerance. It is apportioned to members with a loss proxy — pro rata to the energy each drew
+(import difference) or fed in (export difference) in the period — priced at retail (feed-in), and
+posted against the supplier, so money still sums to zero. The adjustment shows on the bill as its
+own line, dated at the period's last interval so that it lands on the period's bill.
 
 A period is reconciled only once every interval in it is settled and no interval straddles its
 start or end: energy not settled yet would otherwise be billed as losses now and settled later.
@@ -47,6 +51,12 @@ class Reconciliation:
     @property
     def diff_exp(self) -> int:
         return self.settled_exp - self.utility_exp
+
+    @property
+    def members(self) -> int:
+        """How many members the differences were apportioned to (a member who drew and fed in
+        counts once)."""
+        return len(self.shares_imp.keys() | self.shares_exp.keys())
 
 
 def parse_csv(text: str) -> list[tuple[int, int, int, int]]:
@@ -99,12 +109,17 @@ def reconcile(ledger: Ledger, period_start: int, tariff: Tariff) -> Reconciliati
                 f"the utility period {period_start}..{end} is not settled yet: settled intervals cover "
                 f"{covered} of its {end - period_start} s"
             )
-        s_imp, s_exp = q.supplier_energy(tx, SUPPLIER, period_start, end)
+        flows = q.supplier_energy(tx, SUPPLIER, period_start, end)
+        s_imp = sum(max(0, sold - bought) for sold, bought in flows)  # netted per interval
+        s_exp = sum(max(0, bought - sold) for sold, bought in flows)
         drew, fed = q.member_energy(tx, period_start, end)
         r = Reconciliation(period_start, end, p.e_imp, p.e_exp, s_imp, s_exp, {}, {})
         shares_imp = _apportion(r.diff_imp, drew)
         shares_exp = _apportion(r.diff_exp, fed)
-        journal.post(tx, end, journal.RECONCILE, _postings(shares_imp, shares_exp, tariff))
+        rows = _postings(shares_imp, shares_exp, tariff)
+        if rows:  # dated inside the period (its last interval), so they land on its bill
+            last = q.last_interval(tx, period_start, end)
+            journal.post(tx, end - 1 if last is None else last, journal.RECONCILE, rows)
         q.mark_reconciled(tx, period_start)
     return Reconciliation(period_start, end, p.e_imp, p.e_exp, s_imp, s_exp, shares_imp, shares_exp)
 

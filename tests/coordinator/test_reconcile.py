@@ -138,3 +138,93 @@ def test_both_adjustments_carry_their_energy_on_the_bill(tmp_path: Path) -> None
     line = next(x for x in text.splitlines() if x.startswith("Utility meter reconciliation (feed-in)"))
     assert f"{r.shares_exp[exporter] / 1e6:.3f} kWh" in line
     led.close()
+
+
+def test_reconciliation_lands_on_the_periods_own_bill(tmp_path: Path) -> None:
+    # dated at the period's last interval: the statement of exactly the period carries it, the
+    # next period's does not
+    led = settled(tmp_path)
+    bought = led.conn.execute("SELECT sum(energy) FROM trades WHERE buyer=?", (SUPPLIER,)).fetchone()[0]
+    reconcile.store(led, [(START, START + 3600, 0, bought - 40_000)])
+    r = reconcile.reconcile(led, START, TARIFF)
+    assert r.shares_exp
+    for party, e in r.shares_exp.items():
+        lines = {x.account: x for x in billing.statement(led, party, START, START + 3600).lines}
+        assert lines["reconciliation_export"].energy == e
+        after = {x.account for x in billing.statement(led, party, START + 3600, START + 7200).lines}
+        assert "reconciliation_export" not in after
+    (n,) = led.conn.execute("SELECT DISTINCT interval FROM postings WHERE account LIKE 'reconc%'").fetchall()
+    assert n == (START + 2700,)
+    led.close()
+
+
+def test_a_battery_schedule_undone_by_imbalance_is_not_counted_twice(tmp_path: Path) -> None:
+    # the battery was scheduled to buy 750 Wh from the supplier and never charged: its imbalance
+    # sells them back in the same interval. Nothing crossed the connection for it: the settled
+    # exchange is the neighbour's import alone, and a utility meter that saw exactly that posts no
+    # losses
+    from coordinator.ledger.queries import dispatch as dq
+    from protocol import crypto, frame, messages, topics
+    from sim.board import VirtualBoard
+    from tests.coordinator.readings import store
+
+    coord = crypto.SigningKey(bytes(range(32)))
+    led = Ledger.open(tmp_path / "l.db")
+    led.add_member("bat", "Battery", "storage", now=START, feeder="f1")
+    led.add_member("load", "Load", "consumer", now=START, feeder="f1")
+    bat = VirtualBoard("g1", "m-bat", bytes([1]) * 32, lambda t: 0, bat_soc=400, bat_p=0)
+    load = VirtualBoard("g1", "m-load", bytes([2]) * 32, lambda t: 2_000)
+    for b, m in ((bat, "bat"), (load, "load")):
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+    order = messages.Order(
+        board="m-bat", oseq=1, interval=START, valid_from=START, valid_until=START + 900, bat_w=3_000,
+        ev_ma=None, pv_limit_w=None, relay_mask=0, relay_state=0,
+    )  # fmt: skip
+    with led.transaction() as tx:
+        dq.add_schedule(tx, START, [("bat", SUPPLIER, 750_000, TARIFF.retail, TARIFF.grid_fee)])
+        dq.add_orders(
+            tx, START, [("m-bat", 1, frame.seal(order, topics.board_topic("g1", "m-bat", "order"), coord))]
+        )
+    store(led, [bat, load], range(START, START + 901, 300))
+    settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
+    imb = led.conn.execute("SELECT energy FROM trades WHERE buyer=? AND seller='bat'", (SUPPLIER,)).fetchall()
+    assert imb == [(750_000,)]  # the schedule undone
+    reconcile.store(led, [(START, START + 900, 500_000 // 1000 * 1000, 0)])
+    r = reconcile.reconcile(led, START, TARIFF)
+    assert (r.settled_imp, r.settled_exp) == (500_000, 0)
+    assert r.diff_imp == r.diff_exp == 0 and r.members == 0
+    assert led.conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone() == (0,)
+    led.close()
+
+
+def test_a_member_who_drew_and_fed_in_is_counted_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sim.board import VirtualBoard
+    from tests.coordinator.readings import store
+
+    led = Ledger.open(tmp_path / "l.db")
+    for i, (m, prof) in enumerate(
+        (
+            ("eve", lambda t: 1_000 if (t // 900) % 2 else -1_000),
+            ("dan", lambda t: 500),
+            ("sol", lambda t: -700),
+        )
+    ):
+        led.add_member(m, m, "prosumer", now=START, feeder="f1")
+        b = VirtualBoard("g1", f"b-{m}", bytes([i + 1]) * 32, prof)
+        led.add_board(b.board, "virtual", b.key.public, now=START, member_id=m, status="active")
+        store(led, [b], range(START, START + 1801, 300))
+    for q in range(2):
+        settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 1900)
+    led.close()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[coordinator]\ngrid = "g1"\nledger = "l.db"\n')
+    csv = tmp_path / "u.csv"
+    csv.write_text(f"{START},{START + 1800},900,100\n")  # more import, less export than settled
+    assert main(["reconcile", "--config", str(cfg), "--file", str(csv)]) == 0
+    out = capsys.readouterr().out
+    with Ledger.open(tmp_path / "l.db") as led:
+        parties = {p for (p,) in led.conn.execute("SELECT party FROM postings WHERE account LIKE 'reconc%'")}
+    parties.discard(SUPPLIER)
+    assert "eve" in parties and f"apportioned to {len(parties)} members" in out, out

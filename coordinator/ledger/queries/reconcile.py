@@ -60,12 +60,21 @@ def settled_seconds(tx: sqlite3.Connection, start: int, end: int) -> int:
     return int(row[0])
 
 
-def supplier_energy(tx: sqlite3.Connection, supplier: str, start: int, end: int) -> tuple[int, int]:
-    """mWh the supplier sold to and bought from the community in intervals starting in ``[start, end)``."""
-    q = "SELECT coalesce(sum(energy), 0) FROM trades WHERE {}=? AND interval>=? AND interval<?"
-    sold = tx.execute(q.format("seller"), (supplier, start, end)).fetchone()[0]
-    bought = tx.execute(q.format("buyer"), (supplier, start, end)).fetchone()[0]
-    return int(sold), int(bought)
+def supplier_energy(tx: sqlite3.Connection, supplier: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Per interval starting in ``[start, end)`` with trades with the supplier, the mWh it sold to
+    and bought from the community (every kind of trade: schedules, imbalance, the clearing's)."""
+    q = (
+        "SELECT interval, coalesce(sum(CASE WHEN seller=? THEN energy END), 0), "
+        "coalesce(sum(CASE WHEN buyer=? THEN energy END), 0) FROM trades "
+        "WHERE interval>=? AND interval<? AND ? IN (buyer, seller) GROUP BY interval ORDER BY interval"
+    )
+    return [(int(s), int(b)) for _, s, b in tx.execute(q, (supplier, supplier, start, end, supplier))]
+
+
+def last_interval(tx: sqlite3.Connection, start: int, end: int) -> int | None:
+    """The start of the last stored interval starting in ``[start, end)``, or None."""
+    row = tx.execute("SELECT max(start) FROM intervals WHERE start>=? AND start<?", (start, end)).fetchone()
+    return None if row[0] is None else int(row[0])
 
 
 def member_energy(tx: sqlite3.Connection, start: int, end: int) -> tuple[dict[str, int], dict[str, int]]:
