@@ -88,6 +88,13 @@ S_ONLINE = 1
 S_FAILSAFE = 2
 S_SAFE_MODE = 3  # after repeated failed boots: meters and reports, sends no readings, takes no orders
 
+# update states in UpdateState (over-the-air updates, firmware/ota.py)
+U_REFUSED = 0  # the manifest or the image was refused; ``reason`` says why, the old code runs on
+U_DOWNLOADING = 1  # accepted; ``got`` bytes of the image are in the inactive slot
+U_PENDING = 2  # verified and switched to: the board restarts into it (a trial until confirmed)
+U_CONFIRMED = 3  # the new code reconnected and had a reading acknowledged: it stays
+U_ROLLED_BACK = 4  # the new code never confirmed itself: the board went back to ``fw``
+
 # reading flags
 F_CLOCK_UNSYNCED = 1  # board clock not yet set from NTP
 F_REPLAYED = 2  # sent from the store-and-forward queue
@@ -359,8 +366,52 @@ class Status(Message):
     pending: "str | None"
 
 
+class Update(Message):
+    """An update manifest for one board's code, signed by the operator's release key (never the
+    coordinator's order key); the image itself is published in chunks (firmware/ota.py)."""
+
+    TYPE = 7
+    LEAF = "update"
+    DIR = DOWN
+    # version: the image's firmware version ("major.minor.patch")
+    # board_type: the board type the image is built for
+    # min_fw: the oldest running version that may take it ("" for any)
+    # size: the image's bytes; chunk: bytes per chunk (the last one may be shorter)
+    # digest: SHA-256 of the image
+    # downgrade: 1 when an older version may replace a newer one (--allow-downgrade)
+    SPEC = "board:id version:t24 board_type:id min_fw:t24 size:u32 chunk:u16 digest:key downgrade:u8 ts:ts"
+    board: str
+    version: str
+    board_type: str
+    min_fw: str
+    size: int
+    chunk: int
+    digest: bytes
+    downgrade: int
+    ts: int
+
+
+class UpdateState(Message):
+    """Where a board is with an update: downloading, refused (and why), pending, confirmed, rolled
+    back."""
+
+    TYPE = 8
+    LEAF = "fwstate"
+    DIR = UP
+    # version: the update's version; state: U_*; reason: why it was refused or rolled back
+    # got: bytes of the image in the inactive slot; fw: the version running now
+    SPEC = "board:id ts:ts version:t24 state:u8 reason:t48 got:u32 fw:t24"
+    board: str
+    ts: int
+    version: str
+    state: int
+    reason: str
+    got: int
+    fw: str
+
+
 TYPES: "dict[int, type[Message]]" = {}
-for _cls in (Reading, Order, Ack, Result, Enrol, Status):
+for _cls in (Reading, Order, Ack, Result, Enrol, Status, Update, UpdateState):
     TYPES[_cls.TYPE] = _cls
 BY_LEAF: "dict[str, type[Message]]" = {}
 for _t in TYPES.values():

@@ -5,6 +5,9 @@
     peergrid/<grid>/b/<board>/status    board -> coordinator  (QoS 1, retained, last will)
     peergrid/<grid>/b/<board>/enrol     board -> coordinator  (QoS 1)
     peergrid/<grid>/b/<board>/order     coordinator -> board  (QoS 1)
+    peergrid/<grid>/b/<board>/update    release key -> board  (QoS 1, retained: an update manifest)
+    peergrid/<grid>/b/<board>/fwstate   board -> coordinator  (QoS 1, retained: the update's state)
+    peergrid/<grid>/fw/<digest>/<n>     chunk n of an image   (QoS 1, retained; raw bytes)
     peergrid/<grid>/market/result       coordinator -> all    (QoS 1, retained)
 
 The board id sits at a fixed level so a broker ACL can pin a board to its own topics
@@ -15,7 +18,7 @@ from protocol.errors import TopicError
 from protocol.messages import BROADCAST, BY_LEAF, Message, board_of, id_ok
 
 ROOT = "peergrid"
-BOARD_LEAVES = ("reading", "ack", "status", "enrol", "order")
+BOARD_LEAVES = ("reading", "ack", "status", "enrol", "order", "update", "fwstate")
 MAX_TOPIC = 128
 
 
@@ -31,6 +34,13 @@ def result_topic(grid: str) -> str:
     if not id_ok(grid):
         raise TopicError("grid %r is not a valid identifier" % (grid,))
     return "%s/%s/market/result" % (ROOT, grid)
+
+
+def chunk_topic(grid: str, digest: bytes, n: int) -> str:
+    """Where chunk ``n`` of the image with SHA-256 ``digest`` is published (its first 8 bytes)."""
+    if not id_ok(grid):
+        raise TopicError("grid %r is not a valid identifier" % (grid,))
+    return "%s/%s/fw/%s/%d" % (ROOT, grid, digest[:8].hex(), n)
 
 
 def board_filter(grid: str, leaf: str, share: "str | None" = None) -> str:

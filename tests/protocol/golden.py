@@ -157,6 +157,34 @@ def sample_messages() -> list[tuple[str, int, messages.Message]]:
                 pending=None,
             ),
         ),
+        (
+            "update",
+            1,
+            M.Update(
+                board="m01",
+                version="0.3.0",
+                board_type="esp32-pzem004t",
+                min_fw="0.2.0",
+                size=212_992,
+                chunk=1024,
+                digest=bytes(range(32)),
+                downgrade=0,
+                ts=1_750_000_000,
+            ),
+        ),
+        (
+            "update_refused",
+            0,
+            M.UpdateState(
+                board="m01",
+                ts=1_750_000_010,
+                version="0.3.0",
+                state=M.U_REFUSED,
+                reason="wrong board type esp32-atm90e32",
+                got=0,
+                fw="0.2.0",
+            ),
+        ),
     ]
 
 
