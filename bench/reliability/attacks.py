@@ -1,5 +1,7 @@
 """Forged, replayed, cross-topic and stale messages against the coordinator's ingest and the
-board's order path: each must be refused, with the reason it was refused for."""
+board's order path, implausible energy from a board's own key, a flood of refused frames, and a
+board's credentials used against the broker's coordinator listener: each must be refused (or held
+in quarantine), with the reason, and nothing stored from it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 from bench.reliability.fuzz import GRID, NOW, _Actuators, _orders_module, _Registers
 from coordinator.errors import RejectedMessage
 from coordinator.provision import boardfile
-from coordinator.transaction.ingest import MAX_AGE_S, MAX_FUTURE_S, Ingest
+from coordinator.transaction.ingest import MAX_AGE_S, MAX_FUTURE_S, Held, Ingest
 from protocol import crypto, frame, messages, topics
 
 
@@ -40,10 +42,11 @@ def ingest_attacks() -> list[Attack]:
     coord = crypto.SigningKey(b"\xc0" * 32)
 
     def fresh() -> Ingest:
-        ing = Ingest(GRID, now=lambda: float(NOW))
-        ing.enrol("b0", k0.public)
-        ing.enrol("b1", k1.public)
-        ing.check(*_seal(_reading("b0", 10), k0))  # accepted: b0 is at seq 10
+        ing = Ingest(GRID, now=lambda: float(NOW), limits=lambda board_type: (11_000, 5_000))
+        ing.enrol("b0", k0.public, since=NOW - 86_400)  # enrolled a day ago
+        ing.enrol("b1", k1.public, since=NOW - 86_400)
+        ing.check(*_seal(_reading("b0", 10, NOW - 300), k0))  # accepted: b0 is at seq 10
+        ing.settled_end = NOW - 900  # settled up to a quarter of an hour ago
         return ing
 
     r11 = _seal(_reading("b0", 11), k0)
@@ -79,15 +82,97 @@ def ingest_attacks() -> list[Attack]:
         ("registers running backwards", sealed(_reading("b0", 11, e_imp=999), k0)),
         ("unknown board", sealed(_reading("b9", 1), evil)),
         ("enrol of an enrolled board with another key", sealed(enrol, evil)),
+        ("implausible: +1 MWh in 5 min, signed with the board's own key",
+         sealed(_reading("b0", 11, e_imp=1_000 + 10**9), k0)),
+        ("key: a reading stamped before the board's key was enrolled",
+         sealed(_reading("b0", 11, NOW - 2 * 86_400), k0)),
+        ("settled time: a newer reading stamped 3 h back (settled)",
+         sealed(_reading("b0", 11, NOW - 3 * 3600), k0)),
     ]  # fmt: skip
     out = []
     for name, attack in cases:
         try:
-            attack(fresh())
-            out.append(Attack("coordinator ingest", name, False, "ACCEPTED"))
+            got = attack(fresh())
+            if isinstance(got, Held):  # kept for the operator, out of readings and settlement
+                why = "held in quarantine: " + got.reason.split(" in ")[0]
+                out.append(Attack("coordinator ingest", name, True, why))
+            else:
+                out.append(Attack("coordinator ingest", name, False, "ACCEPTED"))
         except RejectedMessage as e:
             out.append(Attack("coordinator ingest", name, True, e.code))
+    out.append(_flood(k0))
     return out
+
+
+def _flood(key: crypto.SigningKey, n: int = 20_000) -> Attack:
+    """``n`` forged frames from an enrolled board and from strangers: every one refused and
+    counted, the log bounded (a line per board and reason per minute, not per frame)."""
+    ing = Ingest(GRID, now=lambda: float(NOW))
+    ing.enrol("b0", key.public)
+    evil = crypto.SigningKey(b"\x66" * 32)
+    forged = _seal(_reading("b0", 11), evil)
+    stranger = _seal(_reading("b7", 1), evil)
+    for i in range(n):
+        topic, payload = forged if i % 2 else stranger
+        try:
+            ing.check(topic, payload)
+        except RejectedMessage as e:
+            ing.rejected[e.code] += 1
+            ing.refusals.refused(ing._sender(topic), e.code, topic, e.reason)
+    refused = sum(ing.rejected.values())
+    ok = refused == n and ing.refusals.logged <= 4
+    why = f"{refused:,} refused, {ing.refusals.logged} log lines"
+    return Attack("coordinator ingest", f"flood: {n:,} forged frames (log and memory bounded)", ok, why)
+
+
+def broker_attacks() -> list[Attack]:
+    """A board's credentials against the coordinator's loopback listener of a broker configured
+    by ``peergrid broker init`` (a real Mosquitto): refused. Skipped without Mosquitto."""
+    import asyncio
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from coordinator.errors import MqttError
+    from coordinator.provision.brokerconf import Site, SiteSettings
+    from coordinator.service.broker import free_port
+    from coordinator.service.mqtt import BrokerAddress, Connection
+    from sim.errors import SimError
+    from sim.mosquitto import launch, mosquitto_exe, terminate
+
+    try:
+        mosquitto_exe()
+    except SimError:
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="peergrid-broker-attack-"))
+    try:
+        s = SiteSettings(GRID, ("127.0.0.1",), port=free_port(), local_port=free_port())
+        site = Site.init(tmp / "broker", s)
+        site.add_board("b0")
+        conf = tmp / "mosquitto.conf"
+        log = tmp / "mosquitto.log"
+        root = "user root\n" if os.geteuid() == 0 else ""  # the broker keeps the files' owner
+        conf.write_text(f"log_dest file {log}\n{root}" + site.mosquitto_conf())
+        proc = launch(conf, log, (s.local_port, s.port))
+        try:
+            stolen = BrokerAddress("127.0.0.1", s.local_port, "b0", site.password("b0"))
+
+            async def take_ingest_id() -> str:
+                try:
+                    async with Connection(stolen, f"peergrid-{GRID}"):
+                        return "ACCEPTED"
+                except MqttError as e:
+                    return str(e)
+
+            got = asyncio.run(take_ingest_id())
+        finally:
+            terminate(proc)
+        name = "a board's credentials on the coordinator listener (ingest id)"
+        refused = got != "ACCEPTED"
+        return [Attack("broker", name, refused, "not authorised" if refused else got)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def board_attacks() -> list[Attack]:
@@ -131,6 +216,6 @@ def run() -> list[Attack]:
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        return ingest_attacks() + board_attacks()
+        return ingest_attacks() + board_attacks() + broker_attacks()
     finally:
         quiet.setLevel(level)

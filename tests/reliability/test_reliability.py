@@ -42,6 +42,12 @@ def test_every_attack_is_refused_with_its_reason() -> None:
     assert reasons["stale"] == "from_future"
     codes = {a.reason for a in rep}
     assert {"duplicate", "replay", "wrong_topic", "wrong_grid", "too_old", "key_conflict"} <= codes
+    # trust no board: its own key cannot buy it energy, time before its key, or settled time
+    assert reasons["implausible"].startswith("held in quarantine: import rose 1000.000 kWh")
+    assert reasons["key"] == "before_key" and reasons["settled time"] == "settled_time"
+    assert reasons["flood"] == "20,000 refused, 2 log lines"
+    broker = [a for a in rep if a.target == "broker"]
+    assert [a.reason for a in broker] == ["not authorised"]  # Mosquitto is there in the tests
 
 
 def test_fuzz_short_run_has_no_crash_and_reaches_every_check() -> None:
