@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandapower as pp
 import pytest
 
 from coordinator.delivery.errors import (
@@ -25,6 +24,8 @@ from coordinator.delivery.grid import (
 )
 from coordinator.errors import CoordinatorError
 from tests.delivery.conftest import grid_by_name
+
+pp = pytest.importorskip("pandapower", reason="the sim extra (pandapower) is not installed")
 
 
 def test_cigre_lv(cigre: GridModel) -> None:
