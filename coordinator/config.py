@@ -28,12 +28,15 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coordinator.errors import CoordinatorError
 from coordinator.market import Contract, Sharing
 from coordinator.service.mqtt import BrokerAddress
 from protocol.messages import id_ok
+
+if TYPE_CHECKING:
+    from coordinator.chargers.settings import OcppSettings
 
 
 class ConfigError(CoordinatorError):
@@ -82,6 +85,7 @@ class Config:
     health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (service/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
     timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
+    ocpp: OcppSettings | None = None  # [ocpp] listen = "host:port": the chargers' central system
     broker_dir: Path | None = None  # [broker] dir: the broker directory of `peergrid broker init`
 
 
@@ -185,6 +189,7 @@ def load(path: str | Path) -> Config:
         flush_ms=flush,
         group=group,
         timezone=timezone,
+        ocpp=_ocpp(data.get("ocpp")),
     )
 
 
@@ -199,6 +204,17 @@ def _broker_dir(b: dict[str, Any], base: Path) -> Path | None:
     if not (d / "site.json").exists():
         raise ConfigError(f"broker.dir: {d} is not a broker directory (peergrid broker init)")
     return d
+
+
+def _ocpp(t: object) -> OcppSettings | None:
+    """``[ocpp]``: the OCPP central system (coordinator/chargers/settings.py)."""
+    from coordinator.chargers import ChargerError
+    from coordinator.chargers.settings import parse
+
+    try:
+        return parse(t)
+    except ChargerError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _timezone(bl: dict[str, Any], interval_s: int) -> str:

@@ -349,4 +349,60 @@ MIGRATIONS: list[str] = [
     ) STRICT;
     CREATE INDEX quarantine_state ON quarantine(state, board_id);
     """,
+    # 13: OCPP chargers (coordinator/chargers): each bound to a member, its state, sessions and
+    # meter samples as it reported them (never billed: the boards' signed readings are), the
+    # charging profiles sent with the charger's answer, and the cross-check of its energy per
+    # interval against its member's board
+    """
+    CREATE TABLE chargers (
+        id TEXT PRIMARY KEY,
+        member_id TEXT NOT NULL REFERENCES members(id),
+        bound_at INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'unseen'
+            CHECK (state IN ('unseen', 'online', 'silent', 'refused', 'offline')),
+        reason TEXT,
+        last_seen INTEGER,
+        protocol TEXT,
+        vendor TEXT,
+        model TEXT
+    ) STRICT;
+    CREATE TABLE charger_sessions (
+        charger_id TEXT NOT NULL,
+        tx_id INTEGER NOT NULL,
+        connector INTEGER NOT NULL,
+        id_tag TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        meter_start INTEGER NOT NULL,
+        stop INTEGER,
+        meter_stop INTEGER,
+        reason TEXT,
+        PRIMARY KEY (charger_id, tx_id)
+    ) STRICT;
+    CREATE TABLE charger_meter (
+        charger_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        energy_wh INTEGER,
+        power_w INTEGER,
+        soc INTEGER,
+        tx_id INTEGER,
+        PRIMARY KEY (charger_id, ts)
+    ) STRICT;
+    CREATE TABLE charger_profiles (
+        charger_id TEXT NOT NULL,
+        interval INTEGER NOT NULL,
+        limit_ma INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        PRIMARY KEY (charger_id, interval)
+    ) STRICT;
+    CREATE TABLE charger_checks (
+        interval INTEGER NOT NULL,
+        charger_id TEXT NOT NULL,
+        charger_mwh INTEGER NOT NULL,
+        board_mwh INTEGER NOT NULL,
+        ok INTEGER NOT NULL CHECK (ok IN (0, 1)),
+        PRIMARY KEY (interval, charger_id)
+    ) STRICT;
+    """,
 ]

@@ -139,6 +139,8 @@ class Service:
                 self.tasks.append(asyncio.create_task(self._web(stop)))
             if self.cfg.hass:
                 self.tasks.append(asyncio.create_task(self._hass(stop)))
+            if self.cfg.ocpp is not None:
+                self.tasks.append(asyncio.create_task(self._ocpp(stop)))
             if intervals and self.intervals is not None:
                 self.tasks.append(asyncio.create_task(self.intervals.run(stop)))
         return self.tasks
@@ -186,6 +188,17 @@ class Service:
                 await serve(site, cfg.web_listen, stop)
         except WebError as e:
             print(f"peergrid: dashboard not served: {e}", file=sys.stderr, flush=True)
+
+    async def _ocpp(self, stop: asyncio.Event) -> None:
+        """The OCPP central system on ``[ocpp] listen`` (coordinator/chargers), on its own ledger
+        connection."""
+        from coordinator.chargers.service import OcppService
+
+        assert self.cfg.ocpp is not None
+        with Ledger.open(self.cfg.ledger) as ledger:
+            svc = OcppService(ledger, self.cfg.ocpp, self.cfg.grid, self.cfg.interval_s, self.key.public,
+                              now=self.runtime.now)
+            await svc.run(stop)
 
     async def _hass(self, stop: asyncio.Event) -> None:
         from coordinator.hass import HassPublisher

@@ -69,6 +69,12 @@ class Health:
             body["quarantine_held"] = quarantine.held_boards(self.ledger)
         except sqlite3.Error as e:
             body["quarantine_held"] = {"error": str(e)}
+        try:  # OCPP chargers: per state, the silent or refusing ones, meter disagreements
+            from coordinator.ledger.queries import chargers
+
+            body["chargers"] = chargers.health(self.ledger)
+        except sqlite3.Error as e:
+            body["chargers"] = {"error": str(e)}
         if self.refusals is not None:  # frames refused by the ingest since start (not a failure)
             body["refused_frames"] = self.refusals.health()
         return ok, body

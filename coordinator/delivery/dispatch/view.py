@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from coordinator.delivery import chargers
 from coordinator.delivery.devices import Devices
 from coordinator.ledger import Ledger
 from coordinator.ledger.queries import dispatch as q
@@ -43,12 +44,13 @@ class StepView:
 def read(ledger: Ledger, site: Site, start: int) -> StepView:
     """The ledger as the step for interval ``start`` sees it. A member whose stored preferences
     cannot be read has no devices in it (logged and counted as ``bad_device_prefs``)."""
-    members = ledger.members()
     board_of = {b.member_id: b.board_id for b in ledger.boards("active") if b.member_id}
+    # the EVs of chargers that do not follow profiles are left out; chargers' states of charge
+    members, latest = chargers.adjust(ledger, ledger.members(), board_of, ledger.latest_readings())
     return StepView(
         members,
         board_of,
-        ledger.latest_readings(),
+        latest,
         expected(ledger, site.length, start),
         _devices(ledger, members, board_of, site.tariff.feed_in),
     )
