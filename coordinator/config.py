@@ -85,6 +85,8 @@ class Config:
     health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (service/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
     timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
+    flex_baseline: int = 4  # [flexibility] baseline_intervals: a request's baseline, intervals before it
+    openadr: Any = None  # [openadr]: coordinator.openadr.config.OpenAdrConfig (poll a VTN as a VEN)
     ocpp: OcppSettings | None = None  # [ocpp] listen = "host:port": the chargers' central system
     broker_dir: Path | None = None  # [broker] dir: the broker directory of `peergrid broker init`
 
@@ -183,6 +185,7 @@ def load(path: str | Path) -> Config:
             tls=_tls(b, p.parent),
         ),
         **_ops(data),
+        **_p2s(data, p.parent),
         broker_dir=_broker_dir(b, p.parent),
         auto_enrol=bool(c.get("auto_enrol", False)),
         batch=batch,
@@ -362,3 +365,19 @@ def _ops(data: dict[str, Any]) -> dict[str, Any]:
         "health_listen": _listen(h.get("listen"), "health.listen"),
         "health_max_age_s": age,
     }
+
+
+def _p2s(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``[flexibility]`` and ``[openadr]`` (coordinator/openadr/config.py checks the latter)."""
+    fl = data.get("flexibility") or {}
+    if not isinstance(fl, dict):
+        raise ConfigError(f"[flexibility] must be a table, got {fl!r}")
+    n = _get(fl, "baseline_intervals", "flexibility", int, 4)
+    if not 1 <= n <= 96:
+        raise ConfigError(f"flexibility.baseline_intervals must be 1..96, got {n}")
+    oa = None
+    if "openadr" in data:
+        from coordinator.openadr.config import parse
+
+        oa = parse(data["openadr"], base)
+    return {"flex_baseline": n, "openadr": oa}

@@ -10,6 +10,7 @@ import sys
 from coordinator import __version__
 from coordinator.cli import board as cli_board
 from coordinator.cli import chargers as cli_chargers
+from coordinator.cli import p2s as cli_p2s
 from coordinator.cli import web as cli_web
 from coordinator.errors import CoordinatorError
 from coordinator.service.mqtt import BrokerAddress
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         x.set_defaults(func=_quarantine)
     cli_web.register(sub)
     cli_board.register(sub)
+    cli_p2s.register(sub, msub)
     cli_chargers.register(sub)
     return p
 

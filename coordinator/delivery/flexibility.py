@@ -121,18 +121,23 @@ def _energy(ledger: Ledger, board: str, a: int, b: int) -> int | None:
 
 
 def verify(
-    ledger: Ledger, request: FlexRequest, orders: Sequence[FlexOrder], length: int
+    ledger: Ledger,
+    request: FlexRequest,
+    orders: Sequence[FlexOrder],
+    length: int,
+    baseline_intervals: int = BASELINE_INTERVALS,
 ) -> list[FlexSettlement]:
-    """Delivered flexibility per order from the boards' signed readings, against a baseline."""
+    """Delivered flexibility per order from the boards' signed readings, against a baseline (the
+    mean of the ``baseline_intervals`` intervals before the request)."""
     out = []
-    b0 = request.start - BASELINE_INTERVALS * length
+    b0 = request.start - baseline_intervals * length
     for od in orders:
         base_e = _energy(ledger, od.offer.board_id, b0, request.start)
         if base_e is None:
             raise FlexError(
                 f"board {od.offer.board_id} has no readings for the baseline before {request.start}"
             )
-        baseline = base_e // BASELINE_INTERVALS
+        baseline = base_e // baseline_intervals
         per = od.power_w * length * 10 // 36  # ordered mWh per interval
         measured = []
         delivered = 0

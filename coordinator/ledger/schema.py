@@ -405,4 +405,87 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (interval, charger_id)
     ) STRICT;
     """,
+    # 14: members' device and preference changes (who, when, from which interval), grid operators'
+    # flexibility requests with the coordinator-signed record of each payment, and capacity limits
+    # on a congestion point or the connection (coordinator/ledger/member_changes.py, flex_requests.py)
+    """
+    CREATE TABLE member_changes (
+        id INTEGER PRIMARY KEY,
+        member_id TEXT NOT NULL REFERENCES members(id),
+        prefs TEXT NOT NULL,
+        previous TEXT NOT NULL,
+        changed_by TEXT NOT NULL,
+        changed_at INTEGER NOT NULL,
+        effective INTEGER NOT NULL,
+        applied_at INTEGER
+    ) STRICT;
+    CREATE INDEX member_changes_pending ON member_changes(applied_at, effective);
+    CREATE TABLE flex_requests (
+        request_id TEXT PRIMARY KEY,
+        congestion_point TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('reduce', 'increase')),
+        power_w INTEGER NOT NULL CHECK (power_w > 0),
+        start INTEGER NOT NULL,
+        intervals INTEGER NOT NULL CHECK (intervals > 0),
+        price_cap INTEGER NOT NULL CHECK (price_cap >= 0),
+        source TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('posted', 'cleared', 'settled', 'failed')),
+        ordered_w INTEGER NOT NULL,
+        delivered_mwh INTEGER,
+        paid INTEGER,
+        note TEXT NOT NULL,
+        reported INTEGER NOT NULL CHECK (reported IN (0, 1))
+    ) STRICT;
+    CREATE INDEX flex_requests_point ON flex_requests(congestion_point, start);
+    CREATE TABLE flex_records (
+        order_id TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES flex_requests(request_id),
+        party TEXT NOT NULL,
+        interval INTEGER NOT NULL,
+        delivered INTEGER NOT NULL,
+        payment INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        sig BLOB NOT NULL CHECK (length(sig) = 64)
+    ) STRICT;
+    CREATE INDEX flex_records_party ON flex_records(party, interval);
+    CREATE TABLE delivery_limits (
+        limit_id TEXT PRIMARY KEY,
+        resource TEXT NOT NULL,
+        direction TEXT NOT NULL CHECK (direction IN ('import', 'export')),
+        limit_w INTEGER NOT NULL CHECK (limit_w >= 0),
+        start INTEGER NOT NULL,
+        until INTEGER NOT NULL CHECK (until > start),
+        source TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) STRICT;
+    """,
+    # 15: invoices as documents: an invoice's period as instants and whether it posted its charges
+    # (billing.charges), and the issued documents, numbered and immutable (HTML with the lines, the
+    # period in the billing time zone and the SHA-256 of the member's audit bundle)
+    """
+    ALTER TABLE invoices ADD COLUMN period_start INTEGER;
+    ALTER TABLE invoices ADD COLUMN period_end INTEGER;
+    ALTER TABLE invoices ADD COLUMN charges_posted INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE invoice_documents (
+        number TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE CHECK (seq > 0),
+        member_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        period_start INTEGER NOT NULL,
+        period_end INTEGER NOT NULL,
+        timezone TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        bundle_sha256 TEXT NOT NULL,
+        html BLOB NOT NULL,
+        sha256 TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        UNIQUE (member_id, period)
+    ) STRICT;
+    CREATE TRIGGER invoice_documents_immutable_u BEFORE UPDATE ON invoice_documents
+        BEGIN SELECT RAISE(ABORT, 'an issued invoice is immutable'); END;
+    CREATE TRIGGER invoice_documents_immutable_d BEFORE DELETE ON invoice_documents
+        BEGIN SELECT RAISE(ABORT, 'an issued invoice is immutable'); END;
+    """,
 ]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from coordinator.config import Config, load_key
 from coordinator.delivery.dispatch import Dispatch
+from coordinator.delivery.flexstep import FlexStep
 from coordinator.ledger import Ledger
 from coordinator.market import Tariff
 from coordinator.service.interval import IntervalLoop, Rules
@@ -143,6 +144,8 @@ class Service:
                 self.tasks.append(asyncio.create_task(self._ocpp(stop)))
             if intervals and self.intervals is not None:
                 self.tasks.append(asyncio.create_task(self.intervals.run(stop)))
+            if self.cfg.openadr is not None:
+                self.tasks.append(asyncio.create_task(self._openadr(stop)))
         return self.tasks
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -184,7 +187,7 @@ class Service:
         )
         try:
             with Ledger.open(cfg.ledger) as ledger:
-                site = WebSite(ledger, cfg.grid, charges, self.key.public, live=True)
+                site = WebSite(ledger, cfg.grid, charges, self.key.public, live=True, length=cfg.interval_s)
                 await serve(site, cfg.web_listen, stop)
         except WebError as e:
             print(f"peergrid: dashboard not served: {e}", file=sys.stderr, flush=True)
@@ -199,6 +202,16 @@ class Service:
             svc = OcppService(ledger, self.cfg.ocpp, self.cfg.grid, self.cfg.interval_s, self.key.public,
                               now=self.runtime.now)
             await svc.run(stop)
+
+    async def _openadr(self, stop: asyncio.Event) -> None:
+        """The OpenADR 3 VEN polling the grid operator's VTN (coordinator/openadr), on its own ledger
+        connection."""
+        from coordinator.openadr.ven import Ven
+
+        with Ledger.open(self.cfg.ledger) as ledger:
+            ven = Ven(ledger, self.cfg.openadr, self.cfg.grid, self.cfg.interval_s, now=self.runtime.now,
+                      limits=board_limits())
+            await ven.run(stop)
 
     async def _hass(self, stop: asyncio.Event) -> None:
         from coordinator.hass import HassPublisher
@@ -248,5 +261,6 @@ def build(cfg: Config, runtime: Runtime | None = None) -> Service:
             publish = publisher.publish
         check = rt.check if rt.check is not None else grid_check(cfg)
         dispatch = Dispatch(ledger, site, key, publish, check=check)
-        intervals = IntervalLoop(ledger, site, rules_of(cfg), key, rt.now, publish, dispatch)
+        flex = FlexStep(ledger, site, key, dispatch, rt.now, cfg.flex_baseline)
+        intervals = IntervalLoop(ledger, site, rules_of(cfg), key, rt.now, publish, dispatch, flex)
     return Service(cfg, rt, ledger, key, site, ingest, intervals, dispatch, publisher)

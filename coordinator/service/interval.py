@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coordinator.delivery.dispatch import Dispatch
+from coordinator.delivery.flexstep import FlexStep
 from coordinator.errors import CoordinatorError
 from coordinator.ledger import Ledger
 from coordinator.ledger.queries import service as queries
@@ -60,6 +61,7 @@ class IntervalLoop:
     now: Callable[[], float]
     publish: Callable[[str, bytes], Awaitable[None]]
     dispatch: Dispatch | None = None  # sends the boards their orders before each interval
+    flex: FlexStep | None = None  # members' changes in force, flexibility requests cleared and paid
     dispatched: int = -1
     _wholesale_stamp: tuple[int, int] | None = None  # (mtime ns, size) of the prices loaded
     _waiting: int | None = None  # the interval waiting for its wholesale price, once logged
@@ -151,7 +153,11 @@ class IntervalLoop:
             current = now - now % self.length
             if current > self.dispatched:  # the running interval's orders, once
                 self.dispatched = current
+                if self.flex is not None:
+                    self.flex.before_dispatch(current)
                 await self.dispatch.run(current)  # market, homes, flexibility; then the grid check
+        if self.flex is not None:
+            self.flex.after_settle()
         return done
 
     def reload_wholesale(self) -> bool:

@@ -19,7 +19,7 @@ from coordinator.ledger import Ledger
 from coordinator.ledger.queries import web as ledger_web
 from coordinator.transaction import billing, export
 from coordinator.transaction.audit import AuditError, bundle, dispute
-from coordinator.web import openapi, operator, queries
+from coordinator.web import openapi, operator, p2s, queries
 from coordinator.web.auth import Principal, identify
 
 log = logging.getLogger("peergrid.web")
@@ -34,6 +34,7 @@ class Site:
     charges: bundle.Charges
     coordinator_key: bytes | None = None
     live: bool = True  # "now" is the clock; False: the newest reading (a stored ledger)
+    length: int = 900  # the market interval, s (changes take effect from the next one)
     refused: dict[str, int] = field(default_factory=dict)  # refused requests per reason, since start
 
     def refuse(self, request: web.Request, status: int, reason: str, text: str) -> web.Response:
@@ -325,4 +326,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/members/{member}/disputes", member_disputes),
         web.post("/api/members/{member}/disputes", flag_dispute),
         *operator.routes(),
+        *p2s.routes(),
     ]

@@ -52,7 +52,7 @@ def offers(site: Site, view: StepView, request: FlexRequest) -> list[FlexOffer]:
     caps = []
     for board, e in sorted(view.devices.items()):
         m, dev = e.member, e.devices
-        if request.congestion_point not in (m.feeder, m.bus):
+        if request.congestion_point not in (m.feeder, m.bus, site.grid):  # the grid id: the connection
             continue
         last = view.latest.get(board)
         soc = None if last is None else last.bat_soc

@@ -28,7 +28,7 @@ from coordinator.ledger import Ledger
 from coordinator.ledger.queries import audit as q
 from coordinator.market import SUPPLIER, Contract, Tariff
 from coordinator.transaction import billing
-from coordinator.transaction.audit import FORMAT, AuditError
+from coordinator.transaction.audit import FORMAT, AuditError, flexrecords
 from coordinator.transaction.export import check_member, member_boards
 from protocol import frame, topics
 
@@ -167,6 +167,8 @@ def bundle(
         "boards": board_list,
         "readings": readings,
         "intervals": intervals,
+        # the coordinator-signed record of each flexibility payment (audit/flexrecords.py)
+        "flex_records": flexrecords.bundle_part(ledger, member, start, end),
         "statement": {
             "lines": [{"account": x.account, "energy": x.energy, "amount": x.amount} for x in st.lines],
             "total": st.total,

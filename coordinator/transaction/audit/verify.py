@@ -16,8 +16,10 @@ Checks, each failure named by what it concerns (board and sequence number, inter
    chosen-producer contracts in force in the period while a member, equals the coordinator's
    statement to the nano-cent.
 
-Accounts that no signed record backs (e.g. flexibility, redispatch compensation, reconciliation)
-are listed as unverifiable, not silently accepted.
+Flexibility payments are backed by the coordinator-signed record of each (``flex_records``:
+signature, the delivery and payment recomputed from the record's baseline and measurements, and the
+bill line equal to their sum). Accounts that no signed record backs (e.g. redispatch compensation,
+reconciliation) are listed as unverifiable, not silently accepted.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from coordinator.ledger import journal
 from coordinator.ledger.rules import key_valid_at
 from coordinator.market import SUPPLIER, Clearing, Trades
 from coordinator.transaction import billing
-from coordinator.transaction.audit import FORMAT, AuditError
+from coordinator.transaction.audit import FORMAT, AuditError, flexrecords
 from coordinator.transaction.settlement import digest
 from protocol import crypto, frame, messages, topics
 from protocol.errors import ProtocolError
@@ -289,6 +291,9 @@ def _bill(b: dict[str, Any], acc: dict[str, list[int]], rep: Report) -> None:
         if int(x["subscription"]) and int(x["start"]) < hi and lo < int(x["end"]) and lo < hi:
             _add(acc, journal.CONTRACT_SUBSCRIPTION, 0, -int(x["subscription"]))
     claimed = {x["account"]: (int(x["energy"]), int(x["amount"])) for x in b["statement"]["lines"]}
+    flex = flexrecords.backed(b, bytes.fromhex(rep.coordinator_key), rep.problems)
+    if flex:
+        claimed.setdefault(journal.FLEXIBILITY, (0, 0))
     for account in sorted(set(acc) | set(claimed)):
         mine = (acc[account][0], acc[account][1]) if account in acc else (0, 0)
         if account.startswith(RECOMPUTED) or account in FIXED:
@@ -298,6 +303,13 @@ def _bill(b: dict[str, Any], acc: dict[str, list[int]], rep: Report) -> None:
                     f"(mWh, nano-cent), the signed records give {mine}"
                 )
             rep.lines[account] = mine
+        elif account == journal.FLEXIBILITY and flex is not None:  # signed records back it
+            if claimed.get(account, (0, 0))[1] != flex:
+                rep.problems.append(
+                    f"bill line {account}: the statement says {claimed.get(account, (0, 0))[1]} nano-cent, "
+                    f"the signed flexibility records give {flex}"
+                )
+            rep.lines[account] = (claimed.get(account, (0, 0))[0], flex)
         else:
             rep.warnings.append(
                 f"bill line {account}: {claimed[account][1]} nano-cent is not backed by a signed record"
