@@ -10,6 +10,7 @@ class EspHardware:
         self.cfg = cfg
         self._mb = None
         self._wdt = None
+        self._ss = None  # the SunSpec devices (drivers/sunspec.py), if the board file names any
 
     def uart(self, fe):
         return make_uart(fe["uart"], fe.get("baud", 9600), fe["tx"], fe["rx"],
@@ -69,6 +70,12 @@ class EspHardware:
         ~20 ms each at 9600 baud, at most the master's timeout each when the inverter is silent,
         waited for without holding the event loop."""
         bat = self.cfg.get("battery")
+        if self._ss:  # SunSpec devices first (discovery, then their models); registers as the fallback
+            from drivers.sunspec import state
+
+            st = await state(self._ss, bat)
+            if st is not None:
+                return st
         if self._mb is None or not bat:
             return None
         from drivers.modbus_rtu import battery_state
@@ -91,8 +98,13 @@ class EspHardware:
         pwm = machine.PWM(machine.Pin(ev["pwm_pin"]), freq=1000, duty_u16=65535) if ev else None
         bat = cfg.get("battery")
         pv = cfg.get("pv")
-        return Actuators(relays, modbus, bat.get("modbus") if bat else None,
-                         pv.get("modbus") if pv else None, pwm)
+        act = Actuators(relays, modbus, bat.get("modbus") if bat else None,
+                        pv.get("modbus") if pv else None, pwm)
+        if modbus is not None and ((bat or {}).get("sunspec") or (pv or {}).get("sunspec")):
+            from drivers.sunspec import attach
+
+            self._ss = attach(act, modbus, cfg)
+        return act
 
 
 # --- buses (never called in tests: the unix port's ``machine`` has no UART, SPI or WDT) ---

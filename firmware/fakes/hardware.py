@@ -64,6 +64,7 @@ class FakeHardware:
         self.chip = cfg["frontend"]["chip"]
         self.dev = None
         self.slave = None  # the fake Modbus slave, made when the board has Modbus setpoints
+        self.ss = None  # the SunSpec devices on it (drivers/sunspec.py), if the board file names any
         self.pins = [FakePin() for _ in cfg.get("relays") or ()]
         self.pwm = FakePin()
         self.dog = FakePin()
@@ -123,6 +124,12 @@ class FakeHardware:
         """What the battery inverter reports, read from the fake slave through the real Modbus
         master, as EspHardware does (None without a battery)."""
         bat = self.cfg.get("battery")
+        if self.ss:
+            from drivers.sunspec import state
+
+            st = await state(self.ss, bat)
+            if st is not None:
+                return st
         if self.slave is None or not bat:
             return None
         from drivers.modbus_rtu import ModbusMaster, battery_state
@@ -141,13 +148,18 @@ class FakeHardware:
 
             self.slave = FakeModbusSlave(addr=1)
             master = ModbusMaster(self.slave)
-        return Actuators(
+        act = Actuators(
             relays=self.pins,
             modbus=master,
             battery=bat.get("modbus") if bat else None,
             pv=pv.get("modbus") if pv else None,
             ev_pwm=self.pwm if ev else None,
         )
+        if master is not None and ((bat or {}).get("sunspec") or (pv or {}).get("sunspec")):
+            from drivers.sunspec import attach
+
+            self.ss = attach(act, master, cfg)
+        return act
 
     def physics(self, now):
         """Advance the fake meter to ``now`` (exact: remainders carried in mW*s)."""

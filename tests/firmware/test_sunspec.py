@@ -1,0 +1,198 @@
+"""SunSpec inverters and batteries on the real MicroPython unix port: the board finds the models
+from the SunSpec header of a real model map served by the fake Modbus slave (the RTU byte
+protocol), curtails PV export through model 123 and sets the battery through model 124 on a signed
+order, reads state of charge and power back into its readings; a map without a needed model falls
+back to the hand-listed register or counts a fault; a device without a map, with an out-of-range
+state of charge or scale factor is reported and the board keeps running."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from coordinator.provision import boardfile
+from protocol import crypto, frame, messages, topics
+from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
+
+COORD = crypto.SigningKey(bytes(range(32)))
+T = 1_750_000_200
+
+BOARD_TOML = """
+type = "esp32-sunspec"
+[frontend]
+chip = "pzem004t"
+uart = 2
+tx = 17
+rx = 16
+[modbus]
+uart = 1
+tx = 32
+rx = 33
+baud = 9600
+[pv]
+max_export_w = 5000
+sunspec = 1
+[battery]
+max_charge_w = 3300
+max_discharge_w = 3300
+sunspec = 1
+[limits]
+import_w = 11000
+export_w = 5000
+"""
+
+
+def board(tmp_path: Path, toml: str = BOARD_TOML) -> None:
+    (tmp_path / "b.toml").write_text(toml)
+    cfg = boardfile.compact(boardfile_dict(toml))
+    (tmp_path / "board.json").write_text(json.dumps(cfg))
+    settings = {
+        "board": "m01",
+        "grid": "g1",
+        "coordinator_key": COORD.public.hex(),
+        "broker": {"host": "127.0.0.1", "port": 1},
+    }
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    o = messages.Order(
+        board="m01",
+        oseq=1,
+        interval=T,
+        valid_from=T - 60,
+        valid_until=T + 900,
+        bat_w=-1650,
+        pv_limit_w=2000,
+        relay_mask=0,
+        relay_state=0,
+    )
+    (tmp_path / "order.bin").write_bytes(frame.seal(o, topics.board_topic("g1", "m01", "order"), COORD))
+
+
+PRELUDE = r"""
+import asyncio
+import app
+from fakes.clock import SimClock
+from fakes.hardware import FakeHardware
+from fakes import sunspec as fake
+from protocol import crypto, frame
+cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
+hw = FakeHardware(cfg, lambda now: -3000)
+b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
+ver = crypto.Verifier(b.key.public)
+s = hw.slave
+def reading(now):
+    b.bat = asyncio.run(hw.battery_state())
+    r = frame.open_frame(b.t_reading, b.reading(now), lambda m: ver)
+    return [r.bat_soc, r.bat_p]
+def order():
+    with open("order.bin", "rb") as f:
+        t, fr = b.orders.handle(b.t_order, f.read(), 1750000200)
+    a = frame.open_frame(t, fr, lambda m: ver)
+    return [a.status, a.bat_w, a.pv_limit_w]
+"""
+
+CURTAIL = (
+    PRELUDE
+    + r"""
+fake.load(s)
+s.regs[fake.at(s, 103, 12)] = 1650  # the inverter's AC power out: the battery discharging
+out = [reading(1750000010)]
+out.append(order())  # PV export limit 2000 W of WMax 5000 W; battery discharge 1650 W of 3300 W
+out.append([s.regs[fake.at(s, 123, 3)], s.regs[fake.at(s, 123, 7)],  # WMaxLimPct (0.01 %), WMaxLim_Ena
+            s.regs[fake.at(s, 124, 3)], s.regs[fake.at(s, 124, 10)]])  # StorCtl_Mod, OutWRte (0.1 %)
+s.regs[fake.at(s, 124, 6)] = 1500  # 150 %: out of range, not reported
+out.append(reading(1750000020))
+out.append(b.hw.ss["pv"].faults)
+print("RESULT", out)
+"""
+)
+
+
+def test_sunspec_models_found_export_curtailed_and_battery_set_on_order(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(CURTAIL, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [500, -1650]  # ChaState 50.0 % -> 500 per-mille; W out 1650 -> discharging
+    assert got[1] == [messages.ST_APPLIED, -1650, 2000]
+    assert got[2] == [4000, 1, 2, 500]
+    assert got[3] == [None, -1650] and got[4] == 1  # the out-of-range state of charge counted
+
+
+BEFORE = (
+    PRELUDE
+    + r"""
+fake.load(s)
+out = [order()]  # before the first reading: not discovered yet, a fault, applied once discovered
+out.append(reading(1750000010))
+out.append([s.regs[fake.at(s, 123, 3)], s.regs[fake.at(s, 123, 7)]])
+print("RESULT", out)
+"""
+)
+
+
+def test_an_order_before_discovery_is_applied_when_the_device_is_found(tmp_path: Path) -> None:
+    board(
+        tmp_path,
+        BOARD_TOML.replace("[battery]\nmax_charge_w = 3300\nmax_discharge_w = 3300\nsunspec = 1\n", ""),
+    )
+    out = run_micropython(BEFORE, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0][2] is None and got[2] == [4000, 1]  # the ack tells it was not applied then
+
+
+FALLBACK = (
+    PRELUDE
+    + r"""
+fake.load(s, models=(1, 103, 124))  # no immediate controls (123), no basic settings (121)
+s.regs[40300] = 0
+out = [reading(1750000010), order(), s.regs[40300]]
+fake.load(s, models=(1, 103))  # a fresh device without storage: the battery's setpoint has nowhere to go
+b.hw.ss["pv"].ok = False
+b.act.faults = 0
+b.regs.last_oseq = 0
+out.append(reading(1750000020))
+out.append(order())
+out.append(b.act.faults)
+s.regs.clear()  # no SunSpec map at all: reported, the board goes on
+b.hw.ss["pv"].ok = False
+out.append(reading(1750000030))
+print("RESULT", out)
+"""
+)
+
+FALLBACK_TOML = BOARD_TOML.replace(
+    "sunspec = 1\n[battery]", "sunspec = 1\nmodbus = { addr = 1, reg = 40300 }\n[battery]"
+)
+
+
+def test_a_map_without_the_model_falls_back_to_the_register_or_counts_a_fault(tmp_path: Path) -> None:
+    board(tmp_path, FALLBACK_TOML)
+    out = run_micropython(FALLBACK, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [500, 0]
+    assert got[1] == [messages.ST_APPLIED, -1650, 2000] and got[2] == 2000  # the hand-listed register
+    assert got[3] == [None, None]  # no storage model: no state of charge
+    assert (
+        got[4][0] == messages.ST_APPLIED and got[4][1] == -1650 and got[5] == 1
+    )  # battery not applied: a fault
+    assert got[6] == [None, None]
+    assert "no SunSpec header" in out
+
+
+def test_board_file_sunspec_keys_are_checked() -> None:
+    cfg = boardfile.compact(boardfile_dict(BOARD_TOML))
+    assert cfg["pv"] == {"max_export_w": 5000, "sunspec": 1}
+    assert cfg["battery"]["sunspec"] == 1 and "modbus" not in cfg["battery"]
+    import pytest
+
+    with pytest.raises(boardfile.BoardFileError, match="pv.sunspec"):
+        boardfile.compact(
+            boardfile_dict(BOARD_TOML.replace("sunspec = 1\n[battery]", "sunspec = 300\n[battery]"))
+        )
+    with pytest.raises(boardfile.BoardFileError, match="pv.modbus"):
+        boardfile.compact(boardfile_dict(BOARD_TOML.replace("sunspec = 1\n[battery]", "[battery]")))
+
+
+def boardfile_dict(toml: str) -> dict[str, object]:
+    import tomllib
+
+    return tomllib.loads(toml)
