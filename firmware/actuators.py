@@ -35,8 +35,16 @@ class Actuators:
         self.ev_ma = 0 if ev_pwm else None
         self.relay_state = 0
         self.faults = 0
+        self.ss = {}  # "battery"/"pv" -> drivers.sunspec.SunSpec, set by the hardware layer
 
     def _write(self, dev, watts):
+        ss = self.ss.get("battery" if dev is self.battery else "pv")
+        if ss is not None:  # the SunSpec model first; the hand-listed register as the fallback
+            v = ss.write(dev is self.battery, watts)
+            if v is not None:
+                return v
+        if "reg" not in dev:
+            raise DriverError("no register for this setpoint")
         scale = dev.get("scale_w", 1)
         # rounded towards zero: a negative setpoint floored would go past the discharge limit
         v = watts // scale if watts >= 0 else -(-watts // scale)

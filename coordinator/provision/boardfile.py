@@ -152,17 +152,26 @@ def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
             continue
         d: dict[str, Any] = {k: c.int_(tb, k, name, 0, MAX_W) for k in limit}
         m = tb.get("modbus")
-        if not isinstance(m, dict):
-            raise c.fail(f"{name}.modbus", "must give addr and reg of the setpoint register")
+        # a SunSpec device (its slave address): the board finds its models; ``modbus`` (hand-listed
+        # registers) is then the fallback for a model the device lacks
+        if "sunspec" in tb:
+            d["sunspec"] = c.int_(tb, "sunspec", name, 1, 247)
+            if name == "pv" and "rated_w" in tb:  # WMax when the device has no model 121
+                d["rated_w"] = c.int_(tb, "rated_w", name, 1, MAX_W)
+        elif not isinstance(m, dict):
+            raise c.fail(f"{name}.modbus", "must give addr and reg of the setpoint register (or sunspec)")
         if "modbus" not in out:
             raise c.fail("modbus", f"is required for {name} setpoints")
-        d["modbus"] = {
-            "addr": c.int_(m, "addr", f"{name}.modbus", 1, 247),
-            "reg": c.int_(m, "reg", f"{name}.modbus", 0, 0xFFFF),
-            "scale_w": c.int_(m, "scale_w", f"{name}.modbus", 1, 1000, default=1),
-        }
+        if isinstance(m, dict):
+            d["modbus"] = {
+                "addr": c.int_(m, "addr", f"{name}.modbus", 1, 247),
+                "reg": c.int_(m, "reg", f"{name}.modbus", 0, 0xFFFF),
+                "scale_w": c.int_(m, "scale_w", f"{name}.modbus", 1, 1000, default=1),
+            }
+        elif m is not None:
+            raise c.fail(f"{name}.modbus", "must be a table with addr and reg")
         if name == "battery":
-            d.update(_battery_reads(c, tb, d["modbus"]["addr"]))
+            d.update(_battery_reads(c, tb, d["modbus"]["addr"] if "modbus" in d else d["sunspec"]))
         out[name] = d
     ev = c.table("ev")
     if ev is not None:
