@@ -14,13 +14,12 @@ import pytest
 from coordinator.delivery.flexrecord import RecordError, open_record
 from coordinator.ledger import Ledger, flex_requests, member_changes
 from coordinator.ledger.journal import FLEXIBILITY
-from coordinator.market import DSO
+from coordinator.market import DSO, Tariff
 from coordinator.p2s import devices, requests
 from coordinator.p2s.errors import BadDevice, BadRequest, Conflict, UnknownMember
 from coordinator.transaction import billing
 from coordinator.transaction.audit import bundle as audit_bundle
 from coordinator.transaction.audit.verify import verify_bundle
-from coordinator.market import Tariff
 from protocol import crypto, frame, messages
 from sim.board import VirtualBoard
 from tests.coordinator.readings import store
@@ -50,11 +49,33 @@ def test_bad_device_changes_are_refused_and_nothing_stored(tmp_path: Path) -> No
         ("alice", {"storage": {**BATTERY, "capacity_mwh": -1}}, BadDevice, "storage.capacity_mwh must be"),
         ("alice", {"storage": {**BATTERY, "max_charge_w": 90_000}}, BadDevice, "above what its board"),
         ("alice", {"deferrable": {"w": 50_000}}, BadDevice, "deferrable.w 50000 W is above"),
-        ("alice", {"storage": {"kind": "ev", "capacity_mwh": 40_000_000, "max_charge_w": 11_000,
-                               "departure": "15:21"}}, BadDevice, "leave before it could charge"),
-        ("alice", {"integrator": {}, "ev": {"max_charge_w": 3_000, "need_mwh": 60_000_000,
-                                            "arrive": "18:00", "departure": "07:00"}}, BadDevice,
-         "cannot be charged between 18:00 and 07:00"),
+        (
+            "alice",
+            {
+                "storage": {
+                    "kind": "ev",
+                    "capacity_mwh": 40_000_000,
+                    "max_charge_w": 11_000,
+                    "departure": "15:21",
+                }
+            },
+            BadDevice,
+            "leave before it could charge",
+        ),
+        (
+            "alice",
+            {
+                "integrator": {},
+                "ev": {
+                    "max_charge_w": 3_000,
+                    "need_mwh": 60_000_000,
+                    "arrive": "18:00",
+                    "departure": "07:00",
+                },
+            },
+            BadDevice,
+            "cannot be charged between 18:00 and 07:00",
+        ),
         ("alice", {"storage": "big"}, BadDevice, "storage must be a table"),
         ("alice", {"wind": 3}, BadDevice, "unknown key 'wind'"),
     ]
@@ -68,8 +89,14 @@ def test_bad_device_changes_are_refused_and_nothing_stored(tmp_path: Path) -> No
 def test_bad_requests_are_refused_with_the_field(tmp_path: Path) -> None:
     led, _ = _community(tmp_path)
     now = T0 + 10
-    ok = {"congestion_point": "f1", "direction": "reduce", "power_w": 2_000, "start": T0 + 4 * LEN,
-          "intervals": 2, "price_cap": 30_000}
+    ok = {
+        "congestion_point": "f1",
+        "direction": "reduce",
+        "power_w": 2_000,
+        "start": T0 + 4 * LEN,
+        "intervals": 2,
+        "price_cap": 30_000,
+    }
     cases = [
         ({**ok, "congestion_point": "f9"}, "congestion_point 'f9' is no feeder"),
         ({**ok, "direction": "down"}, "direction must be"),
@@ -88,9 +115,13 @@ def test_bad_requests_are_refused_with_the_field(tmp_path: Path) -> None:
             requests.post(led, data, grid="g1", now=now, length=LEN, source="t")
     requests.post(led, {**ok, "id": "r1"}, grid="g1", now=now, length=LEN, source="t")
     with pytest.raises(Conflict, match="overlaps request 'r1'"):
-        requests.post(led, {**ok, "id": "r2", "start": T0 + 5 * LEN}, grid="g1", now=now, length=LEN, source="t")
+        requests.post(
+            led, {**ok, "id": "r2", "start": T0 + 5 * LEN}, grid="g1", now=now, length=LEN, source="t"
+        )
     with pytest.raises(Conflict, match="exists already"):
-        requests.post(led, {**ok, "id": "r1", "start": T0 + 8 * LEN}, grid="g1", now=now, length=LEN, source="t")
+        requests.post(
+            led, {**ok, "id": "r1", "start": T0 + 8 * LEN}, grid="g1", now=now, length=LEN, source="t"
+        )
     assert [r.request_id for r in flex_requests.requests(led)] == ["r1"]
 
 
@@ -107,14 +138,28 @@ def test_a_request_is_cleared_delivered_verified_and_paid(tmp_path: Path) -> Non
     loop = svc.intervals
     assert loop is not None
     # alice's battery, set through the p2s path while interval T0 runs: in force from T0 + LEN
-    c = devices.change(led, "alice", {"storage": BATTERY, "flex": {"battery": 12_000}}, by="cli:op",
-                       now=T0 + 60, length=LEN)
+    c = devices.change(
+        led, "alice", {"storage": BATTERY, "flex": {"battery": 12_000}}, by="cli:op", now=T0 + 60, length=LEN
+    )
     assert c.effective == T0 + LEN and c.applied_at is None
     assert {m.id: m.prefs.storage for m in led.members()}["alice"] is None  # not yet in force
     start = T0 + 5 * LEN  # the window: 2 intervals after a 4-interval baseline
-    r = requests.post(led, {"id": "dso-1", "congestion_point": "f1", "direction": "reduce", "power_w": 2_000,
-                            "start": start, "intervals": 2, "price_cap": 30_000},
-                      grid="g1", now=T0 + 60, length=LEN, source="api:operator")
+    r = requests.post(
+        led,
+        {
+            "id": "dso-1",
+            "congestion_point": "f1",
+            "direction": "reduce",
+            "power_w": 2_000,
+            "start": start,
+            "intervals": 2,
+            "price_cap": 30_000,
+        },
+        grid="g1",
+        now=T0 + 60,
+        length=LEN,
+        source="api:operator",
+    )
     alice = boards["alice"]
     store(led, boards.values(), range(T0, T0 + LEN + 1, 60))
 
