@@ -5,20 +5,21 @@
 # comes from the board file (compact JSON) and settings (ids, broker, NTP, Wi-Fi, coordinator
 # key); hardware comes from `hw` (real buses on an ESP32, fakes in tests and the simulator) and
 # time from `clock`. In safe mode (boots.py: repeated failed boots) only the metering and a link
-# that reports status run.
+# that reports status (and takes an update) run. Updates over the air: ota.py, the updating task.
 import asyncio
 import gc
 import json
 
 import keys
 import net
+import ota
 from meter import Meter, build
 from mqtt import MQTTClient, MqttError
 from orders import Limits, OrderHandler
 from registers import Registers
+from spool import Spool
 
 from protocol import crypto, frame, messages, topics
-from spool import Spool
 
 try:
     from micropython import const
@@ -82,6 +83,18 @@ class Board:
         self.t_reading = topics.board_topic(self.grid, self.id, "reading")
         self.t_status = topics.board_topic(self.grid, self.id, "status")
         self.t_order = topics.board_topic(self.grid, self.id, "order")
+        # over-the-air updates (ota.py): manifests signed by the release key, chunks on t_fw
+        self.t_update = topics.board_topic(self.grid, self.id, "update")
+        self.t_fw = "peergrid/%s/fw/" % self.grid
+        rk = settings.get("release_key")
+        self.up = ota.Updater(self.id, self.grid, cfg.get("type", "esp32"), FW_VERSION,
+                              bytes.fromhex(rk) if rk else None, hw.rom() if rk else None)
+        self.manifest = None  # the latest manifest frame received, not yet looked at
+        self.chunk = None  # (topic, payload) of a chunk received
+        self.switched = None  # the version switched to, until the reboot
+        self.reboot = False  # stopped to run new code
+        self.trial = ota.trial()  # new code, until it confirms itself
+        self.rolled = (ota.read_slots() or {}).get("rolled")  # rolled back at this boot
         self.inbox = []  # order frames waiting to be verified
         self.outbox = []  # (topic, frame) acks to send
         self.sent = 0
@@ -137,7 +150,8 @@ class Board:
                             dropped=self.spool.dropped, rejected=self.orders.rejected,
                             reset=self.reset_cause, fw=FW_VERSION,
                             boots=self.boots.failed if self.boots else 0,
-                            block=self.hw.largest_free(), pending=None)
+                            block=self.hw.largest_free(),
+                            pending=self.switched or self.up.pending())
         return frame.seal(s, self.t_status, self.key)
 
     def set_clock(self, t):
@@ -149,6 +163,12 @@ class Board:
         self.started += d
 
     def _on_message(self, topic, payload):
+        if topic == self.t_update:
+            self.manifest = payload  # the newest one counts
+            return
+        if topic.startswith(self.t_fw):
+            self.chunk = (topic, payload)
+            return
         if len(self.inbox) >= 4:  # bounded: a flood of orders cannot exhaust the heap. The
             self.inbox.pop(0)  # oldest goes: after an outage the broker delivers the queued
             self.orders.rejected += 1  # orders oldest first, and the newest is the one in force
@@ -173,6 +193,9 @@ class Board:
                         self.outbox.append(ack)
                 if self.boots is not None and (self.sent or now - self.started >= 600):
                     self.boots.healthy()  # a reading acknowledged, or ten minutes up
+                if self.trial and now - self.started >= 900:  # new code that never confirmed:
+                    print("peergrid: update not confirmed in 15 min: restarting")
+                    self.reboot = self.stop = True  # the next boot rolls it back (main.py)
             except Exception as e:  # a flash error or a bug: the metering goes on
                 print("peergrid: metering error:", repr(e))
                 self.errors += 1
@@ -279,6 +302,7 @@ class Board:
             try:
                 if not self.safe:  # safe mode takes no orders
                     await self.client.subscribe(self.t_order)
+                await self.client.subscribe(self.t_update)  # safe mode too: it waits for one
             except MqttError:  # refused or unanswered: a session without orders is a failed one
                 self.errors += 1  # (counted; the link logs it and reconnects with backoff)
                 raise
@@ -288,6 +312,11 @@ class Board:
             await self.client.publish(t_enrol, frame.seal(enrol, t_enrol, self.key))
             await self.client.publish(self.t_status, self.status(messages.S_ONLINE, now), retain=True)
             last_status = last_ping = now
+            if self.rolled:
+                v = self.rolled
+                self.outbox.append(self._fwstate(messages.U_ROLLED_BACK, "%s never confirmed" % v, v))
+                ota.rolled_back()
+                self.rolled = None
             while not self.stop and self.client.connected:
                 self.due[1] = self.clock.now() + _SLACK
                 fr = None if self.safe else self.spool.peek()
@@ -296,6 +325,9 @@ class Board:
                     self.spool.pop()
                     self.sent += 1
                     continue
+                if self.trial and self.sent:  # reconnected, a reading acknowledged: it stays
+                    self.trial = False
+                    self.outbox.append(self._fwstate(messages.U_CONFIRMED, "", ota.confirm()))
                 while self.inbox:
                     topic, payload = self.inbox.pop(0)
                     ack = self.orders.handle(topic, payload, self.clock.now())
@@ -322,8 +354,85 @@ class Board:
         finally:
             reader.cancel()
 
+    # -- updates over the air (ota.py) -----------------------------------------------------
+
+    def _fwstate(self, state, why, ver=None):
+        t, msg = self.up.report(state, why, self.clock.now(), ver)
+        return t, frame.seal(msg, t, self.key), True  # retained: the last state of each board
+
+    async def _fetch(self, t):
+        """Chunk ``t``: subscribe (the broker sends the retained chunk), wait for it up to 10 s,
+        unsubscribe. None without it."""
+        c = self.client
+        self.chunk = None
+        try:
+            await c.subscribe(t)
+            for _ in range(500):
+                if self.chunk is not None or not c.connected:
+                    break
+                await asyncio.sleep_ms(20)
+            await c.unsubscribe(t)
+        except (MqttError, OSError):
+            pass
+        got, self.chunk = self.chunk, None
+        return got[1] if got is not None and got[0] == t else None
+
+    async def updating(self):
+        """Check each manifest received, fetch the image chunk by chunk while the link is up
+        (a drop pauses it; a power cut resumes it at the block it was writing), check it whole,
+        switch and restart into it."""
+        up = self.up
+        misses = 0
+        buf = None
+        while not self.stop:
+            fr, self.manifest = self.manifest, None
+            if fr is not None:
+                why = up.offer(self.t_update, fr)
+                if why is not None:
+                    state = messages.U_REFUSED if why else messages.U_DOWNLOADING
+                    print("peergrid: update:", why or "downloading %s" % up.pending())
+                    self.outbox.append(self._fwstate(state, why))
+                    misses = 0
+            nxt = up.next_chunk() if self.client.connected else None
+            if nxt is not None:
+                data = await self._fetch(nxt[1])
+                if data is not None:
+                    why = up.write(nxt[0], data)
+                    misses = 0
+                elif self.client.connected:
+                    misses += 1
+                    why = "" if misses < 3 else up.drop("image truncated: no chunk %d" % nxt[0])
+                else:
+                    why = ""
+                if why:
+                    self.outbox.append(self._fwstate(messages.U_REFUSED, why))
+                if up.man is None or up.pos < up.man.size:
+                    continue
+                if buf is None:
+                    buf = bytearray(1024)
+                up.off = 0
+                why = None
+                while why is None:  # the whole slot read back and hashed, a piece at a time
+                    why = up.check_step(buf)
+                    await asyncio.sleep_ms(0)
+                if why:
+                    self.outbox.append(self._fwstate(messages.U_REFUSED, why))
+                    continue
+                ver = up.man.version
+                self.outbox.append(self._fwstate(messages.U_PENDING, "", ver))
+                up.switch()
+                self.switched = ver
+                print("peergrid: update %s checked: restarting into it" % ver)
+                for _ in range(100):  # the report out first (20 s at most)
+                    if not self.outbox:
+                        break
+                    await asyncio.sleep_ms(200)
+                self.reboot = self.stop = True
+                return
+            await asyncio.sleep_ms(200)
+
     async def run(self, until=None):
-        run = [self.metering(), self.link(), self.ntp()]
+        run = [self.metering(), self.link(), self.ntp(), self.updating()]
         if not self.safe:
             run.append(self.readings())
         else:  # only metering and status: the actuators at their safe defaults
@@ -334,7 +443,7 @@ class Board:
             run.append(self.wifi_task())
         tasks = [asyncio.create_task(t) for t in run]
         try:
-            while until is None or self.clock.now() < until:
+            while not self.stop and (until is None or self.clock.now() < until):
                 await self.clock.sleep(1)
         finally:
             self.stop = True

@@ -53,6 +53,13 @@ class EspHardware:
     def reset_cause(self):
         return machine.reset_cause()
 
+    def rom(self):
+        """The ROMFS partition as two update slots (ota.py), None without one."""
+        import esp32
+
+        got = esp32.Partition.find(esp32.Partition.TYPE_DATA, label="romfs")
+        return EspRom(got[0]) if got else None
+
     def largest_free(self):
         """The largest free block of the ESP-IDF data heaps: what the MicroPython heap can still
         grow by, and what a TLS session or a new task can get."""
@@ -105,6 +112,24 @@ class EspHardware:
 
             self._ss = attach(act, modbus, cfg)
         return act
+
+
+class EspRom:
+    """The ROMFS partition through the partition API: 4 KiB blocks, erased and written in place
+    (main.py mounts one half of it, memory-mapped, at /rom)."""
+
+    def __init__(self, part):
+        self.part = part
+        self.size = part.ioctl(4, 0) * 4096  # block count x block size
+
+    def erase(self, off):
+        self.part.ioctl(6, off // 4096)
+
+    def write(self, off, buf):
+        self.part.writeblocks(off // 4096, buf, off % 4096)
+
+    def readinto(self, off, buf):
+        self.part.readblocks(off // 4096, buf, off % 4096)
 
 
 # --- buses (never called in tests: the unix port's ``machine`` has no UART, SPI or WDT) ---

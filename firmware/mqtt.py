@@ -34,6 +34,8 @@ _PUBLISH = const(0x30)
 _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
+_UNSUBSCRIBE = const(0xA2)
+_UNSUBACK = const(0xB0)
 _PINGREQ = const(0xC0)
 _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
@@ -220,6 +222,22 @@ class MQTTClient:
         if not waiter[1]:
             raise MqttError("connection lost before SUBACK for %s" % topic)
 
+    async def unsubscribe(self, topic, timeout_ms=10000):
+        pid = self._next_pid()
+        waiter = [asyncio.Event(), False]  # type: list[Any]
+        self._acks[pid] = waiter
+        body = bytearray(struct.pack("!H", pid))
+        _str(body, topic)
+        try:
+            await self._send(_header(_UNSUBSCRIBE, len(body)) + body)
+            await asyncio.wait_for(waiter[0].wait(), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise MqttError("no UNSUBACK for %s" % topic) from None
+        finally:
+            self._acks.pop(pid, None)
+        if not waiter[1]:
+            raise MqttError("connection lost before UNSUBACK for %s" % topic)
+
     async def ping(self):
         """PINGREQ, then wait keepalive / 2 (at most 10 s) for any packet, the PINGRESP or any
         other: the link is alive. Without one it is dead: MqttError, the session ends. A
@@ -249,12 +267,12 @@ class MQTTClient:
                 t = kind & 0xF0
                 if t == _PUBLISH:
                     await self._on_publish(kind, body)
-                elif t in (_PUBACK, _SUBACK):
+                elif t in (_PUBACK, _SUBACK, _UNSUBACK):
                     if len(body) >= 2:
                         waiter = self._acks.get(struct.unpack_from("!H", body)[0])
                         if waiter is not None:
                             # a SUBACK's return code 0x80 (or none) is a refusal: None, not True
-                            waiter[1] = True if t == _PUBACK or 2 < len(body) and body[2] < 0x80 else None
+                            waiter[1] = True if t != _SUBACK or 2 < len(body) and body[2] < 0x80 else None
                             waiter[0].set()
                 elif t == _PINGRESP:
                     pass

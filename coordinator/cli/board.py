@@ -53,6 +53,7 @@ def _bundle(args: argparse.Namespace) -> int:
         wifi_password=args.wifi_password or os.environ.get("PEERGRID_WIFI_PASSWORD"),
         arch=args.arch,
         romfs=args.romfs,
+        release_key=_release_pub(args.release_key),
     )
     out = Path(args.out)
     man = bundle.build(inp, out)
@@ -64,6 +65,77 @@ def _bundle(args: argparse.Namespace) -> int:
     )
     if args.broker_dir:
         print(f"broker credentials for {args.id} added: reload Mosquitto (systemctl reload mosquitto)")
+    return 0
+
+
+def _release_pub(text: str | None) -> bytes | None:
+    if not text:
+        print("peergrid: no --release-key: this board will refuse every update", file=sys.stderr)
+        return None
+    from coordinator.provision import update
+
+    return update.release_public(text)
+
+
+def _release_key(args: argparse.Namespace) -> int:
+    from coordinator.provision import update
+
+    pub = update.new_release_key(Path(args.out))
+    print(f"release key {args.out} (keep it offline; boards trust it): public {pub.hex()}")
+    print(f"public half in {args.out}.pub: peergrid board bundle ... --release-key {args.out}.pub")
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from coordinator.provision import update
+    from coordinator.provision.errors import ProvisionError
+    from coordinator.service.mqtt import BrokerAddress
+
+    if args.bundle:
+        img = update.from_bundle(Path(args.bundle))
+    elif args.image and args.version and args.type:
+        img = update.image(Path(args.image), args.version, args.type)
+    else:
+        raise ProvisionError("give --bundle, or --image with --version and --type")
+    grid, addr = args.grid, BrokerAddress.parse(args.broker) if args.broker else None
+    boards = list(args.board or [])
+    if args.config:
+        from coordinator import config
+
+        cfg = config.load(args.config)
+        grid, addr = cfg.grid, addr or cfg.broker
+        if args.all:
+            from coordinator.ledger import Ledger
+
+            with Ledger.open(cfg.ledger) as ledger:
+                boards = [b.board_id for b in ledger.boards("active") if b.board_type == img.board_type]
+    elif args.all:
+        raise ProvisionError("--all needs --config (the boards enrolled in its ledger)")
+    if not grid or addr is None:
+        raise ProvisionError("give --config, or --grid and --broker HOST:PORT")
+    if not boards:
+        raise ProvisionError(
+            f"no boards to update (--board ID, or --all: active boards of type {img.board_type})"
+        )
+    key = update.load_release_key(Path(args.release_key))
+    mans = [
+        update.manifest(
+            img, grid, b, key, min_fw=args.min_version or "", allow_downgrade=args.allow_downgrade
+        )
+        for b in boards
+    ]
+    n = asyncio.run(update.publish(addr, grid, img, mans))
+    print(
+        f"update {img.version} ({img.board_type}, {len(img.data)} bytes, sha256 {img.digest.hex()[:16]}) "
+        f"published for {n} board(s)"
+    )
+    if args.wait:
+        got = asyncio.run(update.follow(addr, grid, set(boards), img.version, args.wait))
+        done = [b for b in boards if b in got and got[b].state == 3]
+        print(f"{len(done)} of {len(boards)} confirmed {img.version}")
+        return 0 if len(done) == len(boards) else 1
     return 0
 
 
@@ -301,7 +373,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="code in romfs.img for a ROMFS partition (runs from flash, no heap)",
     )
+    bb.add_argument(
+        "--release-key", help="the release key's public half (.pub file or hex): updates it signs"
+    )
     bb.set_defaults(func=_bundle)
+
+    brk = bsub.add_parser("release-key", help="create the operator's release key that signs board updates")
+    brk.add_argument("--out", required=True, help="key file (0600; keep it offline), public half in OUT.pub")
+    brk.set_defaults(func=_release_key)
+
+    bu = bsub.add_parser("update", help="signed over-the-air update of boards' code (one, a list, or all)")
+    bu.add_argument("--bundle", help="a bundle built with --romfs: its romfs.img, version and board type")
+    bu.add_argument("--image", help="a ROMFS image (with --version and --type)")
+    bu.add_argument("--version", help="the image's firmware version (major.minor.patch)")
+    bu.add_argument("--type", help="the board type the image is built for")
+    bu.add_argument("--release-key", required=True, help="the release key file (peergrid board release-key)")
+    bu.add_argument("--board", action="append", help="a board id (repeat for a list)")
+    bu.add_argument("--all", action="store_true", help="every active board of the image's type (--config)")
+    bu.add_argument("--config", help="coordinator TOML: grid, broker, ledger (for --all)")
+    bu.add_argument("--grid", help="without --config: the grid id")
+    bu.add_argument("--broker", metavar="HOST:PORT", help="the broker (default: the config's)")
+    bu.add_argument("--min-version", help="boards running older firmware refuse the update")
+    bu.add_argument("--allow-downgrade", action="store_true", help="let an older version replace a newer one")
+    bu.add_argument("--wait", type=float, default=0, help="follow the boards' reports for this many seconds")
+    bu.set_defaults(func=_update)
 
     bf = bsub.add_parser("flash", help="copy a bundle to a board and read its public key")
     bf.add_argument("--bundle", required=True)

@@ -10,8 +10,9 @@ A site's broker directory (e.g. ``/etc/peergrid/broker``) holds::
     passwd passwd.local acl mosquitto.conf  generated from the above by ``render``
 
 Each board's MQTT user name is its board id. The ACL lets a board publish only on its own
-``reading``, ``ack``, ``status`` and ``enrol`` topics and read only its own ``order`` topic; the
-coordinator reads every board's upward topics of its grid and writes orders and results. Each
+``reading``, ``ack``, ``status``, ``enrol`` and ``fwstate`` topics and read only its own ``order``
+and ``update`` topics and the update images (``fw/#``); the coordinator reads every board's upward
+topics of its grid and writes orders, updates and results. Each
 listener has its own password file (``per_listener_settings``): the coordinator's loopback listener
 knows the coordinator alone (``passwd.local``), the TLS listener the boards, Home Assistant users
 and the coordinator (``passwd``; a coordinator on another host connects there), so a board's
@@ -43,7 +44,7 @@ HASS = "hass-"  # prefix of Home Assistant users: each reads its member's boards
 # Home Assistant discovery configs are the largest messages (~700 bytes)
 MAX_PACKET = 4096
 ITERATIONS = 101  # what mosquitto_passwd uses
-BOARD_WRITES = ("reading", "ack", "status", "enrol")
+BOARD_WRITES = ("reading", "ack", "status", "enrol", "fwstate")
 
 
 def hash_password(password: str, *, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
@@ -171,11 +172,16 @@ class Site:
             "# every board (its MQTT user name is its board id): its own topics only",
             *(f"pattern write peergrid/{g}/b/%u/{leaf}" for leaf in BOARD_WRITES),
             f"pattern read peergrid/{g}/b/%u/order",
+            f"pattern read peergrid/{g}/b/%u/update",
+            "# update images in chunks (board update): signed by the release key, read by every board",
+            f"topic read peergrid/{g}/fw/#",
             "",
             f"user {COORDINATOR}",
             *(f"topic read peergrid/{g}/b/+/{leaf}" for leaf in BOARD_WRITES),
             *(f"topic read $share/+/peergrid/{g}/b/+/{leaf}" for leaf in BOARD_WRITES),
             f"topic write peergrid/{g}/b/+/order",
+            f"topic write peergrid/{g}/b/+/update",
+            f"topic write peergrid/{g}/fw/#",
             f"topic readwrite peergrid/{g}/market/#",
             "# Home Assistant discovery and states (coordinator [hass] discovery = true)",
             "topic write homeassistant/sensor/#",

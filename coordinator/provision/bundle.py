@@ -6,7 +6,8 @@ The bundle directory is what goes onto the board's flash (``peergrid board flash
     *.mpy drivers/      the firmware, compiled with mpy-cross for the board's architecture
     protocol/*.mpy      the wire protocol (CPython-only backends ``*_c.py`` left out)
     board.json          the board file in compact form (coordinator/provision/boardfile.py)
-    settings.json       board id, grid, coordinator public key, broker and Wi-Fi settings
+    settings.json       board id, grid, coordinator public key, release key (the public half
+                        of the operator's key that signs updates), broker and Wi-Fi settings
     secrets.json        the broker and Wi-Fi passwords (an ESP32 moves them into NVS on first
                         boot: firmware/credentials.py)
     ca.der              the broker's CA certificate, when the broker uses TLS
@@ -75,6 +76,7 @@ class Inputs:
     wifi_password: str | None = None
     arch: str | None = None  # default: from the board file's ``mcu``
     romfs: bool = False  # code in romfs.img (run from flash) instead of .mpy files
+    release_key: bytes | None = None  # public half of the key that signs updates (update.py)
 
 
 def board_file(name: str) -> Path:
@@ -141,6 +143,8 @@ def _settings(inp: Inputs) -> dict[str, object]:
         "coordinator_key": inp.coordinator_key.hex(),
         "broker": broker,
     }
+    if inp.release_key is not None:
+        s["release_key"] = inp.release_key.hex()
     if inp.wifi_ssid is not None:
         s["wifi"] = {"ssid": inp.wifi_ssid}
     return s
@@ -166,6 +170,8 @@ def _check(inp: Inputs) -> str:
         raise ProvisionError(f"grid {inp.grid!r} is not an identifier ([a-z0-9_-], 1-32)")
     if len(inp.coordinator_key) != 32:
         raise ProvisionError("the coordinator's public key must be 32 bytes")
+    if inp.release_key is not None and (len(inp.release_key) != 32 or inp.release_key == inp.coordinator_key):
+        raise ProvisionError("the release key must be 32 bytes and not the coordinator's order key")
     if not inp.broker.host or not 1 <= inp.broker.port <= 65535:
         raise ProvisionError(f"broker {inp.broker.host!r}:{inp.broker.port} is not host and port 1..65535")
     arch = inp.arch
@@ -260,10 +266,21 @@ def build(inp: Inputs, out: Path) -> dict[str, object]:
         "arch": arch,
         "romfs": inp.romfs,
         "mpy_cross": mpy_cross_version(),
+        "version": firmware_version(),
         "files": dict(sorted(files.items())),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def firmware_version() -> str:
+    """The firmware's version (firmware/app.py FW_VERSION): what an update carries."""
+    import re
+
+    m = re.search(r'^FW_VERSION = "([^"]+)"', (FIRMWARE / "app.py").read_text(), re.M)
+    if m is None:
+        raise ProvisionError(f"no FW_VERSION in {FIRMWARE / 'app.py'}")
+    return m.group(1)
 
 
 def digest(out: Path) -> str:

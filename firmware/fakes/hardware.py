@@ -55,6 +55,32 @@ class FakeWlan:
         self.up = False
 
 
+class FileRom:
+    """The unix port's ROMFS partition: a file of two slots (the launcher maps it at boot, as an
+    ESP32 maps its partition); writes go to the file, erasing sets a 4 KiB block to 0xFF."""
+
+    def __init__(self, path):
+        import os
+
+        self.path = path
+        self.size = os.stat(path)[6]
+        self.erases = 0
+
+    def erase(self, off):
+        self.erases += 1
+        self.write(off, b"\xff" * 4096)
+
+    def write(self, off, buf):
+        with open(self.path, "r+b") as f:
+            f.seek(off)
+            f.write(buf)
+
+    def readinto(self, off, buf):
+        with open(self.path, "rb") as f:
+            f.seek(off)
+            f.readinto(buf)
+
+
 class FakeHardware:
     def __init__(self, cfg, power_w):
         """``power_w(now)``: net power at the meter in W (+ import, - export)."""
@@ -102,6 +128,13 @@ class FakeHardware:
 
     def reset_cause(self):
         return self.cause
+
+    def rom(self):
+        """The ROMFS partition for updates (ota.py): romfs.part in the board's directory, if any."""
+        try:
+            return FileRom("romfs.part")
+        except OSError:
+            return None
 
     def largest_free(self):
         """The largest block the heap can give now, found by trying (tests only: it allocates)."""

@@ -61,7 +61,8 @@ class Hw(FakeHardware):
     def wdt(self):
         order.append("watchdog")
         return self.dog
-cfg = main.provision.load()[0]
+import provision
+cfg = provision.load()[0]
 b = main.run(Hw(cfg, lambda now: 500), SimClock(1750000000, 50), 1750000003)
 print("RESULT", order[:2], b.rejoins)
 """
