@@ -10,7 +10,7 @@ import time
 from bench.table import machine, render
 
 # One module per suite, each with ``run(ci: bool) -> list[bench.table.Row]``; add a suite here.
-SUITES = ["crypto", "firmware", "clearing", "ingest", "orders", "grid", "year", "sim"]
+SUITES = ["crypto", "firmware", "clearing", "ingest", "orders", "grid", "year", "sim", "ocpp"]
 
 
 def main(argv: list[str] | None = None) -> int:
