@@ -126,8 +126,9 @@ def test_delivery_grid(tmp_path: Path) -> None:
         write(tmp_path, "[coordinator]\ngrid = 'g'\nledger = 'l.db'\n[delivery]\ngrid = 'pilot.toml'\n")
     )
     assert c.grid_file == tmp_path / "pilot.toml"
-    from coordinator.service.app import grid_check
+    pytest.importorskip("pandapower", reason="the delivery check needs the sim extra (pandapower)")
     from coordinator.delivery.assets import Assets
+    from coordinator.service.app import grid_check
 
     check = grid_check(c)
     noon = {"house-01": 10_000, "house-02": 4_600, "school": 50_000, "farm": 30_000, "house-04": 8_000}
