@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from coordinator.errors import CoordinatorError
 from coordinator.market import Contract, Sharing
 from coordinator.service.mqtt import BrokerAddress
+from coordinator.site import Asset, TouWindow
 from protocol.messages import id_ok
 
 if TYPE_CHECKING:
@@ -85,6 +86,13 @@ class Config:
     health_listen: str | None = None  # [health] listen = "host:port": GET /healthz (service/health.py)
     health_max_age_s: int = 900  # [health] max_reading_age_s: older newest reading = unhealthy
     timezone: str = "UTC"  # [billing] timezone: bill days/months and contract dates are its local days
+    fixed_to: str = "platform"  # [market] fixed_to: platform | supplier | dso, the fixed charge's payee
+    platform_fee: int = 0  # [market] platform_fee: mc/kWh of each local trade, paid by the seller
+    tou: tuple[TouWindow, ...] = ()  # [[market.tou]]: time-of-use retail and feed-in (coordinator/site.py)
+    zone_fees: tuple[tuple[str, str, int], ...] = ()  # [[market.fees]]: network-fee matrix by zone
+    assets: tuple[Asset, ...] = ()  # [[community.assets]]: community-owned assets and their shares
+    currency: tuple[str, str, int] = ("CHF", "Rp", 100)  # [billing] currency, minor_unit, minor_per_unit
+    invoice_prefix: str = "PG"  # [billing] invoice_prefix: invoice numbers are <prefix>-000001, ...
     flex_baseline: int = 4  # [flexibility] baseline_intervals: a request's baseline, intervals before it
     openadr: Any = None  # [openadr]: coordinator.openadr.config.OpenAdrConfig (poll a VTN as a VEN)
     ocpp: OcppSettings | None = None  # [ocpp] listen = "host:port": the chargers' central system
@@ -186,6 +194,7 @@ def load(path: str | Path) -> Config:
         ),
         **_ops(data),
         **_p2s(data, p.parent),
+        **_pricing(data, m, tariff),
         broker_dir=_broker_dir(b, p.parent),
         auto_enrol=bool(c.get("auto_enrol", False)),
         batch=batch,
@@ -194,6 +203,52 @@ def load(path: str | Path) -> Config:
         timezone=timezone,
         ocpp=_ocpp(data.get("ocpp")),
     )
+
+
+def _pricing(data: dict[str, Any], m: dict[str, Any], tariff: tuple[int, ...]) -> dict[str, Any]:
+    """The tariff's options (coordinator/site.py): ``[market] fixed_to``, ``platform_fee``,
+    ``[[market.tou]]``, ``[[market.fees]]``, ``[[community.assets]]``; and how bills are shown:
+    ``[billing] currency``, ``minor_unit``, ``minor_per_unit``, ``invoice_prefix``."""
+    from coordinator.market import MarketError, Tariff
+    from coordinator.site import SiteError, parse_assets, parse_fees, parse_tou
+    from coordinator.transaction.billing import PAYEES, BillingError, Currency
+
+    fixed_to = _get(m, "fixed_to", "market", str, "platform")
+    if fixed_to not in PAYEES:
+        raise ConfigError(f"market.fixed_to {fixed_to!r} is not one of {', '.join(PAYEES)}")
+    fee = _get(m, "platform_fee", "market", int, 0)
+    if not 0 <= fee <= tariff[1]:
+        raise ConfigError(f"market.platform_fee must be 0..retail ({tariff[1]}) mc/kWh, got {fee}")
+    community = data.get("community") or {}
+    if not isinstance(community, dict):
+        raise ConfigError(f"[community] must be a table, got {community!r}")
+    bl = data.get("billing") or {}
+    try:
+        zone_fees = parse_fees(m.get("fees"))
+        base = Tariff(tariff[0], tariff[1], tariff[2], tariff[3], zone_fees)
+        tou = parse_tou(m.get("tou"), base)
+        assets = parse_assets(community.get("assets"))
+        cur = Currency(
+            _get(bl, "currency", "billing", str, "CHF"),
+            _get(bl, "minor_unit", "billing", str, "Rp"),
+            _get(bl, "minor_per_unit", "billing", int, 100),
+        )
+    except (SiteError, BillingError) as e:
+        raise ConfigError(str(e)) from None
+    except MarketError as e:
+        raise ConfigError(f"market.fees: {e}") from None
+    prefix = _get(bl, "invoice_prefix", "billing", str, "PG")
+    if not (prefix.isascii() and prefix.replace("-", "").isalnum() and 0 < len(prefix) <= 12):
+        raise ConfigError(f"billing.invoice_prefix {prefix!r} must be 1-12 letters, digits or '-'")
+    return {
+        "fixed_to": fixed_to,
+        "platform_fee": fee,
+        "tou": tou,
+        "zone_fees": zone_fees,
+        "assets": assets,
+        "currency": (cur.code, cur.minor, cur.per_unit),
+        "invoice_prefix": prefix,
+    }
 
 
 def _broker_dir(b: dict[str, Any], base: Path) -> Path | None:
@@ -274,6 +329,7 @@ def _scheme_options(m: dict[str, Any], scheme: str, base: Path, timezone: str) -
                     floor=x.get("floor"),
                     cap=x.get("cap"),
                     subscription=x.get("subscription", 0),
+                    subscription_to=x.get("subscription_to", "platform"),
                 )
                 for i, x in enumerate(items)
             )

@@ -153,9 +153,13 @@ def _members(args: argparse.Namespace) -> int:
 
 
 def _bill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from coordinator import config
     from coordinator.ledger import Ledger
-    from coordinator.transaction import billing
+    from coordinator.market import Tariff
+    from coordinator.service.app import terms_of
+    from coordinator.transaction import billing, invoice
     from coordinator.transaction.export import parse_day, parse_period
 
     cfg = config.load(args.config)
@@ -167,32 +171,38 @@ def _bill(args: argparse.Namespace) -> int:
         raise CoordinatorError("give --period YYYY-MM (or a day, or FROM..TO), or --from and --to")
     else:
         start, end = parse_day(args.start, cfg.timezone), parse_day(args.end, cfg.timezone)
+    terms = terms_of(cfg)
     with Ledger.open(cfg.ledger) as ledger:
         known = {m.id: m for m in ledger.members()}
         if args.member and args.member not in known:
             raise CoordinatorError(f"no member {args.member!r}")
         sts = [
-            billing.statement(
-                ledger,
-                m,
-                start,
-                end,
-                fixed_per_day=cfg.fixed_per_day,
-                subscription_per_day=billing.subscription_per_day(known[m]),
-                contracts=cfg.contracts or (),
-                zone=cfg.timezone,
-            )
+            billing.statement(ledger, m, start, end, terms=terms)
             for m in ([args.member] if args.member else list(known))
         ]
         if args.issue:
-            now = int(__import__("time").time())
+            key = None
+            if cfg.key is not None and cfg.key.exists():
+                from protocol import crypto
+
+                key = crypto.SigningKey(config.load_key(cfg.key)).public
+            issuer = invoice.Issuer(cfg.grid, Tariff(*cfg.tariff), key, cfg.invoice_prefix)
+            out = Path(args.out) if args.out else None
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
             for st in sts:
-                billing.issue(ledger, st, now=now)
+                d = invoice.issue(ledger, st, terms, issuer, name=known[st.member].name)
+                where = ""
+                if out is not None:
+                    (out / f"{d.number}.html").write_bytes(d.html)
+                    where = f", {out / (d.number + '.html')}"
+                total = terms.currency.amount(billing.cents(d.total))
+                print(f"invoice {d.number}: {d.member} {d.period}, total {total} {d.currency}{where}")
     if args.csv:
         print(billing.to_csv(sts), end="")
     else:
         for s in sts:
-            print(billing.render(s))
+            print(billing.render(s, terms.currency))
     return 0
 
 
@@ -328,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--from", dest="start", help="YYYY-MM-DD (local day of [billing] timezone, inclusive)")
     b.add_argument("--to", dest="end", help="YYYY-MM-DD (local day, exclusive)")
     b.add_argument("--csv", action="store_true")
-    b.add_argument("--issue", action="store_true", help="record the statements as invoices (once per period)")
+    b.add_argument(
+        "--issue", action="store_true", help="issue the statements as numbered invoices (once per period)"
+    )
+    b.add_argument("--out", help="with --issue: write each invoice's HTML document into this directory")
     b.set_defaults(func=_bill)
 
     rc = sub.add_parser("reconcile", help="import utility meter readings and apportion the differences")

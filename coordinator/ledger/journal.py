@@ -40,6 +40,9 @@ FLEXIBILITY: Final = "flexibility"  # the operator's payment for delivered flexi
 REDISPATCH_COMPENSATION: Final = "redispatch_compensation"  # the operator's compensation for a redispatch
 RECONCILIATION_IMPORT: Final = "reconciliation_import"  # utility meter: import difference (losses)
 RECONCILIATION_EXPORT: Final = "reconciliation_export"  # utility meter: export difference
+PLATFORM_FEE: Final = "platform_fee"  # the platform operator's fee on a local trade, paid by the seller
+ASSET_SHARE: Final = "asset_share"  # a community-owned asset's revenue passed to its shareholders
+NET_METERING: Final = "net_metering"  # net metering: a period's export set against its import
 
 _BOUGHT: Final = {
     LOCAL: ENERGY_BOUGHT_LOCAL,
@@ -62,10 +65,16 @@ POSTING_ACCOUNTS: Final = frozenset(
         REDISPATCH_COMPENSATION,
         RECONCILIATION_IMPORT,
         RECONCILIATION_EXPORT,
+        PLATFORM_FEE,
+        ASSET_SHARE,
+        NET_METERING,
+        "fixed",
+        "subscription",
+        "contract_subscription",
     }
 )
 
-# bill lines that are not postings: charged per day of membership or per contract by billing
+# a bill's charges (billing.charges): pending on its statements until its invoice posts them
 FIXED: Final = "fixed"
 SUBSCRIPTION: Final = "subscription"
 CONTRACT_SUBSCRIPTION: Final = "contract_subscription"
@@ -96,6 +105,8 @@ MARKET: Final = "market"  # settlement: the ex-post market's trades and residual
 RECONCILE: Final = "reconcile"  # reconciliation with the utility meter (interval = period's last)
 FLEX: Final = "flexibility"  # flexibility payments (interval = request start)
 REDISPATCH: Final = "redispatch"  # redispatch compensation
+CHARGES: Final = "charges"  # an invoice's charges (interval = its period's last)
+SHARES: Final = "shares"  # a community asset's revenue passed to its shareholders
 
 SPAN: Final = 10_000_000  # posting numbers of one source in one interval
 _BASE: Final = {
@@ -105,6 +116,8 @@ _BASE: Final = {
     RECONCILE: 30_000_000,
     FLEX: 40_000_000,
     REDISPATCH: 50_000_000,
+    CHARGES: 60_000_000,
+    SHARES: 70_000_000,
 }
 SOURCES: Final = tuple(_BASE)
 

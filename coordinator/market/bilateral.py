@@ -4,7 +4,8 @@ Two price models:
 
 - **Fixed** (Vandebron): the consumer picks a producer, they agree ``price`` (mc/kWh, what the
   producer receives) for a term ``[start, end)``; the consumer also pays a ``subscription`` per
-  billing period to the supplier (``subscription_charges``).
+  billing period to the platform operator or to the producer (``subscription_to``;
+  ``subscription_charges``).
 - **Wholesale-indexed** (Bolt): the producer receives the wholesale price of the interval plus
   ``markup``, clamped to ``[floor, cap]``. By default ``floor = feed_in`` and ``cap = retail -
   grid_fee``, so the consumer never pays more than retail nor the producer less than feed-in.
@@ -41,11 +42,11 @@ from coordinator.market.orderbook import sides_by_id
 from coordinator.market.types import (
     BUY,
     ID_MAX,
+    PLATFORM,
     PRICE_MAX,
     PRICE_MIN,
     RESERVED_PARTIES,
     SELL,
-    SUPPLIER,
     Clearing,
     Order,
     Tariff,
@@ -55,6 +56,7 @@ from coordinator.market.types import (
 )
 
 SCHEME = "bilateral"
+SUBSCRIPTION_PAYEES = ("platform", "producer")
 
 
 def _is_id(v: object) -> bool:
@@ -70,7 +72,8 @@ class Contract:
     """A consumer's contract with one producer over ``[start, end)`` (interval starts, Unix s).
 
     Exactly one of ``price`` (fixed, mc/kWh) and ``markup`` (wholesale-indexed) is set.
-    ``subscription`` is in nano-cent per billing period.
+    ``subscription`` is in nano-cent per billing period, paid to ``subscription_to``: ``"platform"``
+    (the platform operator, ``PLATFORM``) or ``"producer"``.
     """
 
     contract_id: str
@@ -83,6 +86,7 @@ class Contract:
     floor: int | None = None
     cap: int | None = None
     subscription: int = 0
+    subscription_to: str = "platform"
 
     def __post_init__(self) -> None:
         cid = self.contract_id
@@ -109,6 +113,16 @@ class Contract:
             raise InvalidContract(f"{where}: floor {self.floor} is above cap {self.cap}")
         if type(self.subscription) is not int or self.subscription < 0:
             raise InvalidContract(f"{where}: subscription must be a non-negative integer of nano-cent")
+        if self.subscription_to not in SUBSCRIPTION_PAYEES:
+            raise InvalidContract(
+                f"{where}: subscription_to must be one of {', '.join(SUBSCRIPTION_PAYEES)}, got "
+                f"{self.subscription_to!r}"
+            )
+
+    @property
+    def payee(self) -> str:
+        """The party its subscription is paid to."""
+        return PLATFORM if self.subscription_to == "platform" else self.producer
 
     def active(self, interval: int) -> bool:
         return self.start <= interval < self.end
@@ -146,12 +160,13 @@ def subscription_charges(
 ) -> tuple[Charge, ...]:
     """Subscriptions of every contract in force during ``[period_start, period_end)``, by contract id.
 
-    Each is paid once per billing period by the consumer to the supplier.
+    Each is paid once per billing period by the consumer to the contract's payee (the platform
+    operator or the producer).
     """
     if not period_start < period_end:
         raise InvalidContract(f"billing period needs start < end, got {period_start}, {period_end}")
     return tuple(
-        Charge(c.consumer, SUPPLIER, c.subscription, f"subscription {c.contract_id}")
+        Charge(c.consumer, c.payee, c.subscription, f"subscription {c.contract_id}")
         for c in sorted(contracts, key=attrgetter("contract_id"))
         if c.subscription and c.start < period_end and period_start < c.end
     )

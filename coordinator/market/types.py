@@ -11,8 +11,9 @@ A ``Trade`` moves ``energy`` from ``seller`` to ``buyer``. The buyer pays ``pric
 included; the grid operator (``DSO``) receives ``fee`` per kWh of it and the seller the rest,
 ``price - fee``. Money is therefore conserved by construction: per trade the buyer pays
 ``energy * price`` nano-cent, the seller receives ``energy * (price - fee)`` and the dso
-``energy * fee``. ``SUPPLIER`` (supplier of last resort, the retailer) and ``DSO`` are the two
-pseudo-parties; members may not use their names.
+``energy * fee``. ``SUPPLIER`` (supplier of last resort, the retailer), ``DSO`` and ``PLATFORM`` (the
+platform operator, paid fees and subscriptions outside the trades) are the pseudo-parties; members
+may not use their names.
 
 ``Order``, ``Tariff`` and ``Clearing`` are frozen slotted dataclasses that validate on
 construction. A clearing of 100k orders makes about 100k trades, so trades are stored as plain
@@ -35,7 +36,9 @@ SUPPLIER: Final = "supplier"
 """Supplier of last resort (retailer): sells at retail, buys at the feed-in tariff."""
 DSO: Final = "dso"
 """Grid operator: receives the grid fee of every trade."""
-RESERVED_PARTIES: Final = frozenset({SUPPLIER, DSO})
+PLATFORM: Final = "platform"
+"""The platform operator (Brooklyn Microgrid, Enosi): its fees, fixed charges and subscriptions."""
+RESERVED_PARTIES: Final = frozenset({SUPPLIER, DSO, PLATFORM})
 
 Side = Literal["buy", "sell"]
 BUY: Final = "buy"
@@ -221,7 +224,13 @@ class Tariff:
     - ``feed_in``: what the supplier pays for surplus (the floor of local prices);
     - ``retail``: what a member pays the supplier, grid fee included (the ceiling);
     - ``grid_fee``: grid-use fee added to a local trade's ask;
-    - ``grid_fee_local``: the reduced fee when buyer and seller sit on the same feeder.
+    - ``grid_fee_local``: the reduced fee when buyer and seller sit on the same feeder;
+    - ``zone_fees``: a network-fee matrix by distance or zone (RENeW Nexus, Power Ledger):
+      ``(zone a, zone b, fee)`` triples, a zone being an order's feeder; a local trade between
+      two listed zones (either way; a zone with itself: within it) pays that fee, others the rule
+      above. A fee within a zone lies in ``0..grid_fee_local``, between zones in ``0..grid_fee``:
+      never above what the two-level rule charges, so every scheme's matching (which prices a
+      trade's fee by that rule) stays individually rational.
 
     Supplier sales carry ``fee = grid_fee`` (retail includes the network charge; the supplier keeps
     ``retail - grid_fee``); supplier purchases carry no fee. Rules:
@@ -232,6 +241,8 @@ class Tariff:
     retail: int
     grid_fee: int
     grid_fee_local: int
+    zone_fees: tuple[tuple[str, str, int], ...] = ()
+    _fees: dict[tuple[str, str], int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("feed_in", "retail", "grid_fee", "grid_fee_local"):
@@ -247,9 +258,31 @@ class Tariff:
                 "tariff fees must satisfy 0 <= grid_fee_local <= grid_fee <= retail, got "
                 f"grid_fee_local={self.grid_fee_local}, grid_fee={self.grid_fee}, retail={self.retail}"
             )
+        fees: dict[tuple[str, str], int] = {}
+        for item in self.zone_fees:
+            if not (isinstance(item, tuple) and len(item) == 3):
+                raise InvalidTariff(f"tariff zone_fees: each entry is (zone, zone, fee), got {item!r}")
+            a, b, f = item
+            if not (type(a) is str and a and type(b) is str and b):
+                raise InvalidTariff(f"tariff zone_fees: zones must be non-empty names, got {a!r}, {b!r}")
+            top = self.grid_fee_local if a == b else self.grid_fee
+            if type(f) is not int or not 0 <= f <= top:
+                name = "grid_fee_local" if a == b else "grid_fee"
+                raise InvalidTariff(
+                    f"tariff zone_fees: the fee between {a!r} and {b!r} must be an integer in "
+                    f"0..{name} ({top}), got {f!r}"
+                )
+            if (a, b) in fees:
+                raise InvalidTariff(f"tariff zone_fees: {a!r} and {b!r} are given twice")
+            fees[(a, b)] = fees[(b, a)] = f
+        object.__setattr__(self, "_fees", fees)
 
     def fee(self, buyer_feeder: str | None, seller_feeder: str | None) -> int:
-        """Grid fee of a local trade between orders on these feeders."""
+        """Grid fee of a local trade between orders on these feeders (zones)."""
+        if self._fees and buyer_feeder is not None and seller_feeder is not None:
+            f = self._fees.get((buyer_feeder, seller_feeder))
+            if f is not None:
+                return f
         if buyer_feeder is not None and buyer_feeder == seller_feeder:
             return self.grid_fee_local
         return self.grid_fee

@@ -40,6 +40,7 @@ from protocol import crypto
 
 if TYPE_CHECKING:  # the grid check needs numpy/pandapower (the sim extra)
     from coordinator.delivery.guard import AssetCheck
+    from coordinator.transaction.billing import Terms
 
 log = logging.getLogger("peergrid.service")
 
@@ -81,7 +82,24 @@ def board_limits() -> Callable[[str], tuple[int, int]]:
 
 
 def site_of(cfg: Config) -> Site:
-    return Site(cfg.grid, cfg.interval_s, Tariff(*cfg.tariff))
+    t = Tariff(*cfg.tariff[:4], zone_fees=cfg.zone_fees)
+    return Site(cfg.grid, cfg.interval_s, t, cfg.timezone, cfg.tou, cfg.platform_fee, cfg.assets)
+
+
+def terms_of(cfg: Config) -> Terms:
+    """How the config's bills charge and show: fixed charge and its payee, contracts, time zone,
+    net metering (scheme ``net_metering``), interval, currency."""
+    from coordinator.transaction.billing import Currency, Terms
+
+    return Terms(
+        cfg.fixed_per_day,
+        cfg.fixed_to,
+        cfg.contracts or (),
+        cfg.timezone,
+        Tariff(*cfg.tariff[:4]) if cfg.scheme == "net_metering" else None,
+        cfg.interval_s,
+        Currency(*cfg.currency),
+    )
 
 
 def rules_of(cfg: Config) -> Rules:

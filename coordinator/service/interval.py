@@ -132,13 +132,15 @@ class IntervalLoop:
                     start,
                     self.length,
                     self.rules.scheme,
-                    self.site.tariff,
+                    self.site.tariff_at(start),  # time of use: the interval's own tariff
                     prefs,
                     now=int(self.now()),
                     seal=seal,  # the Result is stored with the settlement, in one transaction
                     sharing=self.rules.sharing,
                     contracts=self.rules.contracts or None,
                     wholesale=self.rules.wholesale,
+                    platform_fee=self.site.platform_fee,
+                    assets=self.site.assets,
                 )
             except MissingPrice as e:  # later intervals wait too: intervals settle in order
                 self._wait(start, e)

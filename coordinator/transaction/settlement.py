@@ -47,6 +47,7 @@ from coordinator.ledger.queries.settlement import SentOrder
 from coordinator.ledger.store import LastReading
 from coordinator.market import (
     DSO,
+    PLATFORM,
     SUPPLIER,
     Clearing,
     Contract,
@@ -58,6 +59,8 @@ from coordinator.market import (
     ex_post_orders,
     money_flows,
 )
+from coordinator.market.allocation import largest_remainder
+from coordinator.site import Asset
 from protocol import codec, frame, messages
 from protocol.errors import ProtocolError
 
@@ -161,6 +164,8 @@ def settle(
     contracts: Sequence[Contract] | None = None,
     wholesale: Mapping[int, int] | None = None,
     seal: Callable[[Clearing], bytes] | None = None,
+    platform_fee: int = 0,
+    assets: Sequence[Asset] = (),
 ) -> Clearing:
     """Clear and settle interval ``start`` on measured energy, once: a settled interval raises
     LedgerError (nothing is settled twice), as does money that would not sum to zero. ``seal``
@@ -175,6 +180,11 @@ def settle(
         c, rec, postings = _settle(
             ledger, start, length, scheme, tariff, prefs, sharing, contracts, wholesale
         )
+        if platform_fee:
+            postings.append((journal.MARKET, platform_fees(rec.trades, platform_fee)))
+        shared = pass_on([p for _, rows in postings for p in rows], assets)
+        if shared:
+            postings.append((journal.SHARES, shared))
         if sum(p.amount for _, rows in postings for p in rows) != 0:
             raise LedgerError(f"interval {start}: postings do not sum to zero")
         result = seal(c) if seal is not None else None
@@ -360,3 +370,33 @@ def redispatch_postings(ledger: Ledger, start: int) -> list[Posting]:
         rows.append(Posting(r.member, journal.REDISPATCH_COMPENSATION, r.compensation, 0, memo))
         rows.append(Posting(DSO, journal.REDISPATCH_COMPENSATION, -r.compensation, 0, memo))
     return rows
+
+
+def platform_fees(trades: Sequence[q.TradeRow], fee: int) -> list[Posting]:
+    """The platform operator's fee on the interval's local trades (schedules and the market's),
+    ``fee`` mc/kWh paid by the seller."""
+    out: list[Posting] = []
+    for buyer, seller, energy, _, _ in trades:
+        if SUPPLIER not in (buyer, seller) and energy:
+            out.append(Posting(seller, journal.PLATFORM_FEE, -energy * fee, 0, f"to {buyer}"))
+            out.append(Posting(PLATFORM, journal.PLATFORM_FEE, energy * fee, 0, seller))
+    return out
+
+
+def pass_on(rows: Sequence[Posting], assets: Sequence[Asset]) -> list[Posting]:
+    """A community-owned asset's net amount in ``rows`` passed on to its shareholders, pro rata to
+    their shares (largest remainder: exact to the nano-cent); a loss is passed on the same way."""
+    out: list[Posting] = []
+    for a in assets:
+        net = sum(p.amount for p in rows if p.party == a.member)
+        if not net:
+            continue
+        parts = largest_remainder(abs(net), [n for _, n in a.shares])
+        sign = 1 if net > 0 else -1
+        out.append(Posting(a.member, journal.ASSET_SHARE, -net, 0, "passed on to its shareholders"))
+        out.extend(
+            Posting(m, journal.ASSET_SHARE, sign * x, 0, a.member)
+            for (m, _), x in zip(a.shares, parts, strict=True)
+            if x
+        )
+    return out

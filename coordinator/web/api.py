@@ -265,6 +265,45 @@ async def member_audit(request: web.Request) -> web.Response:
     return web.json_response(b)
 
 
+async def invoices(request: web.Request) -> web.Response:
+    """The issued invoices the token may read (an operator's: all, or ``?member=``'s), by number."""
+    from coordinator.transaction import invoice
+
+    site = request.app[SITE]
+    docs = invoice.documents(site.ledger, _scope(request))
+    return web.json_response(
+        [
+            {
+                "number": d.number,
+                "member": d.member,
+                "period": d.period,
+                "start": d.start,
+                "end": d.end,
+                "timezone": d.timezone,
+                "total": d.total,
+                "currency": d.currency,
+                "bundle_sha256": d.bundle_sha256,
+                "sha256": d.sha256,
+                "created": d.created,
+            }
+            for d in docs
+        ]
+    )
+
+
+async def invoice_document(request: web.Request) -> web.Response:
+    """One issued invoice's document (HTML), as stored when it was issued."""
+    from coordinator.transaction import invoice
+
+    site = request.app[SITE]
+    number = request.match_info["number"]
+    d = invoice.document(site.ledger, number)
+    who = _who(request)
+    if d is None or (who.member is not None and who.member != d.member):
+        raise web.HTTPNotFound(text=f"no invoice {number!r}")
+    return web.Response(body=d.html, content_type="text/html", charset="utf-8", headers={"ETag": d.sha256})
+
+
 async def export_csv(request: web.Request) -> web.Response:
     site = request.app[SITE]
     kind = request.match_info["kind"]
@@ -320,6 +359,8 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/boards", boards),
         web.get("/api/disputes", disputes),
         web.get("/api/export/{kind}.csv", export_csv),
+        web.get("/api/invoices", invoices),
+        web.get("/api/invoices/{number}", invoice_document),
         web.get("/api/members/{member}/power", member_power),
         web.get("/api/members/{member}/bill", member_bill),
         web.get("/api/members/{member}/audit", member_audit),

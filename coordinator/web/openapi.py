@@ -122,6 +122,19 @@ def document() -> dict[str, Any]:
         "/api/members/{member}/power": _get(
             "One member's power flow", [_MEMBER, _HOURS], _json("t, members, microgrid (the member's)")
         ),
+        "/api/invoices": _get(
+            "Issued invoices the token may read (`peergrid bill --issue`), by number",
+            [_AS_MEMBER],
+            _json(
+                "number, member, period, total (nano-cent), currency, bundle_sha256, sha256",
+                {"type": "array"},
+            ),
+        ),
+        "/api/invoices/{number}": _get(
+            "One issued invoice as its immutable HTML document",
+            [{"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}],
+            html,
+        ),
         "/api/members/{member}/bill": _get(
             "One member's running bill: lines per account and the running total per interval",
             [_MEMBER, _PERIOD],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.market import (
+    PLATFORM,
     SUPPLIER,
     Charge,
     Contract,
@@ -86,14 +87,19 @@ def test_limits_exclude_orders_from_the_contract() -> None:
 def test_contract_term_and_subscriptions() -> None:
     cs = [
         Contract("c1", "A", "farm", 1_000, 2_000, price=8_000, subscription=500_000_000),
-        Contract("c2", "B", "farm", 2_000, 3_000, price=8_000, subscription=700_000_000),
+        Contract(
+            "c2", "B", "farm", 2_000, 3_000, price=8_000, subscription=700_000_000, subscription_to="producer"
+        ),
         Contract("c3", "C", "farm", 0, 5_000, price=8_000),
     ]
+    # paid to the platform operator, or to the producer where the contract says so
     assert subscription_charges(cs, 1_500, 2_500) == (
-        Charge("A", SUPPLIER, 500_000_000, "subscription c1"),
-        Charge("B", SUPPLIER, 700_000_000, "subscription c2"),
+        Charge("A", PLATFORM, 500_000_000, "subscription c1"),
+        Charge("B", "farm", 700_000_000, "subscription c2"),
     )
-    assert subscription_charges(cs, 2_000, 2_100) == (Charge("B", SUPPLIER, 700_000_000, "subscription c2"),)
+    assert subscription_charges(cs, 2_000, 2_100) == (Charge("B", "farm", 700_000_000, "subscription c2"),)
+    with pytest.raises(InvalidContract, match="subscription_to"):
+        Contract("c4", "D", "farm", 0, 5_000, price=8_000, subscription_to="supplier")
     orders = [Order("farm", "sell", 10, 4_000, None, "s"), Order("A", "buy", 10, 20_750, None, "b")]
     assert clear("bilateral", 2_000, orders, T, contracts=cs).trades == ()  # c1 ended at 2_000
     flows = money_flows(

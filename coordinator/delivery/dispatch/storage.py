@@ -162,7 +162,7 @@ def clear_storage(
     still = held(ledger, view, start, site.length)
     if not mine:
         return still, []
-    tariff = site.tariff
+    tariff = site.tariff_at(start)
     orders: list[Order] = []
     net = q.member_net(ledger, start - site.length)
     for m in view.members:  # a forecast at the tariff's anchors: no member's own price limits

@@ -178,3 +178,11 @@ def bundle(
 
 def dumps(b: dict[str, Any]) -> str:
     return json.dumps(b, indent=1, sort_keys=True) + "\n"
+
+
+def digest(b: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the bundle without its ``created`` time: the same for every export of the
+    same member and period from the same ledger, as an invoice carries it."""
+    import hashlib
+
+    return hashlib.sha256(dumps({k: v for k, v in b.items() if k != "created"}).encode()).hexdigest()
