@@ -7,7 +7,7 @@ import time
 from html import escape
 from pathlib import Path
 
-from coordinator.market import DSO, SUPPLIER
+from coordinator.market import DSO, PLATFORM, SUPPLIER
 from coordinator.transaction import billing
 from sim import svg
 from sim.metrics import Summary
@@ -18,13 +18,9 @@ def _hm(ts: int) -> str:
     return time.strftime("%H:%M", time.gmtime(ts))
 
 
-def _chf(nc: int) -> str:
-    return f"{billing.cents(nc) / 100:+9.2f}"
-
-
 def summary_lines(r: RunResult, s: Summary) -> list[str]:
     sc = r.scenario
-    price = f"{s.local_price / 1000:.2f} Rp/kWh" if s.local_price is not None else "-"
+    price = _currency(r).price(s.local_price) if s.local_price is not None else "-"
     out = [
         f"community {len(sc.homes)} members, {sum(h.pv_wp for h in sc.homes) / 1000:.1f} kWp PV, "
         f"consumption {s.load / 1e6:.1f} kWh, generation {s.pv / 1e6:.1f} kWh",
@@ -48,7 +44,7 @@ def summary_lines(r: RunResult, s: Summary) -> list[str]:
         out.append(
             f"flex      {f.request.request_id} on {f.request.congestion_point}: {f.ordered_w / 1000:.1f} kW "
             f"ordered, {f.delivered_mwh / 1e6:.2f} of {f.ordered_mwh / 1e6:.2f} kWh delivered, paid "
-            f"{_chf(f.paid).strip()}"
+            f"{_money(f.paid, _currency(r)).strip()}"
         )
     return out
 
@@ -91,16 +87,39 @@ def _grid_figures(r: RunResult) -> dict[str, object]:
 
 
 def bill_lines(r: RunResult) -> list[str]:
-    out = ["bills     energy bought (+) / sold (-) locally and with the supplier; money + credit, - to pay"]
+    cur = _currency(r)
+    out = [
+        "bills     energy bought (+) / sold (-) locally and with the supplier; money + credit, - to pay "
+        f"({cur.code}); flexibility and redispatch paid, imbalance; alone: what the member would have "
+        "paid without the community (its meter at retail / feed-in)"
+    ]
+    pseudo = (SUPPLIER, DSO, PLATFORM)
     for b in r.bills:
-        shown = (
-            f"local {b.local_mwh / 1e6:+8.3f} kWh  supplier {b.supplier_mwh / 1e6:+8.3f} kWh"
-            if b.party not in (SUPPLIER, DSO)
-            else ""
+        if b.party in pseudo:
+            if b.party != PLATFORM or b.total:
+                out.append(f"  {b.party:<10} {'':<46} total {_money(b.total, cur)}")
+            continue
+        extra = "".join(
+            f"  {name} {_money(v, cur).strip()}"
+            for name, v in (("flex", b.flexibility), ("redispatch", b.redispatch), ("imbalance", b.imbalance))
+            if v
         )
-        out.append(f"  {b.party:<10} {shown:<46} total {_chf(b.total)}")
-    out.append(f"  {'sum':<10} {'':<46} total {_chf(sum(b.total for b in r.bills))}")
+        out.append(
+            f"  {b.party:<10} local {b.local_mwh / 1e6:+8.3f} kWh  supplier "
+            f"{b.supplier_mwh / 1e6:+8.3f} kWh  total {_money(b.total, cur)}  "
+            f"alone {_money(b.alone, cur)}{extra}"
+        )
+    out.append(f"  {'sum':<10} {'':<46} total {_money(sum(b.total for b in r.bills), cur)}")
     return out
+
+
+def _currency(r: RunResult) -> billing.Currency:
+    return billing.Currency(*r.scenario.market.currency)
+
+
+def _money(nc: int, cur: billing.Currency) -> str:
+    c = billing.cents(nc)
+    return f"{('+' if c >= 0 else '') + cur.amount(c):>9}"
 
 
 def plots(r: RunResult, s: Summary) -> dict[str, str]:
@@ -109,7 +128,7 @@ def plots(r: RunResult, s: Summary) -> dict[str, str]:
     kw = 1 / (1e6 * hours)  # mWh per interval -> kW
     sc = r.scenario
     prices = svg.lines(
-        "Local price per interval", "Rp/kWh", labels,
+        "Local price per interval", f"{_currency(r).minor}/kWh", labels,
         {
             "local clearing price": [
                 x.price / 1000 if x.price is not None and x.traded else None for x in s.intervals
@@ -143,17 +162,31 @@ def plots(r: RunResult, s: Summary) -> dict[str, str]:
         "Self-sufficiency and community self-consumption (cumulative)", "%", labels,
         {"self-sufficiency": ss, "PV used in the community": sc_},
     )  # fmt: skip
-    members = [b for b in r.bills if b.party not in (SUPPLIER, DSO)]
+    members = [b for b in r.bills if b.party not in (SUPPLIER, DSO, PLATFORM)]
+    cur = _currency(r)
     bills = svg.bars(
-        "Members' bills for the run", "CHF (+ credit, - to pay)", [b.party for b in members],
-        [billing.cents(b.total) / 100 for b in members],
+        "Members' bills for the run", f"{cur.code} (+ credit, - to pay)", [b.party for b in members],
+        [billing.cents(b.total) / cur.per_unit for b in members],
     )  # fmt: skip
-    out = {"prices.svg": prices, "flows.svg": flows, "self_sufficiency.svg": suff, "bills.svg": bills}
+    alone = svg.bars(
+        "What each member would have paid without the community", f"{cur.code} (+ credit, - to pay)",
+        [b.party for b in members], [billing.cents(b.alone) / cur.per_unit for b in members],
+    )  # fmt: skip
+    out = {
+        "prices.svg": prices, "flows.svg": flows, "self_sufficiency.svg": suff, "bills.svg": bills,
+        "bills_alone.svg": alone,
+    }  # fmt: skip
     if r.grid:
         out["grid.svg"] = svg.lines(
             "Grid: most loaded line and transformer (delivery screen)", "% of rating",
             [_hm(g.start) for g in r.grid],
             {"line": [g.line_pct for g in r.grid], "transformer": [g.trafo_pct for g in r.grid]},
+        )  # fmt: skip
+        out["voltages.svg"] = svg.lines(
+            "Voltages: lowest and highest bus (metered flows)", "pu",
+            [_hm(g.start) for g in r.grid],
+            {"lowest": [g.v_min_pu for g in r.grid], "highest": [g.v_max_pu for g in r.grid],
+             "0.95 pu": [0.95] * len(r.grid), "1.05 pu": [1.05] * len(r.grid)},
         )  # fmt: skip
     return out
 
@@ -182,15 +215,19 @@ def write(out: Path, r: RunResult, s: Summary, log_lines: list[str]) -> list[Pat
         "grid_export_mwh": s.grid_exp,
         "traded_mwh": s.traded,
         "bills_nanocent": {b.party: b.total for b in r.bills},
+        "alone_nanocent": {b.party: b.alone for b in r.bills if b.party not in (SUPPLIER, DSO, PLATFORM)},
         "invariants_ok": r.invariants.ok,
         **({"grid": _grid_figures(r)} if r.grid else {}),
         "wall_s": round(r.wall_s, 2),
     }
     (out / "summary.json").write_text(json.dumps(figures, indent=2) + "\n")
     written.append(out / "summary.json")
+    cur = _currency(r)
     rows = "".join(
         f"<tr><td>{escape(b.party)}</td><td>{b.local_mwh / 1e6:+.3f}</td><td>{b.supplier_mwh / 1e6:+.3f}</td>"
-        f"<td>{billing.cents(b.total) / 100:+.2f}</td></tr>"
+        f"<td>{cur.amount(billing.cents(b.flexibility))}</td><td>{cur.amount(billing.cents(b.redispatch))}</td>"
+        f"<td>{cur.amount(billing.cents(b.imbalance))}</td><td>{cur.amount(billing.cents(b.total))}</td>"
+        f"<td>{'' if b.party in (SUPPLIER, DSO, PLATFORM) else cur.amount(billing.cents(b.alone))}</td></tr>"
         for b in r.bills
     )
     sections = "".join(
@@ -201,14 +238,16 @@ def write(out: Path, r: RunResult, s: Summary, log_lines: list[str]) -> list[Pat
 <html lang="en"><head><meta charset="utf-8"><title>peergrid demo: {escape(sc.title)}</title>
 <style>body{{font-family:sans-serif;max-width:800px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
-td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}</style></head>
+td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap;
+overflow-wrap:anywhere}}</style></head>
 <body><h1>{escape(sc.title)}</h1>
 <p>{time.strftime("%Y-%m-%d %H:%M", time.gmtime(sc.start))} UTC, {sc.duration_s / 3600:g} h simulated in
 {r.wall_s:.1f} s ({r.speedup:,.0f}x real time); scheme <code>{escape(sc.market.scheme)}</code>, intervals of
 {sc.market.interval_s // 60} min; {r.readings} signed readings stored.</p>
 <h2>Summary</h2><pre>{escape(chr(10).join(summary_lines(r, s)))}</pre>
 {sections}
-<h2>Bills</h2><table><tr><th>party</th><th>local kWh</th><th>supplier kWh</th><th>total CHF</th></tr>
+<h2>Bills</h2><table><tr><th>party</th><th>local kWh</th><th>supplier kWh</th><th>flexibility</th>
+<th>redispatch</th><th>imbalance</th><th>total {cur.code}</th><th>without the community</th></tr>
 {rows}</table>
 <h2>Invariants</h2><pre>{escape(chr(10).join(r.invariants.lines()))}</pre>
 <h2>Log</h2><pre>{escape(chr(10).join(log_lines))}</pre>

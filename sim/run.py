@@ -28,7 +28,7 @@ from coordinator.config import Config
 from coordinator.delivery import flexibility
 from coordinator.ledger import journal
 from coordinator.ledger.queries import sim as ledger_sim
-from coordinator.market import DSO, SUPPLIER, Clearing, Sharing, Tariff
+from coordinator.market import DSO, PLATFORM, SUPPLIER, Clearing, Sharing, Tariff
 from coordinator.members import MemberPrefs, StoragePrefs
 from coordinator.transaction import billing
 from protocol import crypto
@@ -58,6 +58,10 @@ class Bill:
     local_mwh: int  # + bought, - sold, with community members
     supplier_mwh: int  # + bought, - sold, with the supplier
     total: int  # nano-cent, + credit, - to pay
+    alone: int = 0  # nano-cent it would have paid without the community: its meter at retail / feed-in
+    flexibility: int = 0  # nano-cent paid for delivered flexibility
+    redispatch: int = 0  # nano-cent paid for redispatches applied
+    imbalance: int = 0  # nano-cent of its battery's imbalance
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,14 @@ async def run(
         settle_delay_s=sc.market.settle_delay_s,
         tariff=(tariff.feed_in, tariff.retail, tariff.grid_fee, tariff.grid_fee_local),
         sharing=_sharing(sc),
+        contracts=sc.market.contracts if sc.market.scheme == "bilateral" else None,
+        fixed_per_day=sc.market.fixed_per_day,
+        fixed_to=sc.market.fixed_to,
+        platform_fee=sc.market.platform_fee,
+        tou=sc.market.tou,
+        zone_fees=sc.market.zone_fees,
+        assets=sc.market.assets,
+        currency=sc.market.currency,
     )
     coord = SimCoordinator(cfg, key, now, check=guard)
     _register(coord, sc, fleet)
@@ -210,7 +222,7 @@ async def run(
         if start_broker:
             await broker.stop()
     inv = check(coord.ledger, GRID, fleet.sent, fleet.registers(), coord.refused(), fleet.queued)
-    bills = _bills(coord, sc)
+    bills = _bills(coord, sc, cfg)
     as_run = fleet.physics_as_run()
     curtailed = sum(sum(physics[m].pv_w) - sum(ph.pv_w) for m, ph in as_run.items()) * STEP_S * 1000 // 3600
     result = RunResult(
@@ -372,14 +384,33 @@ def _settle_flex(
     return out
 
 
-def _bills(coord: SimCoordinator, sc: Scenario) -> list[Bill]:
+def _bills(coord: SimCoordinator, sc: Scenario, cfg: Config) -> list[Bill]:
+    """Each party's bill for the run (charges pending: the run issues no invoice), and what each
+    member would have paid without the community: its metered import at retail and export at the
+    feed-in tariff of each interval (time of use included)."""
+    from coordinator.service.app import site_of, terms_of
+
     out = []
     end = sc.end + sc.market.interval_s
-    for p in [h.member for h in sc.homes] + [SUPPLIER, DSO]:
-        st = billing.statement(coord.ledger, p, sc.start, end)
+    terms = terms_of(cfg)
+    site = site_of(cfg)
+    alone: dict[str, int] = {}
+    for t, party, e_imp, e_exp in ledger_sim.deliveries_between(coord.ledger, sc.start, end):
+        tf = site.tariff_at(t)
+        alone[party] = alone.get(party, 0) - e_imp * tf.retail + e_exp * tf.feed_in
+    for p in [h.member for h in sc.homes] + [SUPPLIER, DSO, PLATFORM]:
+        st = billing.statement(coord.ledger, p, sc.start, end, terms=terms)
         e = {x.account: x.energy for x in st.lines}
+        m = {x.account: x.amount for x in st.lines}
         local = e.get(journal.ENERGY_BOUGHT_LOCAL, 0) + e.get(journal.ENERGY_SOLD_LOCAL, 0)
         grid = (journal.SUPPLIER_KIND, journal.IMBALANCE_KIND)
         sup = sum(e.get(journal.bought(k), 0) + e.get(journal.sold(k), 0) for k in grid)
-        out.append(Bill(p, local, sup, st.total))
+        imb = m.get(journal.ENERGY_BOUGHT_IMBALANCE, 0) + m.get(journal.ENERGY_SOLD_IMBALANCE, 0)
+        fixed = sum(m.get(a, 0) for a in (journal.FIXED, journal.SUBSCRIPTION))
+        out.append(
+            Bill(
+                p, local, sup, st.total, alone.get(p, 0) + fixed, m.get(journal.FLEXIBILITY, 0),
+                m.get(journal.REDISPATCH_COMPENSATION, 0), imb,
+            )
+        )  # fmt: skip
     return out

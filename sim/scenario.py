@@ -68,6 +68,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from coordinator.market import Contract
+from coordinator.site import Asset, TouWindow
 from sim.errors import ScenarioError
 from sim.faults import Faults, parse_faults
 
@@ -76,7 +78,8 @@ BOARD_KINDS = ("virtual", "firmware", "micropython")
 
 _TOP = {
     "name", "title", "seed", "date", "start_h", "duration_h", "speedup", "reading_s", "boards",
-    "site", "market", "grid", "delivery", "group", "flex", "faults", "profiles", "notes",
+    "site", "market", "grid", "delivery", "group", "flex", "faults", "profiles", "notes", "community",
+    "billing",
 }  # fmt: skip
 _GROUP = {
     "prefix", "count", "annual_kwh", "pv_kwp", "feeder", "feeders", "ev_share", "battery_kwh",
@@ -84,7 +87,10 @@ _GROUP = {
 }  # fmt: skip
 _MARKET = {
     "scheme", "interval_s", "feed_in", "retail", "grid_fee", "grid_fee_local", "settle_delay_s", "sharing",
+    "contracts", "tou", "fees", "platform_fee", "fixed_per_day", "fixed_to",
 }  # fmt: skip
+_CONTRACT = {"id", "consumer", "producer", "start", "end", "price", "markup", "floor", "cap", "subscription",
+             "subscription_to"}  # fmt: skip
 _FLEX = {"congestion_point", "start", "hours", "direction", "power_w", "price_cap"}
 
 
@@ -119,6 +125,14 @@ class Market:
     grid_fee_local: int = 3_000
     settle_delay_s: int = 60
     sharing: dict[str, Any] | None = None
+    contracts: tuple[Contract, ...] = ()  # bilateral: checked at load (members, terms)
+    tou: tuple[TouWindow, ...] = ()
+    zone_fees: tuple[tuple[str, str, int], ...] = ()
+    platform_fee: int = 0
+    fixed_per_day: int = 0
+    fixed_to: str = "platform"
+    assets: tuple[Asset, ...] = ()  # [[community.assets]]
+    currency: tuple[str, str, int] = ("CHF", "Rp", 100)  # [billing] currency, minor_unit, minor_per_unit
 
 
 @dataclass(frozen=True)
@@ -312,6 +326,7 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Scenario:
     ids = [h.member for h in homes]
     if len(set(ids)) != len(ids):
         raise ScenarioError(f"{where}: member ids repeat; give each group its own prefix")
+    market = _options(data, market, {h.member for h in homes}, start, duration, where)
     gr = data.get("grid", {})
     _keys(gr, {"pilot", "simbench"}, f"{where}.grid")
     pilot = None
@@ -378,3 +393,81 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Scenario:
         faults=parse_faults(data.get("faults", {}), start - day, f"{where}.faults"),
         source=source,
     )
+
+
+def _options(
+    data: dict[str, Any], market: Market, members: set[str], start: int, duration: int, where: str
+) -> Market:
+    """The market's tariff options, its bilateral contracts, the community's assets and the bills'
+    currency, checked here (by the coordinator's own types) so that a bad one fails at load, never
+    hours into a run: a contract or an asset naming no member of the scenario, a contract in a
+    scheme other than bilateral, a bilateral scheme without contracts."""
+    from coordinator.market import MarketError, Tariff
+    from coordinator.site import SiteError, parse_assets, parse_fees, parse_tou
+    from coordinator.transaction.billing import PAYEES, BillingError, Currency
+
+    m = data.get("market", {})
+    items = m.get("contracts", [])
+    if items and market.scheme != "bilateral":
+        raise ScenarioError(f'{where}.market.contracts apply to scheme = "bilateral" only')
+    if market.scheme == "bilateral" and not items:
+        raise ScenarioError(f"{where}.market: the bilateral scheme needs [[market.contracts]]")
+    contracts = []
+    try:
+        for i, x in enumerate(items):
+            cw = f"{where}.market.contracts[{i}]"
+            if not isinstance(x, dict):
+                raise ScenarioError(f"{cw} must be a table")
+            _keys(x, _CONTRACT, cw)
+            for k in ("consumer", "producer"):
+                if x.get(k) not in members:
+                    raise ScenarioError(f"{cw}.{k} {x.get(k)!r} is no member of the scenario")
+            a = _day(x.get("start"), f"{cw}.start", start)
+            b = _day(x.get("end"), f"{cw}.end", start + duration + 86_400)
+            contracts.append(
+                Contract(
+                    str(x.get("id", f"c{i + 1}")), x["consumer"], x["producer"], a, b, x.get("price"),
+                    x.get("markup"), x.get("floor"), x.get("cap"), x.get("subscription", 0),
+                    x.get("subscription_to", "platform"),
+                )
+            )  # fmt: skip
+        base = Tariff(
+            market.feed_in, market.retail, market.grid_fee, market.grid_fee_local, parse_fees(m.get("fees"))
+        )
+        tou = parse_tou(m.get("tou"), base)
+        com = data.get("community", {})
+        _keys(com, {"assets"}, f"{where}.community")
+        assets = parse_assets(com.get("assets"))
+        bl = data.get("billing", {})
+        _keys(bl, {"currency", "minor_unit", "minor_per_unit"}, f"{where}.billing")
+        cur = Currency(bl.get("currency", "CHF"), bl.get("minor_unit", "Rp"), bl.get("minor_per_unit", 100))
+    except (MarketError, SiteError, BillingError) as e:
+        raise ScenarioError(f"{where}: {e}") from None
+    for asset in assets:
+        for who in (asset.member, *(x for x, _ in asset.shares)):
+            if who not in members:
+                raise ScenarioError(f"{where}.community.assets: {who!r} is no member of the scenario")
+    fixed_to = m.get("fixed_to", "platform")
+    if fixed_to not in PAYEES:
+        raise ScenarioError(f"{where}.market.fixed_to must be one of {', '.join(PAYEES)}, got {fixed_to!r}")
+    return replace(
+        market,
+        contracts=tuple(contracts),
+        tou=tou,
+        zone_fees=base.zone_fees,
+        platform_fee=_int(m, "platform_fee", f"{where}.market", 0),
+        fixed_per_day=_int(m, "fixed_per_day", f"{where}.market", 0),
+        fixed_to=fixed_to,
+        assets=assets,
+        currency=(cur.code, cur.minor, cur.per_unit),
+    )
+
+
+def _day(v: object, where: str, default: int) -> int:
+    """A contract's ``YYYY-MM-DD`` (UTC day start); ``default`` when not given."""
+    if v is None:
+        return default
+    try:
+        return calendar.timegm(time.strptime(str(v), "%Y-%m-%d"))
+    except ValueError:
+        raise ScenarioError(f"{where} {v!r} is not YYYY-MM-DD") from None

@@ -87,3 +87,12 @@ def orders_sent(ledger: Ledger, interval: int) -> int:
     """How many board orders were stored for ``interval``."""
     q = "SELECT count(*) FROM board_orders WHERE interval=?"
     return int(ledger.conn.execute(q, (interval,)).fetchone()[0])
+
+
+def deliveries_between(ledger: Ledger, start: int, end: int) -> list[tuple[int, str, int, int]]:
+    """``(interval, party, mWh imported, mWh exported)`` settled for intervals in ``[start, end)``."""
+    q = (
+        "SELECT interval, party, e_imp, e_exp FROM deliveries WHERE interval>=? AND interval<? "
+        "ORDER BY interval"
+    )
+    return [(int(t), str(p), int(i), int(x)) for t, p, i, x in ledger.conn.execute(q, (start, end))]
