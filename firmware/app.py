@@ -367,10 +367,10 @@ class Board:
         self.chunk = None
         try:
             await c.subscribe(t)
-            for _ in range(500):
+            for _ in range(2000):
                 if self.chunk is not None or not c.connected:
                     break
-                await asyncio.sleep_ms(20)
+                await asyncio.sleep_ms(5)
             await c.unsubscribe(t)
         except (MqttError, OSError):
             pass
@@ -380,7 +380,20 @@ class Board:
     async def updating(self):
         """Check each manifest received, fetch the image chunk by chunk while the link is up
         (a drop pauses it; a power cut resumes it at the block it was writing), check it whole,
-        switch and restart into it."""
+        switch and restart into it. An error (a flash write, a bug) drops the download with its
+        reason; the task goes on."""
+        while not self.stop:
+            try:
+                if await self._update():
+                    return
+            except Exception as e:
+                print("peergrid: update error:", repr(e))
+                self.errors += 1
+                why = self.up.drop("error: %r" % (e,))
+                self.outbox.append(self._fwstate(messages.U_REFUSED, why))
+                await asyncio.sleep_ms(1000)
+
+    async def _update(self):
         up = self.up
         misses = 0
         buf = None
@@ -428,8 +441,9 @@ class Board:
                         break
                     await asyncio.sleep_ms(200)
                 self.reboot = self.stop = True
-                return
+                return True
             await asyncio.sleep_ms(200)
+        return False
 
     async def run(self, until=None):
         run = [self.metering(), self.link(), self.ntp(), self.updating()]

@@ -87,6 +87,7 @@ class Updater:
         self.man = None  # type: Any  # the accepted Update being downloaded
         self.pos = 0  # bytes written to the inactive slot
         self.rec = Record("upd", "<I")
+        self.last = ""  # the version of the last manifest looked at (for reports)
         self.off = 0  # read back so far (check_step)
         self.h = None  # type: Any
         self.refused = 0
@@ -105,12 +106,18 @@ class Updater:
             return self._no("no release key: rebuild the bundle")
         if self.rom is None:
             return self._no("no ROMFS partition for updates")
+        self.last = ""
         try:
             m = frame.open_frame(topic, payload, self._verifier_for)
         except Exception as e:  # ProtocolError: forged (bad signature), malformed, wrong topic
+            try:  # the version it claims, for the report only
+                self.last = getattr(messages.decode(bytes(frame.split(payload)[0])), "version", "")
+            except Exception:
+                pass
             return self._no(str(e))
         if not isinstance(m, messages.Update) or topic != self.topic:
             return self._no("not an update for this board")
+        self.last = m.version
         if m.board_type != self.type:
             return self._no("image for %s, not %s" % (m.board_type, self.type))
         new, run = version(m.version), version(self.fw)
@@ -185,6 +192,8 @@ class Updater:
         return self._no(why)
 
     def _clear(self):
+        if self.man is not None:
+            self.last = self.man.version
         self.man = None
         self.pos = 0
         for f in (_MAN, "upd.a", "upd.b"):
@@ -227,7 +236,7 @@ class Updater:
     def report(self, state, why, now, ver=None):
         """(topic, signed UpdateState frame) for the link to publish."""
         m = self.man
-        s = messages.UpdateState(board=self.board, ts=now, version=ver or (m.version if m else ""),
+        s = messages.UpdateState(board=self.board, ts=now, version=ver or (m.version if m else self.last),
                                  state=state, reason=why[:48], got=self.pos, fw=self.fw)
         return self.t_state, s
 
