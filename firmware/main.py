@@ -81,16 +81,18 @@ def run(hw=None, clock=None, until=None, boots=None, make_hw=None):
     return board
 
 
-def start(make_hw=None, clock=None, until=None):
+def start(make_hw=None, make_clock=None, until=None):
     """The whole boot: slot, boot count, runtime. Returns the board when it stopped (an update
-    to switch to, or ``until``), None when it failed (logged)."""
+    to switch to, or ``until``), None when it failed (logged). ``make_hw(cfg)`` and
+    ``make_clock()`` (tests, the unix port) are called once the slot is mounted."""
     try:
         slot, back = select()
         if back:
             print("peergrid: new code never confirmed: rolled back to slot", slot)
         from boots import Boots
 
-        return run(clock=clock, until=until, boots=Boots(), make_hw=make_hw)
+        return run(clock=make_clock() if make_clock else None, until=until, boots=Boots(),
+                   make_hw=make_hw)
     except Exception as e:  # never leave a board hanging: log, reset (the next boot backs off)
         sys.print_exception(e)
     return None
