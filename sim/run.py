@@ -7,11 +7,14 @@ and sends storage boards their orders for the running one. Faults fire at their 
 ``speedup`` > 0 simulated time is paced to run that many times faster than real time; with 0 it
 runs as fast as the machine goes.
 
-At the end the boards' queues drain, the remaining intervals settle, flexibility orders are
-verified and paid, and the run returns the clearings, the physics, the bills and the invariant
-report (sim/invariants.py). With a grid in the scenario (and ``[delivery] check`` not off) the
-coordinator's dispatch runs the delivery check on it (sim/gridflow.py) and the boards apply its
-redispatches; the result's ``delivery`` is its record, ``grid`` the metered flows on the grid.
+Members' devices and the scenario's flexibility requests go in through the paths the operator's
+CLI and API take (coordinator/p2s); the coordinator's own flexibility step clears, delivers,
+verifies and pays the requests. At the end the boards' queues drain, the remaining intervals
+settle (and with them the requests), and the run returns the clearings, the physics, the bills
+and the invariant report (sim/invariants.py). With a grid in the scenario (and ``[delivery]
+check`` not off) the coordinator's dispatch runs the delivery check on it (sim/gridflow.py) and
+the boards apply its redispatches; the result's ``delivery`` is its record, ``grid`` the metered
+flows on the grid.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from pathlib import Path
 
 from coordinator.config import Config
 from coordinator.delivery import flexibility
-from coordinator.ledger import journal
+from coordinator.ledger import flex_requests, journal
 from coordinator.ledger.queries import sim as ledger_sim
 from coordinator.market import DSO, PLATFORM, SUPPLIER, Clearing, Sharing, Tariff
-from coordinator.members import MemberPrefs, StoragePrefs
+from coordinator.p2s import devices, requests
 from coordinator.transaction import billing
 from protocol import crypto
 from sim import gridflow
@@ -175,7 +178,7 @@ async def run(
         await fleet.start(broker.address)
         if isinstance(fleet, MicroPythonFleet):
             pace0 = paced[0] = fleet.pace_origin  # the boards' clocks count from their common epoch
-        flex = _flex_orders(sc, coord)
+        posted = _flex_requests(sc, coord)
         length, delay = sc.market.interval_s, sc.market.settle_delay_s
         fired: set[tuple[str, int]] = set()
         rng = random.Random(sc.seed ^ 0xA77AC)
@@ -213,7 +216,7 @@ async def run(
         clock[0] = sc.end + delay + (-sc.end) % length
         paced[0] = 0.0
         await coord.settle()
-        flex_results = _settle_flex(coord, flex, length)
+        flex_results = _flex_results(coord, posted, length)
         if progress is not None:
             progress(1.0)
     finally:
@@ -287,17 +290,33 @@ async def _service_faults(
 
 
 def _register(coord: SimCoordinator, sc: Scenario, fleet: Fleet) -> None:
+    """Members and boards into the registry; each member's devices and price limits through the
+    path the operator's CLI and API take (:func:`coordinator.p2s.devices.change`), in force from
+    the first interval."""
+    length = sc.market.interval_s
     for h in sc.homes:
-        storage = None
-        if h.battery_mwh:
-            storage = StoragePrefs(h.battery_mwh, h.battery_w, h.battery_w, min_soc=50)
-        prefs = MemberPrefs(min_sell=h.min_sell, max_buy=h.max_buy, storage=storage)
         role = "storage" if h.battery_mwh and not h.annual_kwh else ("prosumer" if h.pv_wp else "consumer")
-        coord.ledger.add_member(h.member, h.name, role, now=sc.start, feeder=h.feeder, prefs=prefs)
+        coord.ledger.add_member(h.member, h.name, role, now=sc.start, feeder=h.feeder)
         b = fleet.boards[h.member]
         coord.ledger.add_board(
             b.board, b.board_type, b.key.public, now=sc.start, member_id=h.member, status="active"
         )
+        prefs: dict[str, object] = {"min_sell": h.min_sell, "max_buy": h.max_buy}
+        if h.battery_mwh:
+            prefs["storage"] = {
+                "capacity_mwh": h.battery_mwh,
+                "max_charge_w": h.battery_w,
+                "max_discharge_w": h.battery_w,
+                "min_soc": 50,
+            }
+            prefs["flex"] = {"battery": 12_000}  # what it asks per kWh of flexibility
+        if h.integrator:  # its battery and EV follow its own plan
+            prefs["integrator"] = {}
+            if h.ev:
+                prefs["ev"] = {"max_charge_w": 11_000, "phases": 3, "need_mwh": 10_000_000, "arrive": "17:00"}
+        given = {k: v for k, v in prefs.items() if v is not None}
+        if given:
+            devices.change(coord.ledger, h.member, given, by="sim:operator", now=sc.start - 1, length=length)
 
 
 async def _caught_up(coord: SimCoordinator, fleet: Fleet) -> None:
@@ -325,13 +344,11 @@ async def _orders_taken(coord: SimCoordinator, fleet: VirtualFleet, interval: in
         await asyncio.sleep(0.002)
 
 
-def _flex_orders(
-    sc: Scenario, coord: SimCoordinator
-) -> list[tuple[flexibility.FlexRequest, list[flexibility.FlexOrder]]]:
-    """Clear each flexibility request against the offers of the batteries on its congestion point
-    and store the accepted orders in the coordinator's ledger, as its flexibility market does: its
-    dispatch keeps each battery's energy for its order, holds it still during the baseline and
-    sends it the ordered power during the request, in the board's signed orders."""
+def _flex_requests(sc: Scenario, coord: SimCoordinator) -> list[str]:
+    """Post each flexibility request of the scenario as the grid operator does (the operator API's
+    path, :func:`coordinator.p2s.requests.post`); the coordinator's flexibility step clears it
+    against the members' devices, sends the setpoints, verifies and pays it. Returns the ids
+    posted (a request whose window or baseline the run does not cover is left out)."""
     out = []
     length = sc.market.interval_s
     for i, f in enumerate(sc.flex):
@@ -340,47 +357,33 @@ def _flex_orders(
         n = f.hours * 3600 // length
         if start - flexibility.BASELINE_INTERVALS * length < sc.start or start + n * length > sc.end:
             continue  # the run does not cover the request and its baseline
-        req = flexibility.FlexRequest(
-            f"req{i + 1}", f.congestion_point, start, n, f.direction, f.power_w, f.price_cap
-        )
-        offers = [
-            flexibility.FlexOffer(
-                f"o-{h.member}",
-                req.request_id,
-                h.member,
-                h.board,
-                h.battery_w,
-                12_000 + 500 * k,
-                0,
-                "battery",
-            )
-            for k, h in enumerate(x for x in sc.homes if x.battery_w and x.feeder == f.congestion_point)
-        ]
-        orders = flexibility.clear_flex(req, offers)
-        flexibility.record_orders(coord.ledger, req, orders)
-        out.append((req, orders))
+        body = {
+            "id": f"req{i + 1}",
+            "congestion_point": f.congestion_point,
+            "direction": f.direction,
+            "power_w": f.power_w,
+            "start": start,
+            "intervals": n,
+            "price_cap": f.price_cap,
+        }
+        r = requests.post(coord.ledger, body, grid=GRID, now=sc.start, length=length, source="sim:operator")
+        out.append(r.request_id)
     return out
 
 
-def _settle_flex(
-    coord: SimCoordinator,
-    flex: list[tuple[flexibility.FlexRequest, list[flexibility.FlexOrder]]],
-    length: int,
-) -> list[FlexResult]:
+def _flex_results(coord: SimCoordinator, posted: list[str], length: int) -> list[FlexResult]:
+    """What became of each posted request, as the coordinator recorded it."""
     out = []
-    for req, orders in flex:
-        settled = flexibility.verify(coord.ledger, req, orders, length)
-        flexibility.settle_orders(coord.ledger, req, settled)
-        per = sum(o.power_w for o in orders) * length * 10 // 36 * req.intervals
-        out.append(
-            FlexResult(
-                req,
-                sum(o.power_w for o in orders),
-                sum(s.delivered for s in settled),
-                per,
-                sum(s.payment for s in settled),
-            )
+    for rid in posted:
+        r = flex_requests.request(coord.ledger, rid)
+        assert r is not None
+        req = flexibility.FlexRequest(
+            r.request_id, r.congestion_point, r.start, r.intervals, r.direction, r.power_w, r.price_cap
         )
+        if r.state != "settled":
+            log.warning("flexibility request %s %s: %s", rid, r.state, r.note)
+        per = r.ordered_w * length * 10 // 36 * r.intervals
+        out.append(FlexResult(req, r.ordered_w, r.delivered_mwh or 0, per, r.paid or 0))
     return out
 
 

@@ -83,7 +83,7 @@ _TOP = {
 }  # fmt: skip
 _GROUP = {
     "prefix", "count", "annual_kwh", "pv_kwp", "feeder", "feeders", "ev_share", "battery_kwh",
-    "battery_kw", "name", "min_sell", "max_buy",
+    "battery_kw", "name", "min_sell", "max_buy", "integrator",
 }  # fmt: skip
 _MARKET = {
     "scheme", "interval_s", "feed_in", "retail", "grid_fee", "grid_fee_local", "settle_delay_s", "sharing",
@@ -109,6 +109,7 @@ class Home:
     min_sell: int | None = None
     max_buy: int | None = None
     index: int = 0  # position in the community (seeds the home's own profile variation)
+    integrator: bool = False  # its battery and EV follow its own plan (integrator home)
 
     @property
     def board(self) -> str:
@@ -321,6 +322,7 @@ def parse(data: dict[str, Any], *, source: Path | None = None) -> Scenario:
                     min_sell=g.get("min_sell"),
                     max_buy=g.get("max_buy"),
                     index=len(homes),
+                    integrator=bool(g.get("integrator", False)),
                 )
             )
     ids = [h.member for h in homes]

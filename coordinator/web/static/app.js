@@ -181,9 +181,39 @@
     });
   }
 
+  function describe(prefs) {
+    var out = [];
+    var st = prefs.storage;
+    if (st && st.kind === "ev") out.push("EV " + kwh(st.capacity_mwh) + " kWh, " + st.max_charge_w + " W, to " +
+      ((st.target_soc || 1000) / 10) + " % by " + (st.departure || "-"));
+    else if (st) out.push("battery " + kwh(st.capacity_mwh) + " kWh, " + st.max_charge_w + "/" +
+      (st.max_discharge_w || 0) + " W");
+    if (prefs.ev) out.push("EV " + prefs.ev.max_charge_w + " W, " + kwh(prefs.ev.need_mwh || 0) + " kWh by " +
+      (prefs.ev.departure || "07:00"));
+    if (prefs.deferrable) out.push("deferrable " + prefs.deferrable.w + " W on relay " + (prefs.deferrable.relay || 0));
+    if (prefs.pv) out.push("PV " + prefs.pv.kwp + " kWp");
+    if (prefs.integrator) out.push("integrator plan");
+    if (prefs.flex) out.push("flexibility asks " + JSON.stringify(prefs.flex));
+    return out.join("; ") || "-";
+  }
+
+  function drawDevices() {
+    return Promise.all([api("/api/devices"), api("/api/flex/requests")]).then(function (r) {
+      table("devices", ["member", "feeder", "devices", "from next interval"], r[0].map(function (d) {
+        return [d.id, d.feeder || "-", describe(d.prefs), d.pending ? describe(d.pending.prefs) : ""];
+      }));
+      table("flex-requests", ["request", "state", "point", "W", "start", "delivered kWh", "paid"],
+        r[1].slice(0, 10).map(function (x) {
+          return [x.request_id, x.state, x.congestion_point, x.direction + " " + x.power_w,
+            Charts.hhmm(x.start), x.delivered_mwh === null ? "-" : kwh(x.delivered_mwh),
+            x.paid === null ? "-" : money(x.paid / 1e9)];
+        }), [false, false, false, true, false, true, true]);
+    });
+  }
+
   function refresh() {
     return Promise.all([drawPower(), drawMicrogrid(), drawMarket(), drawTrades(), drawGrid(), drawBoards(),
-      drawBill(), drawDisputes()]).then(function () {
+      drawBill(), drawDisputes(), drawDevices()]).then(function () {
       document.body.setAttribute("data-loaded", String(Date.now()));
     }).catch(function (e) { console.error(e); });
   }
