@@ -25,7 +25,7 @@ from coordinator.provision.errors import (
     BoardError,
     ProvisionError,
 )
-from coordinator.provision.flash import FIRST_BOOT, ROMFS, entries, parse_pubkey
+from coordinator.provision.flash import FIRST_BOOT, FORGET_SLOTS, ROMFS, entries, parse_pubkey
 
 MIN_VERSION = (1, 25, 0)  # vfs.rom_ioctl: code run in place from a ROMFS partition
 
@@ -154,8 +154,8 @@ def deploy(port: str, bundle: Path, *, new_key: bool = False, timeout: float = 6
     args: list[str] = []
     if new_key:
         args += ["exec", "import os\ntry:\n os.remove('key.bin')\nexcept OSError:\n pass", "+"]
-    if (bundle / ROMFS).exists():
-        args += ["romfs", "deploy", ROMFS, "+"]
+    if (bundle / ROMFS).exists():  # into slot 0: the slot record and an update under way go
+        args += ["exec", FORGET_SLOTS, "+", "romfs", "deploy", ROMFS, "+"]
     args += ["fs", "cp", "-r", *entries(bundle), ":"]
     try:
         return mpremote(port, args, what="copying the bundle", cwd=bundle, timeout=timeout)

@@ -36,6 +36,14 @@ class Flashed:
     output: str
 
 
+# a flashed ROMFS image is written from the partition's start (update slot 0): the update slot
+# record (firmware/ota.py), an update under way and the failed-boot count are forgotten
+FORGET_SLOTS = (
+    "import os\nfor f in ('ota.json', 'upd.bin', 'upd.a', 'upd.b', 'boots.a', 'boots.b'):\n"
+    " try:\n  os.remove(f)\n except OSError:\n  pass"
+)
+
+
 def parse_pubkey(output: str) -> tuple[bytes, bool]:
     """The board's ``peergrid-pubkey <hex> new|kept [file|nvs|none]`` line (the last word: where
     its passwords are kept)."""
@@ -71,8 +79,8 @@ def mpremote_argv(bundle: Path, port: str, *, new_key: bool = False) -> list[str
     argv = [sys.executable, "-m", "mpremote", "connect", port]
     if new_key:
         argv += ["exec", "import os\ntry:\n os.remove('key.bin')\nexcept OSError:\n pass", "+"]
-    if (bundle / ROMFS).exists():
-        argv += ["romfs", "deploy", ROMFS, "+"]
+    if (bundle / ROMFS).exists():  # into slot 0: the slot record and an update under way go
+        argv += ["exec", FORGET_SLOTS, "+", "romfs", "deploy", ROMFS, "+"]
     argv += ["fs", "cp", "-r", *entries(bundle), ":", "+", "exec", FIRST_BOOT, "+", "reset"]
     return argv
 
