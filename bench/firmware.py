@@ -121,6 +121,34 @@ def heap32(n: int) -> list[Row]:
         Row("board heap used after boot (32-bit, code in heap)", ram[0] / 1024, "KiB", 64, "target heap"),
     ]
 
+def heap_peak() -> list[Row]:
+    """Heap peaks on a 32-bit MicroPython unix port (tests/firmware/test_heap_peak.py; the binary
+    from PEERGRID_MPY32_UNIX or micropython32 on PATH): the smallest heap the board boots in and
+    then takes a reading / executes an order, and each step's peak (live data + what it needs)."""
+    from tests import mpy32unix
+
+    if mpy32unix.missing():
+        print(f"bench firmware: 32-bit unix port rows skipped: {mpy32unix.missing()}")
+        return []
+    from tests.firmware.test_heap_peak import peaks
+
+    p = peaks()
+    rows = [
+        Row(
+            f"board smallest heap, boot + {name} (32-bit unix port)",
+            p[f"heap_{what}"] / 1024,
+            "KiB",
+            64,
+            "target heap",
+            "< 64 KiB",
+        )
+        for what, name in (("boot", "nothing"), ("reading", "a reading"), ("order", "an order"))
+    ]
+    for what, name in (("reading", "reading build + encode + sign"), ("order", "order verify + execute")):
+        peak = (p["live_boot"] + p[f"free_{what}"]) / 1024
+        rows.append(Row(f"board heap peak, {name} (32-bit unix)", peak, "KiB", 64, "target heap", "< 64 KiB"))
+    return rows
+
 
 # The outage profile for the flash life: a reading every 10 s, one 24-hour broker outage a week
 # (every reading of it spooled, then replayed), registers saved every 5 minutes; the ESP32's
@@ -225,6 +253,7 @@ def run(ci: bool) -> list[Row]:
         ),
         Row("board smallest heap that boots and reads", need, "KiB", 64, "target heap"),
         *heap32(n),
+        *heap_peak(),
         *wear(),
         *stalls(),
     ]

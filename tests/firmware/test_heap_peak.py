@@ -1,0 +1,260 @@
+"""Heap peaks on a 32-bit MicroPython unix port (tests/mpy32unix.py: x86, 4-byte words, 16-byte GC
+blocks as on an ESP32, a collector that runs whenever an allocation fails, viper for x86), and
+the viper SHA-512 on that 32-bit native emitter. Skipped unless such a binary is provided
+(PEERGRID_MPY32_UNIX or micropython32 on PATH; docs/firmware.md says how to build it).
+
+The board boots as in test_heap32.py (firmware/app.py Board, the fake PZEM-004T, a simulated
+clock; code in ROMFS outside the heap). Measured, as the board needs them:
+
+* the smallest ``-X heapsize`` (the whole GC area, its tables included) in which the board boots
+  and then builds, encodes and signs one reading, or verifies and executes one order;
+* the free heap each of those steps needs above the live data of the booted board (the rest of
+  a larger heap filled with ballast), so its peak is live data + that.
+
+A step counts only if it did its work: the reading's meter poll did not fault, the order was not
+refused (a MemoryError inside ``OrderHandler.handle`` becomes a refusal), and the frames printed
+are checked here on CPython.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from protocol import crypto, frame, messages, topics
+from tests import mpy32unix
+from tests.firmware.test_heap32 import ORDER_AT, SEED, board_files
+from tests.protocol.test_golden import load, vector_lines
+
+pytestmark = pytest.mark.skipif(mpy32unix.missing() is not None, reason=str(mpy32unix.missing()))
+
+LIMIT = 64 * 1024
+
+# Compiled into the ROMFS image with the firmware (mpy32unix.build_image): its code is not in
+# the heap. Each run boots one board; DONE is printed only when the step did its work.
+PEAKRUN = """
+import asyncio
+import gc
+import app
+from fakes.clock import SimClock
+from fakes.hardware import FakeHardware
+
+
+def boot():
+    cfg = app.load_json("board.json")
+    settings = app.load_json("settings.json")
+    hw = FakeHardware(cfg, lambda now: 900)
+    b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
+    cfg = settings = None
+    gc.collect()
+    print("BOOT", gc.mem_alloc(), gc.mem_free())
+    return hw, b
+
+
+def reading(hw, b):
+    now = 1750000010
+    hw.physics(now)
+    b.meter.poll()
+    fr = b.reading(now)
+    ok = not b.meter.fault
+    gc.collect()
+    print("LIVE", gc.mem_alloc())
+    print("READING", fr.hex())
+    return ok
+
+
+def order(b, at):
+    with open("order.bin", "rb") as f:
+        fr = f.read()
+    ack = asyncio.run(b.orders.handle(b.t_order, fr, at))
+    fr = None
+    ok = b.orders.rejected == 0
+    gc.collect()
+    print("LIVE", gc.mem_alloc())
+    print("ACK", ack[0], ack[1].hex())
+    return ok
+
+
+def step(what, hw, b, at):
+    if what == "reading":
+        return reading(hw, b)
+    if what == "order":
+        return order(b, at)
+    return True
+
+
+def main(what, at):
+    hw, b = boot()
+    if step(what, hw, b, at):
+        print("DONE")
+
+
+def fill(free):
+    # ballast down to ``free`` bytes free, in a chain of tuples (no list to grow), the biggest
+    # pieces first, smaller ones into the holes the boot left
+    keep = None
+    gc.collect()
+    for size in (4096, 1024, 256, 64, 16, 1):
+        while gc.mem_free() > free + size + 48:
+            try:
+                keep = (keep, bytearray(size))
+            except MemoryError:
+                break
+    return keep
+
+
+def headroom(what, free, at):
+    hw, b = boot()
+    keep = fill(free)
+    print("FREE", gc.mem_free())
+    if step(what, hw, b, at) and keep is not None:
+        print("DONE")
+"""
+SCRIPTS = {"peakrun": PEAKRUN}
+BIG = 160 * 1024  # the heap of the headroom runs: the booted board plus ballast
+
+
+def image() -> Path:
+    return mpy32unix.build_image(SCRIPTS)
+
+
+def smallest_heap(what: str) -> tuple[int, str]:
+    """The smallest heapsize (bytes, to 256) for boot + ``what`` ("boot", "reading", "order")."""
+    code = f"import peakrun\npeakrun.main({what!r}, {ORDER_AT})\n"
+    return mpy32unix.smallest_heap(code, "DONE", files=board_files(), image=image())
+
+
+def headroom(what: str) -> tuple[int, int, str]:
+    """The free heap (bytes, to 16) the step ``what`` needs above the booted board's live data;
+    that live data; the output of the run at that headroom."""
+    files, img = board_files(), image()
+
+    def run(free: int) -> str:
+        code = f"import peakrun\npeakrun.headroom({what!r}, {free}, {ORDER_AT})\n"
+        return mpy32unix.run(code, heap=BIG, files=files, image=img, check=False).stdout
+
+    lo, hi = 0, 32 * 1024
+    out = run(hi)
+    if "DONE" not in out.splitlines():
+        raise AssertionError(f"{what} fails with {hi} bytes free\n{out}")
+    while hi - lo > 16:
+        mid = (lo + hi) // 2
+        p = run(mid)
+        if "DONE" in p.splitlines():
+            hi, out = mid, p
+        else:
+            lo = mid
+    boot = re.search(r"^BOOT (\d+) \d+$", out, re.M)
+    free = re.search(r"^FREE (\d+)$", out, re.M)
+    assert boot and free, out
+    return int(free.group(1)), int(boot.group(1)), out
+
+
+def check_outputs(out: str) -> None:
+    """The reading and the ack printed by a run are signed by the board's key and say what they
+    should (as in test_heap32.py)."""
+    ver = crypto.Verifier(crypto.SigningKey(SEED).public)
+    for hexframe in re.findall(r"^READING ([0-9a-f]+)$", out, re.M):
+        r = frame.open_frame(
+            topics.board_topic("bench", "m01", "reading"), bytes.fromhex(hexframe), lambda m: ver
+        )
+        assert isinstance(r, messages.Reading) and (r.seq, r.ts, r.flags) == (0, 1_750_000_010, 0)
+    for t, hexframe in re.findall(r"^ACK (\S+) ([0-9a-f]+)$", out, re.M):
+        ack = frame.open_frame(t, bytes.fromhex(hexframe), lambda m: ver)
+        assert isinstance(ack, messages.Ack)
+        assert (ack.oseq, ack.status, ack.relay_state) == (5, messages.ST_CLAMPED, 0b1), ack
+
+
+def peaks() -> dict[str, int]:
+    """All the figures (bytes): smallest heapsize for boot / + reading / + order, the live data
+    after boot, and each step's headroom above it."""
+    out: dict[str, int] = {}
+    for what in ("boot", "reading", "order"):
+        heap, text = smallest_heap(what)
+        assert "DONE" in text.splitlines()
+        check_outputs(text)
+        out[f"heap_{what}"] = heap
+    for what in ("reading", "order"):
+        free, live, text = headroom(what)
+        check_outputs(text)
+        out[f"free_{what}"] = free
+        out["live_boot"] = live
+    return out
+
+
+def test_reading_and_order_peaks_under_64k() -> None:
+    p = peaks()
+    print(
+        "32-bit unix port: smallest heapsize (B): boot {heap_boot}, + a reading {heap_reading}, "
+        "+ an order {heap_order}; live after boot {live_boot}; headroom above it: reading "
+        "{free_reading}, order {free_order}".format(**p)
+    )
+    # all three tried in the same heaps: a step that needs more than the boot shows here
+    assert p["heap_reading"] >= p["heap_boot"] and p["heap_order"] >= p["heap_boot"]
+    for what in ("boot", "reading", "order"):
+        assert p[f"heap_{what}"] < LIMIT, p
+    for what in ("reading", "order"):
+        assert p["live_boot"] + p[f"free_{what}"] < LIMIT, p
+        assert p[f"free_{what}"] > 1024  # signing/verifying does allocate: the measure is real
+
+
+def test_step_output_is_real_at_its_smallest_heap() -> None:
+    """The runs the bisection settles on printed a reading and an ack that verify (checked in
+    peaks()); here one order run without the order's key: refused, so no DONE, at any heap."""
+    files = board_files()
+    settings = json.loads(files["settings.json"])
+    settings["coordinator_key"] = crypto.SigningKey(bytes(32)).public.hex()  # not COORD's
+    files["settings.json"] = json.dumps(settings).encode()
+    code = f"import peakrun\npeakrun.main('order', {ORDER_AT})\n"
+    out = mpy32unix.run(code, heap=BIG, files=files, image=image()).stdout
+    assert "DONE" not in out.splitlines() and "ACK " in out, out
+
+
+LENGTHS = [0, 1, 3, 55, 111, 112, 113, 127, 128, 129, 239, 240, 255, 256, 1000, 2500]
+SHA = """
+from protocol import sha512, _sha512_viper
+sha512.sha512(b"")
+print("CHOSEN", sha512._fallback[0] is _sha512_viper.sha512)
+for n in {lengths}:
+    data = bytes((7 * i + 3) & 0xFF for i in range(n))
+    cut = n // 3
+    print("SHA", n, _sha512_viper.sha512(data).hex(), _sha512_viper.sha512(data[:cut], data[cut:]).hex())
+print("ABC", _sha512_viper.sha512(b"abc").hex())
+"""
+
+
+def test_viper_sha512_on_a_32bit_native_emitter() -> None:
+    """protocol._sha512_viper compiled by mpy-cross -march=x86 and run by the 32-bit port (whose
+    hashlib has no sha512, as an ESP32's: protocol.sha512 picks the viper one), against
+    CPython's hashlib and the FIPS 180-4 "abc" vector."""
+    out = mpy32unix.run(SHA.format(lengths=LENGTHS), heap=64 * 1024, image=image()).stdout
+    assert "CHOSEN True" in out.splitlines(), out
+    found = re.findall(r"^SHA (\d+) ([0-9a-f]{128}) ([0-9a-f]{128})$", out, re.M)
+    got = {int(n): (a, b) for n, a, b in found}
+    assert sorted(got) == LENGTHS, out
+    for n in LENGTHS:
+        want = hashlib.sha512(bytes((7 * i + 3) & 0xFF for i in range(n))).hexdigest()
+        assert got[n] == (want, want), n
+    assert re.search(
+        r"^ABC ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+        r"2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f$",
+        out,
+        re.M,
+    )
+
+
+def test_rfc8032_vectors_on_the_32bit_port() -> None:
+    """RFC 8032 Ed25519 (its SHA-512 the viper one) on the 32-bit port in a 64 KiB heap."""
+    lines = [v for v in vector_lines(load()) if v["kind"] == "rfc8032"]
+    stdin = "".join(json.dumps(v) + "\n" for v in lines)
+    proc = mpy32unix.run(
+        "from onboard import vectors\nvectors.main()", heap=64 * 1024, stdin=stdin, image=image(), check=False
+    )
+    failures = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAIL")]
+    assert not failures, "\n".join(failures) + proc.stderr
+    assert f"vectors: {len(lines)} passed, 0 failed;" in proc.stdout, proc.stdout + proc.stderr
+    assert len(lines) >= 5 and proc.returncode == 0
