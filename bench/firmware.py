@@ -121,6 +121,7 @@ def heap32(n: int) -> list[Row]:
         Row("board heap used after boot (32-bit, code in heap)", ram[0] / 1024, "KiB", 64, "target heap"),
     ]
 
+
 def heap_peak() -> list[Row]:
     """Heap peaks on a 32-bit MicroPython unix port (tests/firmware/test_heap_peak.py; the binary
     from PEERGRID_MPY32_UNIX or micropython32 on PATH): the smallest heap the board boots in and
