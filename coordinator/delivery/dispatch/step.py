@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from coordinator.delivery.dispatch import flex, homes, storage, targets, view
+from coordinator.delivery.dispatch import flex, homes, limits, storage, targets, view
 from coordinator.delivery.dispatch.orders import Publish, Setpoint, publish_all, sign
 from coordinator.delivery.flexibility import FlexOffer, FlexRequest, orders_at
 from coordinator.ledger import Ledger
@@ -50,6 +50,7 @@ class Dispatch:
         tg, schedule = storage.clear_storage(self.ledger, self.site, v, start)
         tg.update(homes.homes(self.ledger, self.site, v, start, active))
         flex.apply_orders(tg, active, v)
+        limited = limits.apply(self.ledger, self.site, start, tg, v)  # the operator's capacity limits
         changes: list[Change] = []
         summary: GridSummary | None = None
         if self.check is not None:
@@ -62,6 +63,8 @@ class Dispatch:
         with self.ledger.transaction() as tx:
             q.add_schedule(tx, start, schedule)
             self._record(tx, start, changes, v)
+            checked_out = {(c.board, c.kind) for c in changes}  # the grid check's change stands
+            q.add_redispatches(tx, start, [r for r in limited if (r.board_id, r.kind) not in checked_out])
             if summary is not None:
                 q.add_grid_check(tx, start, q.GridCheckRecord(**asdict(summary), changes=len(changes)))
             for board, t in sorted(tg.items()):
