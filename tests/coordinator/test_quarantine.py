@@ -204,46 +204,53 @@ def test_kill_9_while_readings_are_held_loses_nothing_and_release_is_all_or_noth
             for topic, fr in part:
                 await c.publish(topic, fr)
 
-    proc = _coordinator(cfg)
-    assert proc.stdout is not None and "peergrid coordinator" in proc.stdout.readline()
-    with Ledger.open(db) as led:  # the first reading again until the ingest has subscribed and stored it
-        for _ in range(100):
-            asyncio.run(publish(frames[:1]))
-            if led.count_readings():
-                break
-            time.sleep(0.1)
-    asyncio.run(publish(frames[:70]))
-    time.sleep(0.3)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-stream, with readings held and pending
-    proc.wait()
-    proc = _coordinator(cfg)
-    assert proc.stdout is not None and "peergrid coordinator" in proc.stdout.readline()
-    asyncio.run(publish(frames[70:]))
-    with Ledger.open(db) as led:
-        for _ in range(200):
-            if led.count_readings() + len(quarantine.listing(led)) >= 120:
-                break
-            time.sleep(0.05)
-        seqs = [r.seq for r, _ in led.readings("m01")]
-        held = [h.seq for h in quarantine.listing(led)]
-        assert seqs == list(range(40)) and held == list(range(40, 120)), (seqs, held, led.rejections())
-        real = led.add_readings
-        calls = [0]
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        proc = _coordinator(cfg)
+        procs.append(proc)
+        assert proc.stdout is not None and "peergrid coordinator" in proc.stdout.readline()
+        with Ledger.open(db) as led:  # the first reading again until the ingest has subscribed and stored it
+            for _ in range(100):
+                asyncio.run(publish(frames[:1]))
+                if led.count_readings():
+                    break
+                time.sleep(0.1)
+        asyncio.run(publish(frames[:70]))
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream, with readings held and pending
+        proc.wait()
+        proc = _coordinator(cfg)
+        procs.append(proc)
+        assert proc.stdout is not None and "peergrid coordinator" in proc.stdout.readline()
+        asyncio.run(publish(frames[70:]))
+        with Ledger.open(db) as led:
+            for _ in range(200):
+                if led.count_readings() + len(quarantine.listing(led)) >= 120:
+                    break
+                time.sleep(0.05)
+            seqs = [r.seq for r, _ in led.readings("m01")]
+            held = [h.seq for h in quarantine.listing(led)]
+            assert seqs == list(range(40)) and held == list(range(40, 120)), (seqs, held, led.rejections())
+            real = led.add_readings
+            calls = [0]
 
-        def dies(batch):  # type: ignore[no-untyped-def]
-            calls[0] += 1
-            real(batch)
-            raise OSError("power cut")  # after the readings went in, before the commit
+            def dies(batch):  # type: ignore[no-untyped-def]
+                calls[0] += 1
+                real(batch)
+                raise OSError("power cut")  # after the readings went in, before the commit
 
-        monkeypatch.setattr(led, "add_readings", dies)
-        with pytest.raises(OSError):
-            quarantine.release(led, "m01", by="t", now=now)
-        monkeypatch.setattr(led, "add_readings", real)
-        assert calls[0] == 1 and led.count_readings() == 40 and len(quarantine.listing(led)) == 80
-        assert quarantine.release(led, "m01", by="t", now=now) == 80
-        assert led.count_readings() == 120 and verify(led, "g1").ok
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=20)
+            monkeypatch.setattr(led, "add_readings", dies)
+            with pytest.raises(OSError):
+                quarantine.release(led, "m01", by="t", now=now)
+            monkeypatch.setattr(led, "add_readings", real)
+            assert calls[0] == 1 and led.count_readings() == 40 and len(quarantine.listing(led)) == 80
+            assert quarantine.release(led, "m01", by="t", now=now) == 80
+            assert led.count_readings() == 120 and verify(led, "g1").ok
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.communicate(timeout=20)
 
 
 def test_the_operator_api_lists_releases_and_rejects_and_members_may_not(tmp_path: Path) -> None:
