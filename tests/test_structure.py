@@ -5,7 +5,8 @@ that breaks one fails here with the file and line that broke it:
 - the market is pure (no I/O, no clock, nothing of the coordinator but itself and its errors);
 - the delivery loop does not import upward (only errors, ledger, market, members, site, protocol);
 - the service never imports the simulator (the CLI loads the demo lazily, from sim/);
-- every SQL statement lives in coordinator/ledger/ (no ``execute`` elsewhere in the product);
+- every SQL statement lives in coordinator/ledger/ (no ``execute`` elsewhere in the product), and
+  the ledger's connection is private to it;
 - one place builds the service: only the composition root constructs the interval loop and the
   dispatcher;
 - at most 8 modules flat in coordinator/.
@@ -89,6 +90,21 @@ def test_no_sql_outside_the_ledger() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("execute", "executemany", "executescript"):
                 found.append(f"{_where(p, node.lineno)} calls {node.attr}")
+    assert found == []
+
+
+def test_the_ledger_connection_is_private_to_the_ledger() -> None:
+    found = []
+    for p, tree in _modules("coordinator", "sim", "bench"):
+        if p.is_relative_to(ROOT / "coordinator/ledger"):
+            continue
+        for node in ast.walk(tree):
+            # a ledger's connection: ``<...>.ledger.conn``, ``led._conn``, ... (``self._conn`` of an
+            # MQTT client is its own)
+            if isinstance(node, ast.Attribute) and node.attr in ("conn", "_conn"):
+                owner = ast.unparse(node.value).split(".")[-1]
+                if owner in ("ledger", "led", "db"):
+                    found.append(f"{_where(p, node.lineno)} uses {owner}.{node.attr}")
     assert found == []
 
 

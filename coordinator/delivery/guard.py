@@ -22,8 +22,8 @@ from pathlib import Path
 
 from coordinator.delivery.assets import LOAD, PV, Assets, Costs
 from coordinator.delivery.grid import GridModel
-from coordinator.delivery.redispatch import redispatch
-from coordinator.delivery.screen import CheckResult, Screen
+from coordinator.delivery.redispatch import Adjustment, Constraint, redispatch
+from coordinator.delivery.screen import EXPORT, IMPORT, CheckResult, Screen
 from coordinator.delivery.summary import GridSummary, summarize
 
 
@@ -81,12 +81,16 @@ def redispatch_assets(
     for _ in range(rounds):
         if screen.check_boards(s).ok:
             break
-        cons = screen.constraints(grid.bus_schedule(s))
-        res = [r for b, a in sorted(now.items()) for r in a.resources(grid.board_bus(b))]
-        out = redispatch(cons, res, length)
-        if not out.adjustments:
+        # a board beyond its own connection's limit is brought back by its own devices first; the
+        # grid's constraints (sensitivities per bus) then move any board's
+        moves = [m for b, x in sorted(now.items()) for m in _connection(grid, b, s.get(b, 0), x, length)]
+        if not moves:
+            cons = screen.constraints(grid.bus_schedule(s))
+            res = [r for b, a in sorted(now.items()) for r in a.resources(grid.board_bus(b))]
+            moves = redispatch(cons, res, length).adjustments
+        if not moves:
             break
-        for a in out.adjustments:
+        for a in moves:
             s[a.board] = s.get(a.board, 0) + a.delta_w
             now[a.board] = now[a.board].moved(a.kind, a.delta_w)
             key = (a.board, a.kind)
@@ -112,6 +116,21 @@ def redispatch_assets(
         if d
     ]
     return changes, result, now
+
+
+def _connection(grid: GridModel, board: str, w: int, a: Assets, length: int) -> list[Adjustment]:
+    """The moves of ``board``'s own devices that keep its injection ``w`` within its connection's
+    import and export limits (none when it is within them or has no limits)."""
+    c = next((c for c in grid.connections if c.board == board), None)
+    if c is None:
+        return []
+    bus = grid.board_bus(board)
+    cons = []
+    if c.export_limit_w is not None and w > c.export_limit_w:
+        cons.append(Constraint(f"{EXPORT}:{board}", float(w), float(c.export_limit_w), {bus: 1.0}))
+    if c.import_limit_w is not None and -w > c.import_limit_w:
+        cons.append(Constraint(f"{IMPORT}:{board}", float(-w), float(c.import_limit_w), {bus: -1.0}))
+    return redispatch(cons, a.resources(bus), length).adjustments if cons else []
 
 
 def guard(

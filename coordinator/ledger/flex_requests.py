@@ -117,12 +117,12 @@ def requests(ledger: Ledger, state: str | None = None, limit: int = 200) -> list
         args.append(state)
     args.append(limit)
     return [
-        StoredRequest(*r) for r in ledger.conn.execute(q + " ORDER BY start DESC, request_id LIMIT ?", args)
+        StoredRequest(*r) for r in ledger._conn.execute(q + " ORDER BY start DESC, request_id LIMIT ?", args)
     ]
 
 
 def request(ledger: Ledger, request_id: str) -> StoredRequest | None:
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         f"SELECT {_REQ} FROM flex_requests WHERE request_id=?", (request_id,)
     ).fetchone()
     return None if row is None else StoredRequest(*row)
@@ -131,7 +131,7 @@ def request(ledger: Ledger, request_id: str) -> StoredRequest | None:
 def in_state(ledger: Ledger, state: str) -> list[StoredRequest]:
     """Requests in ``state``, oldest start first."""
     q = f"SELECT {_REQ} FROM flex_requests WHERE state=? ORDER BY start, request_id"
-    return [StoredRequest(*r) for r in ledger.conn.execute(q, (state,))]
+    return [StoredRequest(*r) for r in ledger._conn.execute(q, (state,))]
 
 
 def set_state(
@@ -158,7 +158,7 @@ def unreported(ledger: Ledger, prefix: str) -> list[StoredRequest]:
     """Settled requests whose source starts with ``prefix`` not yet reported back."""
     q = f"SELECT {_REQ} FROM flex_requests WHERE state='settled' AND reported=0 AND source LIKE ?"
     q += " ORDER BY start"
-    return [StoredRequest(*r) for r in ledger.conn.execute(q, (prefix + "%",))]
+    return [StoredRequest(*r) for r in ledger._conn.execute(q, (prefix + "%",))]
 
 
 def mark_reported(ledger: Ledger, request_id: str) -> None:
@@ -185,7 +185,7 @@ def records(ledger: Ledger, party: str | None = None, start: int = 0, end: int =
         args.append(party)
     return [
         FlexRecord(o, r, p, i, d, m, bytes(b), bytes(s))
-        for o, r, p, i, d, m, b, s in ledger.conn.execute(q + " ORDER BY interval, order_id", args)
+        for o, r, p, i, d, m, b, s in ledger._conn.execute(q + " ORDER BY interval, order_id", args)
     ]
 
 
@@ -205,13 +205,13 @@ def add_limit(ledger: Ledger, lim: CapacityLimit) -> bool:
 def limits_at(ledger: Ledger, start: int) -> list[CapacityLimit]:
     """Capacity limits in force at ``start``, by resource."""
     q = f"SELECT {_LIM} FROM delivery_limits WHERE start <= ? AND ? < until ORDER BY resource, limit_id"
-    return [CapacityLimit(*r) for r in ledger.conn.execute(q, (start, start))]
+    return [CapacityLimit(*r) for r in ledger._conn.execute(q, (start, start))]
 
 
 def limits(ledger: Ledger, since: int = 0) -> list[CapacityLimit]:
     """Capacity limits ending after ``since``, by start."""
     q = f"SELECT {_LIM} FROM delivery_limits WHERE until > ? ORDER BY start, limit_id"
-    return [CapacityLimit(*r) for r in ledger.conn.execute(q, (since,))]
+    return [CapacityLimit(*r) for r in ledger._conn.execute(q, (since,))]
 
 
 @dataclass(frozen=True)
@@ -227,4 +227,4 @@ class StoredOrder:
 def orders_of(ledger: Ledger, request_id: str) -> list[StoredOrder]:
     """The cleared orders of a request, by order id."""
     q = "SELECT order_id, party, board_id, asset, power_w, price FROM flex_orders WHERE request_id=? "
-    return [StoredOrder(*r) for r in ledger.conn.execute(q + "ORDER BY order_id", (request_id,))]
+    return [StoredOrder(*r) for r in ledger._conn.execute(q + "ORDER BY order_id", (request_id,))]

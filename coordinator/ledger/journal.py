@@ -176,7 +176,7 @@ def post(tx: sqlite3.Connection, interval: int, source: str, rows: Iterable[Post
 def interval_total(ledger: Ledger, interval: int) -> int:
     """The amounts of the interval's postings summed (nano-cent): 0 for a sound interval."""
     q = "SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=?"
-    return int(ledger.conn.execute(q, (interval,)).fetchone()[0])
+    return int(ledger._conn.execute(q, (interval,)).fetchone()[0])
 
 
 def _check(p: Posting, source: str, interval: int) -> None:

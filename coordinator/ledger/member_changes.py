@@ -68,12 +68,12 @@ def record(
 
 def current(ledger: Ledger, member_id: str) -> dict[str, object]:
     """The member's newest preferences as JSON: its newest pending change's, else those in force."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT prefs FROM member_changes WHERE member_id=? AND applied_at IS NULL ORDER BY id DESC",
         (member_id,),
     ).fetchone()
     if row is None:
-        row = ledger.conn.execute("SELECT prefs FROM members WHERE id=?", (member_id,)).fetchone()
+        row = ledger._conn.execute("SELECT prefs FROM members WHERE id=?", (member_id,)).fetchone()
         if row is None:
             raise LedgerError(f"no member {member_id!r}")
     out = json.loads(row[0])
@@ -102,4 +102,4 @@ def history(ledger: Ledger, member_id: str | None = None, limit: int = 100) -> l
         q += " WHERE member_id=?"
         args.append(member_id)
     args.append(limit)
-    return [MemberChange(*r) for r in ledger.conn.execute(q + " ORDER BY id DESC LIMIT ?", args)]
+    return [MemberChange(*r) for r in ledger._conn.execute(q + " ORDER BY id DESC LIMIT ?", args)]

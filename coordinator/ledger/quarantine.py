@@ -74,19 +74,19 @@ def listing(ledger: Ledger, *, state: str | None = "held", board: str | None = N
     if board is not None:
         q += " AND board_id=?"
         args.append(board)
-    return [HeldReading(*row) for row in ledger.conn.execute(q + " ORDER BY board_id, seq", args)]
+    return [HeldReading(*row) for row in ledger._conn.execute(q + " ORDER BY board_id, seq", args)]
 
 
 def held_boards(ledger: Ledger) -> dict[str, int]:
     """Boards with readings held, and how many each."""
     q = "SELECT board_id, count(*) FROM quarantine WHERE state='held' GROUP BY board_id"
-    return {b: int(n) for b, n in ledger.conn.execute(q)}
+    return {b: int(n) for b, n in ledger._conn.execute(q)}
 
 
 def rejected_boards(ledger: Ledger) -> set[str]:
     """Boards whose quarantined readings the operator rejected (refused until retired/replaced)."""
     q = "SELECT DISTINCT board_id FROM quarantine WHERE state='rejected'"
-    return {b for (b,) in ledger.conn.execute(q)}
+    return {b for (b,) in ledger._conn.execute(q)}
 
 
 def decisions(ledger: Ledger) -> dict[str, tuple[str, int]]:
@@ -95,7 +95,7 @@ def decisions(ledger: Ledger) -> dict[str, tuple[str, int]]:
         "SELECT board_id, state, seq FROM quarantine q WHERE state != 'held' AND seq = "
         "(SELECT max(seq) FROM quarantine WHERE board_id = q.board_id AND state != 'held')"
     )
-    return {b: (s, int(n)) for b, s, n in ledger.conn.execute(q)}
+    return {b: (s, int(n)) for b, s, n in ledger._conn.execute(q)}
 
 
 def release(ledger: Ledger, board: str, *, by: str, now: int) -> int:

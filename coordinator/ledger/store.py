@@ -70,7 +70,7 @@ class Ledger:
     """``with Ledger.open(path) as ledger: ...``"""
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.path = path
         self._board_refs: dict[str, int] = {}  # committed board -> reading_rows.ref
 
@@ -87,12 +87,12 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def rollback(self) -> None:
         """Drop an open transaction, as a killed process loses it (the simulator's kill -9)."""
-        if self.conn.in_transaction:
-            self.conn.rollback()
+        if self._conn.in_transaction:
+            self._conn.rollback()
 
     def __enter__(self) -> Ledger:
         return self
@@ -104,7 +104,7 @@ class Ledger:
 
     @property
     def version(self) -> int:
-        v: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        v: int = self._conn.execute("PRAGMA user_version").fetchone()[0]
         return v
 
     def migrate(self) -> int:
@@ -114,11 +114,11 @@ class Ledger:
             raise LedgerError(f"{self.path} has schema {v}, newer than this peergrid ({len(MIGRATIONS)})")
         for i in range(v, len(MIGRATIONS)):
             # one script, one transaction: a migration applies whole or not at all
-            self.conn.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[i]}PRAGMA user_version={i + 1};COMMIT;")
+            self._conn.executescript(f"BEGIN IMMEDIATE;{MIGRATIONS[i]}PRAGMA user_version={i + 1};COMMIT;")
         return self.version
 
     def transaction(self) -> _Tx:
-        return _Tx(self.conn)
+        return _Tx(self._conn)
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ class Ledger:
         MemberPrefs.parse(member_id, stored)  # a MemberPrefs built by hand is checked too
         try:
             with self.transaction():
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT INTO members (id, name, role, tariff, feeder, bus, prefs, created) "
                     "VALUES (?,?,?,?,?,?,?,?)",
                     (member_id, name, role, tariff, feeder, bus, json.dumps(stored), now),
@@ -158,14 +158,14 @@ class Ledger:
         ``peergrid board retire``). Refused for a member that already left or before it joined."""
         with self.transaction():
             q = "SELECT created, left_at FROM members WHERE id=?"
-            row = self.conn.execute(q, (member_id,)).fetchone()
+            row = self._conn.execute(q, (member_id,)).fetchone()
             if row is None:
                 raise LedgerError(f"no member {member_id!r}")
             if row[1] is not None:
                 raise LedgerError(f"member {member_id!r} already left (at {row[1]})")
             if at <= row[0]:
                 raise LedgerError(f"member {member_id!r} joined at {row[0]}: it cannot leave at {at}")
-            self.conn.execute("UPDATE members SET left_at=? WHERE id=?", (at, member_id))
+            self._conn.execute("UPDATE members SET left_at=? WHERE id=?", (at, member_id))
 
     def members(self) -> list[Member]:
         """Every member, its preferences parsed. A member whose stored preferences are not valid
@@ -173,7 +173,7 @@ class Ledger:
         ``prefs_error``: it must not keep the others from being read."""
         q = "SELECT id, name, role, feeder, bus, created, left_at, tariff, prefs FROM members ORDER BY id"
         out = []
-        for mid, name, role, feeder, bus, created, left_at, tariff, raw in self.conn.execute(q):
+        for mid, name, role, feeder, bus, created, left_at, tariff, raw in self._conn.execute(q):
             error = None
             try:
                 prefs = MemberPrefs.parse(mid, json.loads(raw))
@@ -200,10 +200,10 @@ class Ledger:
             raise LedgerError("an Ed25519 public key is 32 bytes")
         try:
             with self.transaction():
-                self.conn.execute(
+                self._conn.execute(
                     "INSERT INTO boards VALUES (?,?,?,?,?)", (board_id, member_id, board_type, status, now)
                 )
-                self.conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
+                self._conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
         except sqlite3.IntegrityError as e:
             raise LedgerError(f"cannot add board {board_id!r}: {e}") from None
 
@@ -212,7 +212,9 @@ class Ledger:
         that member). An active board is never moved to another member: its readings not settled
         yet would be settled for the new member."""
         with self.transaction():
-            row = self.conn.execute("SELECT status, member_id FROM boards WHERE id=?", (board_id,)).fetchone()
+            row = self._conn.execute(
+                "SELECT status, member_id FROM boards WHERE id=?", (board_id,)
+            ).fetchone()
             if row is None or row[0] == "retired":
                 raise LedgerError(f"no enrollable board {board_id!r}")
             if row[0] == "active" and row[1] is not None and row[1] != member_id:
@@ -220,17 +222,17 @@ class Ledger:
                     f"board {board_id} is enrolled for member {row[1]}, not {member_id}: a board moves "
                     "to another member under a new id (`peergrid board retire`, then enroll the new id)"
                 )
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE boards SET status='active', member_id=? WHERE id=?", (member_id, board_id)
             )
 
     def rotate_key(self, board_id: str, pubkey: bytes, *, now: int) -> None:
         """Make ``pubkey`` the board's key from ``now``; the old key stays for history/audit."""
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "UPDATE board_keys SET valid_to=? WHERE board_id=? AND valid_to IS NULL", (now, board_id)
             )
-            self.conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
+            self._conn.execute("INSERT INTO board_keys VALUES (?,?,?,NULL)", (board_id, pubkey, now))
 
     def boards(self, status: str | None = None) -> list[BoardRecord]:
         q = (
@@ -241,16 +243,16 @@ class Ledger:
         if status is not None:
             q += " WHERE b.status = ?"
             args = (status,)
-        return [BoardRecord(*row) for row in self.conn.execute(q + " ORDER BY b.id", args)]
+        return [BoardRecord(*row) for row in self._conn.execute(q + " ORDER BY b.id", args)]
 
     def has_board(self, board_id: str) -> bool:
         """Whether the board is registered (in any status)."""
-        return self.conn.execute("SELECT 1 FROM boards WHERE id = ?", (board_id,)).fetchone() is not None
+        return self._conn.execute("SELECT 1 FROM boards WHERE id = ?", (board_id,)).fetchone() is not None
 
     def keys_of(self, board_id: str) -> list[tuple[bytes, int, int | None]]:
         """Every key the board has had: (pubkey, valid_from, valid_to)."""
         return list(
-            self.conn.execute(
+            self._conn.execute(
                 "SELECT pubkey, valid_from, valid_to FROM board_keys WHERE board_id=? ORDER BY valid_from",
                 (board_id,),
             )
@@ -273,8 +275,8 @@ class Ledger:
                 for r, sig in items
             ]
             # rowcount: rows this statement inserted (the span trigger's writes are not counted)
-            n: int = self.conn.executemany(_INSERT_READING, rows).rowcount
-        if not self.conn.in_transaction:  # committed: the refs are there for good
+            n: int = self._conn.executemany(_INSERT_READING, rows).rowcount
+        if not self._conn.in_transaction:  # committed: the refs are there for good
             self._board_refs.update(refs)
         return n
 
@@ -285,26 +287,26 @@ class Ledger:
         missing = sorted(boards - out.keys())
         if missing:
             add = "INSERT OR IGNORE INTO board_refs (board_id) VALUES (?)"
-            self.conn.executemany(add, [(b,) for b in missing])
+            self._conn.executemany(add, [(b,) for b in missing])
             for b in missing:
-                out[b] = self.conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (b,)).fetchone()[0]
+                out[b] = self._conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (b,)).fetchone()[0]
         return out
 
     def _ref_of(self, board_id: str) -> int | None:
         ref = self._board_refs.get(board_id)
         if ref is None:
-            row = self.conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (board_id,)).fetchone()
+            row = self._conn.execute("SELECT ref FROM board_refs WHERE board_id=?", (board_id,)).fetchone()
             if row is None:
                 return None
             ref = row[0]
-            if not self.conn.in_transaction:
+            if not self._conn.in_transaction:
                 self._board_refs[board_id] = ref
         return ref
 
     def last_readings(self) -> dict[str, LastReading]:
         """The newest stored reading of every board (ingest's state after a restart)."""
         q = f"SELECT b.board_id, r.seq, r.ts, r.e_imp, r.e_exp {_NEWEST_ROWS}"
-        return {b: LastReading(s, t, i, e) for b, s, t, i, e in self.conn.execute(q)}
+        return {b: LastReading(s, t, i, e) for b, s, t, i, e in self._conn.execute(q)}
 
     def readings(
         self, board_id: str, since: int = 0, until: int = 2**62
@@ -313,13 +315,13 @@ class Ledger:
         if ref is None:
             return
         # the sequence numbers of the readings stamped in the hours that [since, until) touches
-        lo, hi = self.conn.execute(
+        lo, hi = self._conn.execute(
             "SELECT min(seq_min), max(seq_max) FROM reading_spans WHERE ref=? AND hour BETWEEN ? AND ?",
             (ref, since // _SPAN_S, (until - 1) // _SPAN_S),
         ).fetchone()
         if lo is None:
             return
-        cur = self.conn.execute(
+        cur = self._conn.execute(
             f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? AND seq BETWEEN ? AND ? AND ts>=? AND ts<? "
             "ORDER BY seq",
             (ref, lo, hi, since, until),
@@ -332,13 +334,13 @@ class Ledger:
         ref = self._ref_of(board_id)
         if ref is None:
             return None
-        spans = self.conn.execute(
+        spans = self._conn.execute(
             "SELECT hour, seq_min, seq_max FROM reading_spans WHERE ref=? AND hour<=? ORDER BY hour DESC",
             (ref, ts // _SPAN_S),
         )
         # the newest hour holding a reading at or before ts holds the answer: earlier hours' are older
         for hour, lo, hi in spans:
-            row = self.conn.execute(
+            row = self._conn.execute(
                 "SELECT seq, ts, e_imp, e_exp FROM reading_rows WHERE ref=? AND seq BETWEEN ? AND ? "
                 "AND ts>=? AND ts<=? ORDER BY ts DESC, seq DESC LIMIT 1",
                 (ref, lo, hi, hour * _SPAN_S, ts),
@@ -352,24 +354,26 @@ class Ledger:
         ref = self._ref_of(board_id)
         if ref is None:
             return None
-        row = self.conn.execute(
+        row = self._conn.execute(
             "SELECT seq, ts, e_imp, e_exp FROM reading_rows WHERE ref=? ORDER BY seq LIMIT 1", (ref,)
         ).fetchone()
         return None if row is None else LastReading(*row)
 
     def count_readings(self) -> int:
-        n: int = self.conn.execute("SELECT count(*) FROM reading_rows").fetchone()[0]
+        n: int = self._conn.execute("SELECT count(*) FROM reading_rows").fetchone()[0]
         return n
 
     # -- orders to boards ---------------------------------------------------------------------
 
     def next_oseq(self, board_id: str) -> int:
-        row = self.conn.execute("SELECT max(oseq) FROM board_orders WHERE board_id=?", (board_id,)).fetchone()
+        row = self._conn.execute(
+            "SELECT max(oseq) FROM board_orders WHERE board_id=?", (board_id,)
+        ).fetchone()
         return 1 if row[0] is None else int(row[0]) + 1
 
     def add_board_order(self, board_id: str, oseq: int, interval: int, frame: bytes) -> None:
         with self.transaction():
-            self.conn.execute(
+            self._conn.execute(
                 "INSERT INTO board_orders (board_id, oseq, interval, frame) VALUES (?,?,?,?)",
                 (board_id, oseq, interval, frame),
             )
@@ -396,9 +400,9 @@ class Ledger:
         out = []
         with self.transaction():
             for b, o, st, fr in acks:
-                if self.conn.execute(update, (st, fr, b, o, st)).rowcount == 1:
+                if self._conn.execute(update, (st, fr, b, o, st)).rowcount == 1:
                     out.append(ACK_RECORDED)
-                elif self.conn.execute(exists, (b, o)).fetchone() is not None:
+                elif self._conn.execute(exists, (b, o)).fetchone() is not None:
                     out.append(ACK_KEPT)
                 else:
                     out.append(ACK_UNKNOWN)
@@ -413,13 +417,13 @@ class Ledger:
         """``latest_reading`` of every board that has one, in one query."""
         cols = ", ".join("r." + c for c in _ROW_COLS.split(", "))
         q = f"SELECT b.board_id, {cols} {_NEWEST_ROWS}"
-        return {row[0]: _reading(row[0], row[1:])[0] for row in self.conn.execute(q)}
+        return {row[0]: _reading(row[0], row[1:])[0] for row in self._conn.execute(q)}
 
     def readings_desc(self, board_id: str, limit: int) -> Iterator[tuple[messages.Reading, bytes]]:
         ref = self._ref_of(board_id)
         if ref is None:
             return
-        cur = self.conn.execute(
+        cur = self._conn.execute(
             f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? ORDER BY seq DESC LIMIT ?", (ref, limit)
         )
         for row in cur:
@@ -431,21 +435,21 @@ class Ledger:
         if not counts:
             return
         with self.transaction():
-            self.conn.executemany(
+            self._conn.executemany(
                 "INSERT INTO rejections VALUES (?, ?) "
                 "ON CONFLICT(code) DO UPDATE SET count = count + excluded.count",
                 list(counts.items()),
             )
 
     def rejections(self) -> dict[str, int]:
-        return dict(self.conn.execute("SELECT code, count FROM rejections ORDER BY code"))
+        return dict(self._conn.execute("SELECT code, count FROM rejections ORDER BY code"))
 
     def readings_by_seq(self, board_id: str, lo: int, hi: int) -> Iterator[tuple[messages.Reading, bytes]]:
         """A board's readings with ``lo <= seq <= hi`` (an audit's span), in sequence order."""
         ref = self._ref_of(board_id)
         if ref is None:
             return
-        cur = self.conn.execute(
+        cur = self._conn.execute(
             f"SELECT {_ROW_COLS} FROM reading_rows WHERE ref=? AND seq>=? AND seq<=? ORDER BY seq",
             (ref, lo, hi),
         )
@@ -510,19 +514,19 @@ class _Tx:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. Nested use joins the outer transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+        self._conn = conn
         self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.outer = not self.conn.in_transaction
+        self.outer = not self._conn.in_transaction
         if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+            self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if not self.outer:
             return
         if exc_type is None:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
         else:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")

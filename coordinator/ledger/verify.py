@@ -73,15 +73,15 @@ def verify(ledger: Ledger, grid: str, limit: int = 50) -> Report:
                         f"{prev.seq} (the board's clock was corrected)"
                     )
             prev = r
-    for (start,) in ledger.conn.execute("SELECT start FROM intervals ORDER BY start").fetchall():
+    for (start,) in ledger._conn.execute("SELECT start FROM intervals ORDER BY start").fetchall():
         rep.intervals += 1
         total = journal.interval_total(ledger, start)
         if total != 0:
             problem(f"interval {start}: postings sum to {total} nano-cent, not 0")
-        paid = ledger.conn.execute(
+        paid = ledger._conn.execute(
             "SELECT coalesce(sum(energy * price), 0) FROM trades WHERE interval=?", (start,)
         ).fetchone()[0]
-        posted = -ledger.conn.execute(
+        posted = -ledger._conn.execute(
             "SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=? AND account LIKE ?",
             (start, journal.ENERGY_BOUGHT_PREFIX + "%"),
         ).fetchone()[0]

@@ -68,15 +68,15 @@ def build(tmp: Path, hours: int = 2, step: int = 60, timezone: str | None = None
         settled = asyncio.run(loop.step())
         assert len(settled) == hours * 4 and len(sent) == hours * 4
         led.count_rejections({"bad_signature": 2, "replay": 1})
-        led.conn.execute(
+        led._conn.execute(
             "INSERT INTO curtailments VALUES (?,?,?,?,?,?)",
             (START + 900, "b-alice", 1500, 1000, "bus f1 voltage 1.10 pu > 1.10 pu", 12_000_000),
         )
-        led.conn.execute(
+        led._conn.execute(
             "INSERT INTO redispatches VALUES (?,?,?,?,?,?,?)",
             (START + 1800, "b-bob", "battery", 2000, -1000, "trafo:T1 104.2000 > 98.0000", 5_000_000),
         )
-        led.conn.execute(
+        led._conn.execute(
             "INSERT INTO grid_checks VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (START + 1800, 0.97, "f1-3", 1.04, "f1-1", 61.5, "L2", 97.9, "T1", 0, "screen", 1),
         )

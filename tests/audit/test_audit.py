@@ -61,7 +61,7 @@ def test_exported_bundle_verifies_and_recomputes_the_bill(
         st = billing.statement(
             led, "alice", c.start - 10 * 3600, c.start + 14 * 3600, fixed_per_day=FIXED_PER_DAY
         )
-        exp_imp, exp_exp = led.conn.execute(
+        exp_imp, exp_exp = led._conn.execute(
             "SELECT sum(e_imp), sum(e_exp) FROM deliveries WHERE party='alice'"
         ).fetchone()
     # recomputed from the signed records alone, equal to the coordinator's bill to the nano-cent
@@ -192,7 +192,7 @@ def test_csv_exports(exported: tuple[Any, Path], capsys: pytest.CaptureFixture[s
     )
     trades = out.read_text().splitlines()
     with Ledger.open(c.ledger) as led:
-        assert len(trades) - 1 == led.conn.execute("SELECT count(*) FROM trades").fetchone()[0]
+        assert len(trades) - 1 == led._conn.execute("SELECT count(*) FROM trades").fetchone()[0]
     assert main(["export", "bills", "--config", str(c.config), "--period", PERIOD]) == 0
     bills = capsys.readouterr().out.splitlines()
     per: dict[str, int] = {}
@@ -268,7 +268,7 @@ def test_verify_agrees_with_the_bill_in_a_local_time_zone(
     c = build(tmp_path, timezone="Europe/Zurich")
     joined = calendar.timegm((2025, 11, 19, 23, 30, 0, 0, 0, 0))
     with Ledger.open(c.ledger) as led:
-        led.conn.execute("UPDATE members SET created=? WHERE id='alice'", (joined,))
+        led._conn.execute("UPDATE members SET created=? WHERE id='alice'", (joined,))
     period = "2025-11-19..2025-11-21"
     out = tmp_path / "alice.json"
     args = ["--config", str(c.config), "--member", "alice", "--period", period]

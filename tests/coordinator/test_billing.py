@@ -66,13 +66,13 @@ def test_an_invoice_waits_for_the_whole_period_to_be_settled(tmp_path: Path) -> 
     early = billing.statement(led, "carol", START, START + 3600)
     with pytest.raises(LedgerError, match="not settled"):
         billing.issue(led, early, now=START + 3600)
-    assert led.conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 0
+    assert led._conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 0
     for q in range(2, 4):
         settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
     s = billing.statement(led, "carol", START, START + 3600)
     assert s.intervals == 4 and s.total < early.total
     billing.issue(led, s, now=START + 3600)
-    assert led.conn.execute("SELECT total FROM invoices").fetchall() == [(s.total,)]
+    assert led._conn.execute("SELECT total FROM invoices").fetchall() == [(s.total,)]
     led.close()
 
 

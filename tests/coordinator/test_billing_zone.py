@@ -61,7 +61,7 @@ def ledger_with_march(tmp: Path) -> Ledger:
     rows = [
         (t, 0, "ann", "energy_bought_supplier", -1, 1) for t in range(utc(2026, 2, 27), utc(2026, 4, 2), 900)
     ]
-    led.conn.executemany(
+    led._conn.executemany(
         "INSERT INTO postings (interval, n, party, account, amount, energy) VALUES (?,?,?,?,?,?)", rows
     )
     return led
@@ -155,7 +155,7 @@ def test_a_member_who_left_pays_no_fees_after_its_last_day(tmp_path: Path) -> No
 def test_leaving_inside_an_invoiced_period_is_refused(tmp_path: Path) -> None:
     led = ledger_with_march(tmp_path)
     start, end = parse_period("2026-03", Z)
-    led.conn.execute(
+    led._conn.execute(
         "INSERT INTO intervals (start, length, scheme, state) VALUES (?, 900, 'pairwise', 'settled')",
         (end - 900,),
     )

@@ -51,7 +51,7 @@ def postings(led: Ledger, party: str) -> dict[str, int]:
         "SELECT account, sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY account"
     )
-    return {a: int(m) for a, m in led.conn.execute(q, (party, START, END))}
+    return {a: int(m) for a, m in led._conn.execute(q, (party, START, END))}
 
 
 def lines(led: Ledger, party: str) -> dict[str, int]:
@@ -73,7 +73,7 @@ def test_contract_subscriptions_are_credited_and_statements_sum_to_zero(tmp_path
     for p in PARTIES:
         assert lines(led, p) == postings(led, p) == before[p], p
     assert sum(billing.statement(led, p, START, END, terms=TERMS).total for p in PARTIES) == 0
-    assert led.conn.execute("SELECT sum(amount) FROM postings").fetchone() == (0,)
+    assert led._conn.execute("SELECT sum(amount) FROM postings").fetchone() == (0,)
     led.close()
 
 
@@ -86,7 +86,7 @@ def test_an_invoice_posts_its_charges_once(tmp_path: Path) -> None:
     half = billing.statement(led, "carol", START, START + 1800, terms=TERMS)
     with pytest.raises(LedgerError, match="covering part of"):
         billing.issue(led, half, now=END + 60, terms=TERMS)
-    (n,) = led.conn.execute(
+    (n,) = led._conn.execute(
         "SELECT count(*) FROM postings WHERE party='carol' AND account='fixed'"
     ).fetchone()
     assert n == 1
@@ -129,7 +129,7 @@ def test_invoices_are_numbered_immutable_documents(tmp_path: Path) -> None:
     assert docs[1].sha256 == hashlib.sha256(docs[1].html).hexdigest()
     for sql in ("UPDATE invoice_documents SET total=0", "DELETE FROM invoice_documents"):
         with pytest.raises(sqlite3.IntegrityError, match="immutable"):
-            led.conn.execute(sql)
+            led._conn.execute(sql)
     assert [d.number for d in invoice.documents(led, "carol")] == ["CM-000002"]
     led.close()
 

@@ -97,7 +97,7 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["bill", "--config", str(cfg), "--from", "2025-12-01", "--to", "2025-12-02", "--issue"]) == 2
     assert "already issued" in capsys.readouterr().err
     with Ledger.open(tmp_path / "l.db") as led:
-        assert led.conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 2
+        assert led._conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 2
     assert (
         main(["bill", "--config", str(cfg), "--member", "zoe", "--from", "2025-12-01", "--to", "2025-12-02"])
         == 2
@@ -108,7 +108,7 @@ def test_members_bills_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["ledger", "verify", "--config", str(cfg)]) == 0
     assert "0 problems" in capsys.readouterr().out
     with Ledger.open(tmp_path / "l.db") as led:  # tamper with a stored signature
-        led.conn.execute("DROP TRIGGER readings_append_only_u")
-        led.conn.execute("UPDATE readings SET sig = zeroblob(64) WHERE board_id='m-bob' AND seq=7")
+        led._conn.execute("DROP TRIGGER readings_append_only_u")
+        led._conn.execute("UPDATE readings SET sig = zeroblob(64) WHERE board_id='m-bob' AND seq=7")
     assert main(["ledger", "verify", "--config", str(cfg)]) == 1
     assert "m-bob seq 7: signature does not verify" in capsys.readouterr().out

@@ -97,7 +97,9 @@ def test_battery_gets_a_signed_setpoint_and_its_ack_is_recorded(tmp_path: Path) 
     assert ing.handle(t_ack, ack_frame) == ack
     assert led.record_ack("m-bat", 1, ack.status, ack_frame)
     assert not led.record_ack("m-bat", 99, ack.status, ack_frame)  # never sent: refused
-    row = led.conn.execute("SELECT ack_status FROM board_orders WHERE board_id='m-bat' AND oseq=1").fetchone()
+    row = led._conn.execute(
+        "SELECT ack_status FROM board_orders WHERE board_id='m-bat' AND oseq=1"
+    ).fetchone()
     assert row == (messages.ST_APPLIED,)
     assert led.next_oseq("m-bat") == 2
     led.close()
@@ -133,35 +135,35 @@ def test_schedule_binds_and_deviation_settles_at_last_resort(tmp_path: Path) -> 
 
     sps = asyncio.run(Dispatch(led, SITE, COORD, publish).run(START + 900))
     assert sps[0].bat_w == 3_000
-    sched = led.conn.execute("SELECT buyer, seller, energy, price FROM schedules").fetchall()
+    sched = led._conn.execute("SELECT buyer, seller, energy, price FROM schedules").fetchall()
     assert [(b, s, e) for b, s, e, _ in sched] == [("bat", "sun", 750_000)]
     price = sched[0][3]
     bat.bat_p = 2_000  # what the battery reports it charges at
     store(led, [sun, bat], range(START + 960, START + 1801, 60))
     settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
     post = dict(
-        led.conn.execute(
+        led._conn.execute(
             "SELECT account, sum(amount) FROM postings WHERE interval=? AND party='bat' GROUP BY account",
             (START + 900,),
         ).fetchall()
     )
     assert post["energy_bought_local"] == -750_000 * price  # the schedule, at its ex-ante price
-    d = led.conn.execute(
+    d = led._conn.execute(
         "SELECT e_imp FROM deliveries WHERE interval=? AND party='bat'", (START + 900,)
     ).fetchone()
     shortfall = 750_000 - d[0]
     assert 0 < shortfall and post["energy_sold_imbalance"] == shortfall * TARIFF.feed_in
-    assert led.conn.execute(
+    assert led._conn.execute(
         "SELECT sum(amount) FROM postings WHERE interval=?", (START + 900,)
     ).fetchone() == (0,)
     # the sun: schedule + ex-post add up to what it exported
     e = dict(
-        led.conn.execute(
+        led._conn.execute(
             "SELECT account, sum(energy) FROM postings WHERE interval=? AND party='sun' GROUP BY account",
             (START + 900,),
         ).fetchall()
     )
-    exported = led.conn.execute(
+    exported = led._conn.execute(
         "SELECT e_exp FROM deliveries WHERE interval=? AND party='sun'", (START + 900,)
     ).fetchone()[0]
     assert -sum(e.values()) == exported
@@ -287,7 +289,7 @@ def test_run_redispatches_every_device_and_sends_one_order_per_board(tmp_path: P
     assert thread != threading.get_ident()  # pandapower ran off the event loop's thread
     assert expected["ev-a"] == -11_000  # leaves in 45 minutes: charges flat out
     assert not scr.check_boards(expected).ok  # the plan alone would overload T1
-    rows = led.conn.execute(
+    rows = led._conn.execute(
         "SELECT board_id, kind, delta_w, setpoint, reason, compensation FROM redispatches"
     )
     changes = {(r[0], r[1]): r[2:] for r in rows}
@@ -316,7 +318,7 @@ def test_run_redispatches_every_device_and_sends_one_order_per_board(tmp_path: P
             assert o.relay_mask == 2 and o.relay_state == 0 and setpoint == 0
     assert orders["ev-a"].ev_ma == 11_000 * 1000 // 690
     # how close the interval runs to the limits is kept: T1 the most loaded, within its limit
-    row = led.conn.execute(
+    row = led._conn.execute(
         "SELECT trafo_max, trafo_max_pct, v_min_pu, violations, source, changes FROM grid_checks"
         " WHERE interval=?",
         (START + 900,),
@@ -326,7 +328,9 @@ def test_run_redispatches_every_device_and_sends_one_order_per_board(tmp_path: P
     # its error of the AC power flow's
     assert row[3:] == (0, "screen", len(changes))
     assert abs(row[1] - float(ac.trafo_loading.max())) < scr.margin_loading_pp
-    pay = led.conn.execute("SELECT count(*) FROM postings WHERE account='redispatch_compensation'").fetchone()
+    pay = led._conn.execute(
+        "SELECT count(*) FROM postings WHERE account='redispatch_compensation'"
+    ).fetchone()
     assert pay == (0,)  # paid at settlement, for what the boards acknowledge applying
     led.close()
 
@@ -384,7 +388,7 @@ def test_flex_request_gets_offers_orders_setpoints_and_payment(tmp_path: Path) -
         order_w[o.offer.board_id] = o.power_w if o.offer.asset == "battery" else 2_000  # a relay: all off
     sps = {sp.board_id: sp for sp in asyncio.run(d.run(req.start))}
     q = "SELECT buyer, seller, energy FROM schedules WHERE interval=?"
-    net = sum(e if b == "ann" else -e for b, s, e in led.conn.execute(q, (req.start,)) if "ann" in (b, s))
+    net = sum(e if b == "ann" else -e for b, s, e in led._conn.execute(q, (req.start,)) if "ann" in (b, s))
     planned = net * 36 // (10 * 900)  # Ann's battery as the market cleared it
     got = {b: messages.decode(bytes(frame.split(sp.frame)[0])) for b, sp in sps.items()}
     ann_o, bob_o = got["m-ann"], got["m-bob"]
@@ -401,7 +405,9 @@ def test_flex_request_gets_offers_orders_setpoints_and_payment(tmp_path: Path) -
     settled = verify(led, req, orders, 900)
     assert [s.delivered for s in settled] == [2 * 5_000 * 250, 2 * 1_000 * 250]  # capped at the order
     settle_orders(led, req, settled)
-    assert led.conn.execute("SELECT sum(amount) FROM postings WHERE account='flexibility'").fetchone() == (0,)
+    assert led._conn.execute("SELECT sum(amount) FROM postings WHERE account='flexibility'").fetchone() == (
+        0,
+    )
     led.close()
 
 
@@ -434,7 +440,7 @@ def test_integrator_home_follows_its_plan_and_stacks_a_flex_order(tmp_path: Path
 
     d = Dispatch(led, SITE, COORD, publish)
     (sp,) = asyncio.run(d.run(START + 900))
-    assert led.conn.execute("SELECT count(*) FROM schedules").fetchone() == (0,)  # not in the market
+    assert led._conn.execute("SELECT count(*) FROM schedules").fetchone() == (0,)  # not in the market
     assert sp.board_id == "m-home" and sp.bat_w == -1_000  # covers its own 1 kW import, exports nothing
     req = FlexRequest("r9", "f1", START + 1800, 1, "reduce", 3_000, 60_000)
     offer = FlexOffer("o", "r9", "home", "m-home", 3_000, 50_000, 0, "battery")

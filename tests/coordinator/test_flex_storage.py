@@ -94,5 +94,5 @@ def test_the_battery_holds_still_in_the_baseline_and_delivers_the_order_alone(tm
         settle(led, t, 900, "pairwise", TARIFF, {}, now=t + 960)
     assert bat_w(led, REQ.start) == -3_000  # the order's 3 kW, no more: the market left it alone
     sched = "SELECT count(*) FROM schedules WHERE interval>=? AND (buyer='bat' OR seller='bat')"
-    assert led.conn.execute(sched, (base,)).fetchone() == (0,)
+    assert led._conn.execute(sched, (base,)).fetchone() == (0,)
     led.close()

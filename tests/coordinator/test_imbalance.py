@@ -30,7 +30,7 @@ S1 = START + 900  # the dispatched interval
 
 def accounts(led: Ledger, party: str, interval: int = S1) -> dict[str, tuple[int, int]]:
     q = "SELECT account, sum(energy), sum(amount) FROM postings WHERE interval=? AND party=? GROUP BY account"
-    return {a: (int(e), int(m)) for a, e, m in led.conn.execute(q, (interval, party))}
+    return {a: (int(e), int(m)) for a, e, m in led._conn.execute(q, (interval, party))}
 
 
 def battery_home(tmp: Path, home_w: Callable[[int], int]) -> tuple[Ledger, VirtualBoard, VirtualBoard]:
@@ -87,7 +87,7 @@ def test_a_battery_that_follows_its_orders_pays_no_imbalance_for_its_household(t
     assert local_e == 750_000 + 250_000  # the schedule, and the household's quarter hour ex post
     sun_local = accounts(led, "sun")["energy_sold_local"][0]
     assert sun_local == -1_000_000 and "energy_sold_supplier" not in accounts(led, "sun")
-    total = led.conn.execute("SELECT sum(amount) FROM postings WHERE interval=?", (S1,)).fetchone()[0]
+    total = led._conn.execute("SELECT sum(amount) FROM postings WHERE interval=?", (S1,)).fetchone()[0]
     assert total == 0 and local_nc < 0
     led.close()
 

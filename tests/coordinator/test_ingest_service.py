@@ -108,18 +108,18 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
         assert led.rejections().get("replay", 0) + led.rejections().get("duplicate", 0) >= 1
         # the interval loop settled the intervals that were over while readings still arrived;
         # readings that came late count in the next interval: settle up to the last reading here
-        assert led.conn.execute("SELECT count(*) FROM intervals").fetchone()[0] >= 2
-        last = led.conn.execute("SELECT max(start) FROM intervals").fetchone()[0]
+        assert led._conn.execute("SELECT count(*) FROM intervals").fetchone()[0] >= 2
+        last = led._conn.execute("SELECT max(start) FROM intervals").fetchone()[0]
         s = last + 900
         while s <= int(time.time()):  # up to the running interval, which holds the late readings
             settle(led, s, 900, "pairwise", Tariff(4000, 20750, 6000, 3000), {}, now=int(time.time()))
             s += 900
         # each board's settled spans chain reading to reading, from its first settled reading to
         # its last one: the member is settled exactly what its boards measured over that span
-        settled = led.conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='alice'").fetchone()[0]
+        settled = led._conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='alice'").fetchone()[0]
         advance = 0
         for b in boards:
-            spans = led.conn.execute(
+            spans = led._conn.execute(
                 "SELECT seq0, seq1, e_imp0, e_imp1 FROM board_deliveries WHERE board_id=? ORDER BY interval",
                 (b.board,),
             ).fetchall()
@@ -127,10 +127,10 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing_and_settles(
             assert spans[-1][1] == N_READINGS - 1 and spans[-1][3] == b.e_imp  # up to the last reading
             advance += spans[-1][3] - spans[0][2]
         assert settled == advance > 0
-        for (start,) in led.conn.execute("SELECT start FROM intervals"):
-            assert led.conn.execute("SELECT sum(amount) FROM postings WHERE interval=?", (start,)).fetchone()[
-                0
-            ] in (0, None)
+        for (start,) in led._conn.execute("SELECT start FROM intervals"):
+            assert led._conn.execute(
+                "SELECT sum(amount) FROM postings WHERE interval=?", (start,)
+            ).fetchone()[0] in (0, None)
     verify = subprocess.run(
         [sys.executable, "-m", "coordinator.cli", "ledger", "verify", "--config", str(cfg)],
         cwd=ROOT,

@@ -55,7 +55,7 @@ def test_a_failure_after_settling_does_not_leave_an_interval_without_its_signed_
     with pytest.raises(RuntimeError):
         asyncio.run(loop.step())
     asyncio.run(loop.step())  # the next pass (or the restarted service)
-    row = led.conn.execute("SELECT result_frame, digest FROM intervals WHERE start=?", (START,)).fetchone()
+    row = led._conn.execute("SELECT result_frame, digest FROM intervals WHERE start=?", (START,)).fetchone()
     assert row is not None and row[0] is not None, "settled without a signed Result"
     msg = frame.open_frame(topics.result_topic("g1"), row[0], lambda m: crypto.Verifier(KEY.public))
     assert isinstance(msg, messages.Result) and msg.interval == START and msg.digest == row[1]
@@ -152,7 +152,7 @@ def test_a_restart_republishes_the_newest_stored_result(tmp_path: Path) -> None:
             now=START + 1860,
             seal=lambda c: before.result(c)[1],
         )
-    stored = led.conn.execute("SELECT result_frame FROM intervals WHERE start=?", (START + 900,)).fetchone()[
+    stored = led._conn.execute("SELECT result_frame FROM intervals WHERE start=?", (START + 900,)).fetchone()[
         0
     ]
     published: list[tuple[str, bytes]] = []

@@ -15,7 +15,9 @@ def pair(party: str, amount: int, account: str = journal.FLEXIBILITY) -> list[Po
 
 
 def numbers(led: Ledger, interval: int) -> list[int]:
-    return [n for (n,) in led.conn.execute("SELECT n FROM postings WHERE interval=? ORDER BY n", (interval,))]
+    return [
+        n for (n,) in led._conn.execute("SELECT n FROM postings WHERE interval=? ORDER BY n", (interval,))
+    ]
 
 
 def test_each_source_numbers_from_its_base(tmp_path: Path) -> None:
@@ -72,7 +74,7 @@ def test_post_refuses_bad_rows_and_writes_nothing(tmp_path: Path) -> None:
         with pytest.raises(JournalError, match="no posting source 'nope'"), led.transaction() as tx:
             journal.post(tx, 900, "nope", pair("a", 1))
         with pytest.raises(JournalError, match="outside a transaction"):
-            journal.post(led.conn, 900, journal.FLEX, pair("a", 1))
+            journal.post(led._conn, 900, journal.FLEX, pair("a", 1))
         assert numbers(led, 900) == []
 
 

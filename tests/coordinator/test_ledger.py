@@ -36,7 +36,7 @@ def test_migrations_and_reopen(tmp_path: Path) -> None:
     db = tmp_path / "l.db"
     with Ledger.open(db) as led:
         assert led.version == len(MIGRATIONS)
-        assert led.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert led._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Ledger.open(db) as led:  # idempotent
         assert led.version == len(MIGRATIONS)
     con = sqlite3.connect(db)
@@ -58,9 +58,9 @@ def test_readings_idempotent_and_append_only(tmp_path: Path) -> None:
         assert led.last_readings()["m01"].seq == 10
         assert led.register_at("m01", 1_750_000_000 + 55).seq == 5  # type: ignore[union-attr]
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            led.conn.execute("UPDATE readings SET e_imp = 0")
+            led._conn.execute("UPDATE readings SET e_imp = 0")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            led.conn.execute("DELETE FROM readings")
+            led._conn.execute("DELETE FROM readings")
 
 
 def test_registry_and_key_rotation(tmp_path: Path) -> None:

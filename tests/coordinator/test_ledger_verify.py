@@ -43,7 +43,7 @@ def test_a_clock_step_back_is_stored_settled_once_and_only_a_warning(
     assert len(back) == 1 and back[0].startswith("m01 seq 30:")
     for q in range(4):
         settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 3600)
-    imp = led.conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='carol'").fetchone()[0]
+    imp = led._conn.execute("SELECT sum(e_imp) FROM deliveries WHERE party='carol'").fetchone()[0]
     first, last = led.register_at("m01", START), led.latest_reading("m01")
     assert first is not None and last is not None
     assert imp == last.e_imp - first.e_imp  # every mWh settled once across the step

@@ -163,7 +163,7 @@ def test_the_ledger_stores_and_reads_typed_members(tmp_path: Path) -> None:
         prefs = MemberPrefs.parse("ann", EVERYTHING)
         led.add_member("ann", "Ann", "prosumer", now=START, feeder="f1", bus="b7", prefs=prefs)
         led.add_member("bo", "Bo", "consumer", now=START + 1)
-        stored = led.conn.execute("SELECT prefs FROM members WHERE id='ann'").fetchone()[0]
+        stored = led._conn.execute("SELECT prefs FROM members WHERE id='ann'").fetchone()[0]
         assert json.loads(stored) == EVERYTHING
         ann, bo = led.members()
         assert ann == Member("ann", "Ann", "prosumer", "f1", "b7", START, None, prefs)

@@ -119,9 +119,9 @@ def test_statements_equal_postings_and_sum_to_zero(
             lines = {
                 x.account: x.amount for x in billing.statement(led, p, START, START + DAY, terms=terms).lines
             }
-            assert lines == {a: int(v) for a, v in led.conn.execute(q, (p,))}, p
+            assert lines == {a: int(v) for a, v in led._conn.execute(q, (p,))}, p
         assert totals() == 0
-        assert led.conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone() == (0,)
+        assert led._conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone() == (0,)
         if asset:  # the asset keeps nothing: all of it passed on
             assert billing.statement(led, members[0], START, START + DAY, terms=terms).total == sum(
                 x.amount
@@ -148,7 +148,7 @@ def example(tmp: Path, site: Site, scheme: str = "pairwise") -> Callable[[str], 
     def lines(k: str) -> dict[str, int]:
         party = f"m{NAMES.index(k)}" if k in NAMES else k
         q = "SELECT account, sum(amount) FROM postings WHERE party=? GROUP BY account"
-        return {a: int(v) for a, v in led.conn.execute(q, (party,))}
+        return {a: int(v) for a, v in led._conn.execute(q, (party,))}
 
     return lines
 

@@ -35,7 +35,9 @@ def _ledger(tmp: Path) -> Ledger:
 
 
 def _stored(led: Ledger) -> tuple[int, bytes]:
-    row = led.conn.execute("SELECT ack_status, ack_frame FROM board_orders WHERE board_id='m-bat' AND oseq=1")
+    row = led._conn.execute(
+        "SELECT ack_status, ack_frame FROM board_orders WHERE board_id='m-bat' AND oseq=1"
+    )
     return row.fetchone()  # type: ignore[no-any-return]
 
 

@@ -26,8 +26,8 @@ def settled(tmp: Path) -> Ledger:
 def test_losses_apportioned_and_billed(tmp_path: Path) -> None:
     led = settled(tmp_path)
     q = "SELECT coalesce(sum(energy), 0) FROM trades WHERE {}=?"
-    sold = led.conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
-    bought = led.conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
+    sold = led._conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
+    bought = led._conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
     assert bought > 0
     # the utility meter saw 150 Wh more import than settled (losses) and 1 % less export
     rows = reconcile.parse_csv(
@@ -38,10 +38,10 @@ def test_losses_apportioned_and_billed(tmp_path: Path) -> None:
     r = reconcile.reconcile(led, START, TARIFF)
     assert r.diff_imp > 0 and sum(r.shares_imp.values()) == r.diff_imp
     assert r.diff_exp > 0 and sum(r.shares_exp.values()) == r.diff_exp
-    drew = dict(led.conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
+    drew = dict(led._conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
     big, small = sorted((p for p in r.shares_imp), key=lambda p: -drew[p])[:2]
     assert r.shares_imp[big] >= r.shares_imp[small]  # pro rata to what each drew
-    total = led.conn.execute("SELECT sum(amount) FROM postings").fetchone()[0]
+    total = led._conn.execute("SELECT sum(amount) FROM postings").fetchone()[0]
     assert total == 0
     carol = billing.statement(led, "carol", START, START + 3601)
     assert "Utility meter reconciliation (losses)" in billing.render(carol)
@@ -80,14 +80,14 @@ def test_a_period_reconciles_after_later_intervals_are_settled(tmp_path: Path) -
     led, _ = ledger_with_readings(tmp_path, hours=2)
     for q in range(8):
         settle(led, START + 900 * q, 900, "pairwise", TARIFF, {}, now=START + 7200)
-    sold = led.conn.execute(
+    sold = led._conn.execute(
         "SELECT coalesce(sum(energy), 0) FROM trades WHERE seller=? AND interval<?", (SUPPLIER, START + 3600)
     ).fetchone()[0]
     reconcile.store(led, [(START, START + 3600, sold + 150_000, 0)])
     r = reconcile.reconcile(led, START, TARIFF)
     assert r.settled_imp == sold and r.diff_imp == 150_000
     assert sum(r.shares_imp.values()) == 150_000
-    assert led.conn.execute("SELECT sum(amount) FROM postings").fetchone()[0] == 0
+    assert led._conn.execute("SELECT sum(amount) FROM postings").fetchone()[0] == 0
     led.close()
 
 
@@ -102,7 +102,7 @@ def test_a_period_not_fully_settled_is_refused(tmp_path: Path) -> None:
         reconcile.reconcile(led, START, TARIFF)
     with pytest.raises(ReconcileError, match="not settled"):  # before the first settled interval
         reconcile.reconcile(led, START - 3600, TARIFF)
-    assert led.conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone()[0] == 0
+    assert led._conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone()[0] == 0
     led.close()
 
 
@@ -119,8 +119,8 @@ def test_both_adjustments_carry_their_energy_on_the_bill(tmp_path: Path) -> None
     # as the import adjustment's does, with the supplier's opposite entry
     led = settled(tmp_path)
     q = "SELECT coalesce(sum(energy), 0) FROM trades WHERE {}=?"
-    sold = led.conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
-    bought = led.conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
+    sold = led._conn.execute(q.format("seller"), (SUPPLIER,)).fetchone()[0]
+    bought = led._conn.execute(q.format("buyer"), (SUPPLIER,)).fetchone()[0]
     reconcile.store(led, [(START, START + 3600, sold + 150_000, bought - 40_000)])
     r = reconcile.reconcile(led, START, TARIFF)
     assert r.diff_exp == 40_000 and r.shares_exp
@@ -144,7 +144,7 @@ def test_reconciliation_lands_on_the_periods_own_bill(tmp_path: Path) -> None:
     # dated at the period's last interval: the statement of exactly the period carries it, the
     # next period's does not
     led = settled(tmp_path)
-    bought = led.conn.execute("SELECT sum(energy) FROM trades WHERE buyer=?", (SUPPLIER,)).fetchone()[0]
+    bought = led._conn.execute("SELECT sum(energy) FROM trades WHERE buyer=?", (SUPPLIER,)).fetchone()[0]
     reconcile.store(led, [(START, START + 3600, 0, bought - 40_000)])
     r = reconcile.reconcile(led, START, TARIFF)
     assert r.shares_exp
@@ -153,7 +153,7 @@ def test_reconciliation_lands_on_the_periods_own_bill(tmp_path: Path) -> None:
         assert lines["reconciliation_export"].energy == e
         after = {x.account for x in billing.statement(led, party, START + 3600, START + 7200).lines}
         assert "reconciliation_export" not in after
-    (n,) = led.conn.execute("SELECT DISTINCT interval FROM postings WHERE account LIKE 'reconc%'").fetchall()
+    (n,) = led._conn.execute("SELECT DISTINCT interval FROM postings WHERE account LIKE 'reconc%'").fetchall()
     assert n == (START + 2700,)
     led.close()
 
@@ -187,13 +187,15 @@ def test_a_battery_schedule_undone_by_imbalance_is_not_counted_twice(tmp_path: P
         )
     store(led, [bat, load], range(START, START + 901, 300))
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 960)
-    imb = led.conn.execute("SELECT energy FROM trades WHERE buyer=? AND seller='bat'", (SUPPLIER,)).fetchall()
+    imb = led._conn.execute(
+        "SELECT energy FROM trades WHERE buyer=? AND seller='bat'", (SUPPLIER,)
+    ).fetchall()
     assert imb == [(750_000,)]  # the schedule undone
     reconcile.store(led, [(START, START + 900, 500_000 // 1000 * 1000, 0)])
     r = reconcile.reconcile(led, START, TARIFF)
     assert (r.settled_imp, r.settled_exp) == (500_000, 0)
     assert r.diff_imp == r.diff_exp == 0 and r.members == 0
-    assert led.conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone() == (0,)
+    assert led._conn.execute("SELECT count(*) FROM postings WHERE account LIKE 'reconc%'").fetchone() == (0,)
     led.close()
 
 
@@ -225,6 +227,6 @@ def test_a_member_who_drew_and_fed_in_is_counted_once(
     assert main(["reconcile", "--config", str(cfg), "--file", str(csv)]) == 0
     out = capsys.readouterr().out
     with Ledger.open(tmp_path / "l.db") as led:
-        parties = {p for (p,) in led.conn.execute("SELECT party FROM postings WHERE account LIKE 'reconc%'")}
+        parties = {p for (p,) in led._conn.execute("SELECT party FROM postings WHERE account LIKE 'reconc%'")}
     parties.discard(SUPPLIER)
     assert "eve" in parties and f"apportioned to {len(parties)} members" in out, out

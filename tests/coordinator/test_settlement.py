@@ -49,7 +49,7 @@ def test_settled_energy_telescopes_and_money_sums_to_zero(tmp_path: Path, scheme
         c = settle(led, START + 900 * q, 900, scheme, TARIFF, prefs, now=START + 3600)
         assert c.traded > 0  # alice and bob export while carol and dave import
         assert journal.interval_total(led, START + 900 * q) == 0
-        for m, imp, exp in led.conn.execute(
+        for m, imp, exp in led._conn.execute(
             "SELECT party, e_imp, e_exp FROM deliveries WHERE interval=?", (START + 900 * q,)
         ):
             total[m][0] += imp
@@ -70,7 +70,7 @@ def test_settled_energy_telescopes_and_money_sums_to_zero(tmp_path: Path, scheme
     csv_text = billing.to_csv(bills)
     assert csv_text.splitlines()[0].startswith("member,period_start")
     # individual rationality: carol never paid more than her limit for local energy
-    for buyer, price in led.conn.execute("SELECT buyer, price FROM trades WHERE seller != ?", (SUPPLIER,)):
+    for buyer, price in led._conn.execute("SELECT buyer, price FROM trades WHERE seller != ?", (SUPPLIER,)):
         if buyer == "carol":
             assert price <= 18_000
     led.close()
@@ -107,12 +107,12 @@ def test_late_readings_count_in_the_next_interval(tmp_path: Path) -> None:
     )  # ... and replays its spool afterwards
     store(led, [boards["alice"]], range(START + 960, START + 1801, 60))
     settle(led, START + 900, 900, "pairwise", TARIFF, {}, now=START + 1860)
-    got = dict(led.conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
+    got = dict(led._conn.execute("SELECT party, sum(e_imp) FROM deliveries GROUP BY party").fetchall())
     r0 = led.register_at("b-carol", START)
     r1 = led.register_at("b-carol", START + 1800)
     assert r0 is not None and r1 is not None
     assert got["carol"] == r1.e_imp - r0.e_imp  # nothing lost: the late part moved to interval 2
-    first = led.conn.execute("SELECT e_imp FROM deliveries WHERE party='carol' ORDER BY interval").fetchall()
+    first = led._conn.execute("SELECT e_imp FROM deliveries WHERE party='carol' ORDER BY interval").fetchall()
     assert first[0][0] < first[1][0]
     led.close()
 
@@ -152,7 +152,7 @@ def test_another_settlement_cannot_slip_in_between_the_check_and_the_records(
 
     led, _ = ledger_with_readings(tmp_path)
     other = Ledger.open(led.path)
-    other.conn.execute("PRAGMA busy_timeout=0")  # refused at once rather than after a wait
+    other._conn.execute("PRAGMA busy_timeout=0")  # refused at once rather than after a wait
     real = settlement.measure
     refused: list[str] = []
 
@@ -169,7 +169,7 @@ def test_another_settlement_cannot_slip_in_between_the_check_and_the_records(
     assert refused == ["refused"]
     with pytest.raises(LedgerError, match="already settled"):
         settle(other, START, 900, "pairwise", TARIFF, {}, now=START + 3600)
-    assert led.conn.execute("SELECT count(*) FROM intervals").fetchone() == (1,)
+    assert led._conn.execute("SELECT count(*) FROM intervals").fetchone() == (1,)
     other.close()
     led.close()
 
@@ -182,11 +182,11 @@ def test_settlement_postings_keep_their_numbers_and_a_failed_seal_leaves_nothing
 
     with pytest.raises(RuntimeError, match="no key"):
         settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 3600, seal=broken_seal)
-    assert led.conn.execute("SELECT count(*) FROM postings").fetchone() == (0,)
-    assert led.conn.execute("SELECT count(*) FROM intervals").fetchone() == (0,)
+    assert led._conn.execute("SELECT count(*) FROM postings").fetchone() == (0,)
+    assert led._conn.execute("SELECT count(*) FROM intervals").fetchone() == (0,)
     settle(led, START, 900, "pairwise", TARIFF, {}, now=START + 3600, seal=lambda c: b"result")
-    ns = [n for (n,) in led.conn.execute("SELECT n FROM postings WHERE interval=? ORDER BY n", (START,))]
+    ns = [n for (n,) in led._conn.execute("SELECT n FROM postings WHERE interval=? ORDER BY n", (START,))]
     # no schedules or imbalance here: the market's postings, numbered from its base as ever
     assert ns == list(range(20_000_000, 20_000_000 + len(ns))) and len(ns) > 0
-    assert led.conn.execute("SELECT result_frame FROM intervals").fetchone() == (b"result",)
+    assert led._conn.execute("SELECT result_frame FROM intervals").fetchone() == (b"result",)
     led.close()

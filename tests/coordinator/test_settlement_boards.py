@@ -27,7 +27,7 @@ def _ledger(tmp: Path) -> tuple[Ledger, dict[str, VirtualBoard]]:
 
 
 def _settled(led: Ledger, party: str) -> tuple[int, int]:
-    row = led.conn.execute(
+    row = led._conn.execute(
         "SELECT coalesce(sum(e_imp), 0), coalesce(sum(e_exp), 0) FROM deliveries WHERE party=?", (party,)
     ).fetchone()
     return int(row[0]), int(row[1])
@@ -35,7 +35,7 @@ def _settled(led: Ledger, party: str) -> tuple[int, int]:
 
 def _posted(led: Ledger, party: str) -> int:
     return int(
-        led.conn.execute("SELECT coalesce(sum(energy), 0) FROM postings WHERE party=?", (party,)).fetchone()[
+        led._conn.execute("SELECT coalesce(sum(energy), 0) FROM postings WHERE party=?", (party,)).fetchone()[
             0
         ]
     )
@@ -63,7 +63,7 @@ def test_a_replaced_boards_last_readings_are_settled(tmp_path: Path) -> None:
     assert _posted(led, "carol") == metered  # and it is billed
     # the old board's tail was settled once: later intervals leave it out
     settle(led, START + 2700, 900, "pairwise", TARIFF, {}, now=START + 3660)
-    rows = led.conn.execute(
+    rows = led._conn.execute(
         "SELECT interval, seq0, seq1 FROM board_deliveries WHERE board_id=? ORDER BY interval", (old.board,)
     ).fetchall()
     assert [r[0] for r in rows] == [START, START + 900]

@@ -130,7 +130,7 @@ def test_every_metered_mwh_is_settled_once(ps: list[Plan], scheme: str) -> None:
         settled_end = START + (N_INTERVALS + 6) * LEN
         per_member: dict[str, int] = {}
         for b, p, _ in boards:
-            rows = led.conn.execute(
+            rows = led._conn.execute(
                 "SELECT seq0, seq1, e_imp0, e_exp0, e_imp1, e_exp1 FROM board_deliveries "
                 "WHERE board_id=? ORDER BY interval",
                 (b.board,),
@@ -148,14 +148,14 @@ def test_every_metered_mwh_is_settled_once(ps: list[Plan], scheme: str) -> None:
             assert got == (final.e_imp - first.e_imp) - (final.e_exp - first.e_exp), b.board
             assert (first.e_imp, first.e_exp) == (0, 0)
             per_member[f"m{p.member}"] = per_member.get(f"m{p.member}", 0) + got
-        for (start,) in led.conn.execute("SELECT start FROM intervals").fetchall():
-            s = led.conn.execute("SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=?", (start,))
+        for (start,) in led._conn.execute("SELECT start FROM intervals").fetchall():
+            s = led._conn.execute("SELECT coalesce(sum(amount), 0) FROM postings WHERE interval=?", (start,))
             assert s.fetchone()[0] == 0
         delivered = dict(
-            led.conn.execute("SELECT party, sum(e_imp - e_exp) FROM deliveries GROUP BY party").fetchall()
+            led._conn.execute("SELECT party, sum(e_imp - e_exp) FROM deliveries GROUP BY party").fetchall()
         )
         posted = dict(
-            led.conn.execute(
+            led._conn.execute(
                 "SELECT party, sum(energy) FROM postings WHERE party LIKE 'm%' GROUP BY party"
             ).fetchall()
         )

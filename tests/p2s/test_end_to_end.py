@@ -343,8 +343,8 @@ def test_members_devices_and_flexibility_in_a_running_coordinator(
     cfg = tmp_path / "coordinator.toml"
     with Ledger.open(tmp_path / "ledger.db") as led:
         paid = {r.party: r.payment for r in flex_requests.records(led)}
-        total = led.conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone()[0]
-        changes = led.conn.execute("SELECT member_id, changed_by FROM member_changes ORDER BY id").fetchall()
+        total = led._conn.execute("SELECT coalesce(sum(amount), 0) FROM postings").fetchone()[0]
+        changes = led._conn.execute("SELECT member_id, changed_by FROM member_changes ORDER BY id").fetchall()
     assert total == 0  # money sums to zero
     assert changes == [("alice", "cli:e2e"), ("bob", "api:operator"), ("carol", "cli:e2e")]
     assert paid["alice"] == f1["paid"] and paid["carol"] == f2["paid"]

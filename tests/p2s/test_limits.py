@@ -61,5 +61,5 @@ def test_an_import_limit_switches_the_deferrable_load_off(tmp_path: Path) -> Non
         orders[o.interval] = o
     assert T0 + LEN not in orders or not orders[T0 + LEN].relay_mask  # 2.3 kW under 5 kW: nothing to do
     assert orders[T0 + 2 * LEN].relay_mask & 1 and not orders[T0 + 2 * LEN].relay_state & 1
-    rows = led.conn.execute("SELECT interval, board_id, kind, delta_w, reason FROM redispatches").fetchall()
+    rows = led._conn.execute("SELECT interval, board_id, kind, delta_w, reason FROM redispatches").fetchall()
     assert rows == [(T0 + 2 * LEN, "b-carol", "load", 2_000, "capacity limit lim-500: import at f2 <= 500 W")]

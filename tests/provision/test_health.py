@@ -76,7 +76,7 @@ def test_healthz_broker_readings_and_ledger(tmp_path: Path, mosquitto: Mosquitto
         await ask()  # 4: reconnected
         await ask("/metrics")  # 5
         await ask("/healthz", "POST")  # 6
-        ledger.conn.close()
+        ledger._conn.close()
         await ask()  # 7: the ledger does not answer
         stop.set()
         await task

@@ -68,22 +68,22 @@ def test_existing_ledger_migrates_without_losing_a_reading(tmp_path: Path) -> No
         for b in ("m0", "m1", "m2"):
             assert list(led.readings(b)) == [(r, s) for r, s in rows if r.board == b]
         # the view shows the same rows as the old table did, optional fields included
-        got = led.conn.execute("SELECT * FROM readings ORDER BY seq").fetchall()
+        got = led._conn.execute("SELECT * FROM readings ORDER BY seq").fetchall()
         assert [g[:12] for g in got] == [_columns(r) for r, _ in rows]
-        assert led.conn.execute("SELECT min(ts) FROM readings").fetchone()[0] == T0
+        assert led._conn.execute("SELECT min(ts) FROM readings").fetchone()[0] == T0
         # rows written through the view land in the compact table like add_readings' rows
         extra = reading("m9", 3, T0 + 99, bat_soc=7, ev_p=11_000)
         for _ in range(2):
-            led.conn.execute(
+            led._conn.execute(
                 "INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 _columns(extra) + (b"\x09" * 64,),
             )
         assert list(led.readings("m9")) == [(extra, b"\x09" * 64)] and led.register_at("m9", T0 + 99)
-        led.conn.execute("DELETE FROM readings WHERE 0")  # the view takes statements that touch no row
+        led._conn.execute("DELETE FROM readings WHERE 0")  # the view takes statements that touch no row
         # still append-only, through the view and underneath it
         for sql in ("UPDATE readings SET e_imp = 0", "DELETE FROM readings", "DELETE FROM reading_rows"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                led.conn.execute(sql)
+                led._conn.execute(sql)
         assert led.count_readings() == 31
 
 

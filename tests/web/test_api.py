@@ -76,7 +76,7 @@ def test_tokens_are_required_and_stored_hashed(community: Community) -> None:
         assert await r.json() == {"role": "member", "member": "alice", "grid": GRID, "as_of": community.end}
         r = await client.get("/api/me", headers=h(tokens["operator"]))
         assert (await r.json())["role"] == "operator"
-        stored = [row[0] for row in led.conn.execute("SELECT token_hash FROM access_tokens")]
+        stored = [row[0] for row in led._conn.execute("SELECT token_hash FROM access_tokens")]
         assert stored and not any(t in s or s in t for t in tokens.values() for s in stored)
         assert auth.revoke(led, tokens["dave"], now=community.end)
         assert (await client.get("/api/me", headers=h(tokens["dave"]))).status == 401

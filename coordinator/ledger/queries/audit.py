@@ -39,7 +39,7 @@ class DisputeRecord:
 
 
 def settled_interval(ledger: Ledger, start: int) -> SettledInterval | None:
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT length, scheme, price, digest, result_frame FROM intervals WHERE start=?", (start,)
     ).fetchone()
     return None if row is None else SettledInterval(start, *row)
@@ -47,7 +47,9 @@ def settled_interval(ledger: Ledger, start: int) -> SettledInterval | None:
 
 def schedule_count(ledger: Ledger, start: int) -> int:
     """How many ex-ante schedules interval ``start`` has (they are its first trades)."""
-    return int(ledger.conn.execute("SELECT count(*) FROM schedules WHERE interval=?", (start,)).fetchone()[0])
+    return int(
+        ledger._conn.execute("SELECT count(*) FROM schedules WHERE interval=?", (start,)).fetchone()[0]
+    )
 
 
 def imbalance_count(ledger: Ledger, start: int, supplier: str) -> int:
@@ -57,13 +59,13 @@ def imbalance_count(ledger: Ledger, start: int, supplier: str) -> int:
         "SELECT count(*) FROM postings WHERE interval=? AND party!=? "
         "AND account IN ('energy_bought_imbalance', 'energy_sold_imbalance')"
     )
-    return int(ledger.conn.execute(q, (start, supplier)).fetchone()[0])
+    return int(ledger._conn.execute(q, (start, supplier)).fetchone()[0])
 
 
 def order_ids(ledger: Ledger, start: int) -> dict[tuple[str, str], str]:
     """``(party, side) -> order id`` of the market orders of interval ``start``."""
     q = "SELECT order_id, party, side FROM market_orders WHERE interval=?"
-    return {(str(p), str(s)): str(o) for o, p, s in ledger.conn.execute(q, (start,))}
+    return {(str(p), str(s)): str(o) for o, p, s in ledger._conn.execute(q, (start,))}
 
 
 def trades(ledger: Ledger, start: int, member: str | None = None) -> list[TradeRow]:
@@ -75,7 +77,7 @@ def trades(ledger: Ledger, start: int, member: str | None = None) -> list[TradeR
         args += (member, member)
     return [
         (str(b), str(s), int(e), int(p), int(f))
-        for b, s, e, p, f in ledger.conn.execute(q + " ORDER BY n", args)
+        for b, s, e, p, f in ledger._conn.execute(q + " ORDER BY n", args)
     ]
 
 
@@ -83,7 +85,7 @@ def member_intervals(ledger: Ledger, member: str, boards: list[str], start: int,
     """Starts of the intervals in ``[start, end)`` that settled one of ``boards`` or hold a
     posting of ``member``, in order."""
     marks = ",".join("?" * len(boards))
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         f"SELECT DISTINCT interval FROM board_deliveries WHERE board_id IN ({marks}) "
         "AND interval >= ? AND interval < ? "
         "UNION SELECT DISTINCT interval FROM postings WHERE party=? AND interval >= ? AND interval < ? "
@@ -96,7 +98,7 @@ def member_intervals(ledger: Ledger, member: str, boards: list[str], start: int,
 def board_deliveries(ledger: Ledger, interval: int, boards: list[str]) -> list[BoardDelivery]:
     """The settled spans of ``boards`` in ``interval``, by board."""
     marks = ",".join("?" * len(boards))
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT board_id, seq0, seq1, e_imp0, e_exp0, e_imp1, e_exp1 FROM board_deliveries "
         f"WHERE interval=? AND board_id IN ({marks}) ORDER BY board_id",
         (interval, *boards),
@@ -106,7 +108,7 @@ def board_deliveries(ledger: Ledger, interval: int, boards: list[str]) -> list[B
 
 def member_board_deliveries(ledger: Ledger, interval: int, member: str) -> list[BoardDelivery]:
     """The settled spans in ``interval`` of the boards the member has now, by board."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT d.board_id, seq0, seq1, e_imp0, e_exp0, e_imp1, e_exp1 FROM board_deliveries d "
         "JOIN boards b ON b.id = d.board_id WHERE d.interval=? AND b.member_id=? ORDER BY d.board_id",
         (interval, member),
@@ -117,12 +119,12 @@ def member_board_deliveries(ledger: Ledger, interval: int, member: str) -> list[
 def board_types(ledger: Ledger, boards: list[str]) -> dict[str, str]:
     marks = ",".join("?" * len(boards))
     q = f"SELECT id, board_type FROM boards WHERE id IN ({marks})"
-    return {str(b): str(t) for b, t in ledger.conn.execute(q, boards)}
+    return {str(b): str(t) for b, t in ledger._conn.execute(q, boards)}
 
 
 def delivery(ledger: Ledger, interval: int, party: str) -> tuple[int, int] | None:
     """``(mWh imported, mWh exported)`` settled for the party in ``interval``, or None."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT e_imp, e_exp FROM deliveries WHERE interval=? AND party=?", (interval, party)
     ).fetchone()
     return None if row is None else (int(row[0]), int(row[1]))
@@ -133,7 +135,7 @@ def postings(ledger: Ledger, interval: int, party: str) -> list[MemberPosting]:
     q = "SELECT account, energy, amount, memo FROM postings WHERE interval=? AND party=? ORDER BY n"
     return [
         MemberPosting(str(a), int(e), int(m), str(x))
-        for a, e, m, x in ledger.conn.execute(q, (interval, party))
+        for a, e, m, x in ledger._conn.execute(q, (interval, party))
     ]
 
 
@@ -155,4 +157,4 @@ def disputes(ledger: Ledger, member: str | None = None) -> list[DisputeRecord]:
     if member is not None:
         q += " WHERE member_id=?"
         args = (member,)
-    return [DisputeRecord(*r) for r in ledger.conn.execute(q + " ORDER BY id", args)]
+    return [DisputeRecord(*r) for r in ledger._conn.execute(q + " ORDER BY id", args)]

@@ -9,14 +9,14 @@ def boards_with_reading(ledger: Ledger, seq: int) -> int:
     """How many boards have a stored reading numbered ``seq`` (one key lookup per board: cheap
     enough to poll while ingest workers write)."""
     q = "SELECT count(*) FROM board_refs b JOIN reading_rows r ON r.ref = b.ref AND r.seq = ?"
-    return int(ledger.conn.execute(q, (seq,)).fetchone()[0])
+    return int(ledger._conn.execute(q, (seq,)).fetchone()[0])
 
 
 def checkpoint(ledger: Ledger) -> None:
     """Move the write-ahead log into the database file and empty it."""
-    ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ledger._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def vacuum(ledger: Ledger) -> None:
     """Rebuild the database file without free pages."""
-    ledger.conn.execute("VACUUM")
+    ledger._conn.execute("VACUUM")

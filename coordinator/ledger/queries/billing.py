@@ -11,14 +11,14 @@ from coordinator.ledger.store import Ledger
 
 def membership(ledger: Ledger, member: str) -> tuple[int, int | None] | None:
     """``(joined, left)`` of a member (Unix s; ``left`` None while a member), None for no member."""
-    row = ledger.conn.execute("SELECT created, left_at FROM members WHERE id=?", (member,)).fetchone()
+    row = ledger._conn.execute("SELECT created, left_at FROM members WHERE id=?", (member,)).fetchone()
     return None if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
 
 
 def account_totals(ledger: Ledger, member: str, start: int, end: int) -> list[tuple[str, int, int]]:
     """``(account, mWh, nano-cent)`` of the member's postings for intervals in ``[start, end)``,
     summed per account, by account."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT account, sum(energy), sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY account ORDER BY account",
         (member, start, end),
@@ -28,7 +28,7 @@ def account_totals(ledger: Ledger, member: str, start: int, end: int) -> list[tu
 
 def posted_intervals(ledger: Ledger, member: str, start: int, end: int) -> int:
     """How many intervals in ``[start, end)`` have postings of the member."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT count(DISTINCT interval) FROM postings WHERE party=? AND interval>=? AND interval<?",
         (member, start, end),
     ).fetchone()
@@ -68,7 +68,7 @@ def charges_posted(ledger: Ledger, member: str, start: int, end: int) -> bool:
         "SELECT 1 FROM invoices WHERE member_id=? AND charges_posted=1 AND period_start<? AND period_end>? "
         "LIMIT 1"
     )
-    return ledger.conn.execute(q, (member, end, start)).fetchone() is not None
+    return ledger._conn.execute(q, (member, end, start)).fetchone() is not None
 
 
 def subscription(ledger: Ledger, member: str) -> int | None:
@@ -76,7 +76,7 @@ def subscription(ledger: Ledger, member: str) -> int | None:
     or preferences that cannot be read."""
     import json
 
-    row = ledger.conn.execute("SELECT prefs FROM members WHERE id=?", (member,)).fetchone()
+    row = ledger._conn.execute("SELECT prefs FROM members WHERE id=?", (member,)).fetchone()
     if row is None:
         return None
     try:
@@ -95,7 +95,7 @@ def supplier_energy(ledger: Ledger, member: str, start: int, end: int) -> tuple[
         "'energy_sold_imbalance') THEN energy END), 0) FROM postings "
         "WHERE party=? AND interval>=? AND interval<?"
     )
-    b, s = ledger.conn.execute(q, (member, start, end)).fetchone()
+    b, s = ledger._conn.execute(q, (member, start, end)).fetchone()
     return int(b), int(s)
 
 
@@ -151,10 +151,10 @@ def _doc(row: tuple[Any, ...]) -> Document:
 def documents(ledger: Ledger, member: str | None = None) -> list[Document]:
     """The issued invoices (of one member), by number."""
     if member is None:
-        return [_doc(r) for r in ledger.conn.execute(_DOC + " ORDER BY seq")]
-    return [_doc(r) for r in ledger.conn.execute(_DOC + " WHERE member_id=? ORDER BY seq", (member,))]
+        return [_doc(r) for r in ledger._conn.execute(_DOC + " ORDER BY seq")]
+    return [_doc(r) for r in ledger._conn.execute(_DOC + " WHERE member_id=? ORDER BY seq", (member,))]
 
 
 def document(ledger: Ledger, number: str) -> Document | None:
-    row = ledger.conn.execute(_DOC + " WHERE number=?", (number,)).fetchone()
+    row = ledger._conn.execute(_DOC + " WHERE number=?", (number,)).fetchone()
     return None if row is None else _doc(row)

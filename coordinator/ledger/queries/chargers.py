@@ -54,16 +54,16 @@ def unbind(ledger: Ledger, charger_id: str) -> bool:
 
 
 def member_exists(ledger: Ledger, member_id: str) -> bool:
-    return ledger.conn.execute("SELECT 1 FROM members WHERE id=?", (member_id,)).fetchone() is not None
+    return ledger._conn.execute("SELECT 1 FROM members WHERE id=?", (member_id,)).fetchone() is not None
 
 
 def charger(ledger: Ledger, charger_id: str) -> Charger | None:
-    row = ledger.conn.execute(f"SELECT {_COLS} FROM chargers WHERE id=?", (charger_id,)).fetchone()
+    row = ledger._conn.execute(f"SELECT {_COLS} FROM chargers WHERE id=?", (charger_id,)).fetchone()
     return None if row is None else Charger(*row)
 
 
 def chargers(ledger: Ledger) -> list[Charger]:
-    return [Charger(*row) for row in ledger.conn.execute(f"SELECT {_COLS} FROM chargers ORDER BY id")]
+    return [Charger(*row) for row in ledger._conn.execute(f"SELECT {_COLS} FROM chargers ORDER BY id")]
 
 
 def set_state(
@@ -121,7 +121,7 @@ def stop_session(
 
 def open_session(ledger: Ledger, charger_id: str) -> tuple[int, int, int] | None:
     """The charger's running session: (transaction id, start, meter at start in Wh), or None."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT tx_id, start, meter_start FROM charger_sessions WHERE charger_id=? AND stop IS NULL"
         " ORDER BY tx_id DESC LIMIT 1",
         (charger_id,),
@@ -137,7 +137,7 @@ def sessions(
         "SELECT tx_id, start, meter_start, stop, meter_stop, reason FROM charger_sessions"
         " WHERE charger_id=? ORDER BY tx_id"
     )
-    return [tuple(r) for r in ledger.conn.execute(q, (charger_id,))]
+    return [tuple(r) for r in ledger._conn.execute(q, (charger_id,))]
 
 
 def add_meter(
@@ -160,7 +160,7 @@ def add_meter(
 
 def last_meter(ledger: Ledger, charger_id: str) -> tuple[int, int | None, int | None, int | None] | None:
     """The newest sample: (ts, energy Wh, power W, SoC per-mille)."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT ts, energy_wh, power_w, soc FROM charger_meter WHERE charger_id=? ORDER BY ts DESC LIMIT 1",
         (charger_id,),
     ).fetchone()
@@ -169,7 +169,7 @@ def last_meter(ledger: Ledger, charger_id: str) -> tuple[int, int | None, int | 
 
 def last_energy_wh(ledger: Ledger, charger_id: str) -> int | None:
     """The charger's newest energy register (Wh)."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT energy_wh FROM charger_meter WHERE charger_id=? AND energy_wh IS NOT NULL"
         " ORDER BY ts DESC LIMIT 1",
         (charger_id,),
@@ -184,8 +184,8 @@ def energy_between(ledger: Ledger, charger_id: str, start: int, end: int) -> int
         "SELECT energy_wh FROM charger_meter WHERE charger_id=? AND ts<=? AND energy_wh IS NOT NULL"
         " ORDER BY ts DESC LIMIT 1"
     )
-    a = ledger.conn.execute(q, (charger_id, start)).fetchone()
-    b = ledger.conn.execute(q, (charger_id, end)).fetchone()
+    a = ledger._conn.execute(q, (charger_id, start)).fetchone()
+    b = ledger._conn.execute(q, (charger_id, end)).fetchone()
     if a is None or b is None:
         return None
     return int(b[0]) - int(a[0])
@@ -206,12 +206,12 @@ def add_profile(
 def profiles(ledger: Ledger, charger_id: str) -> list[tuple[int, int, str, str]]:
     """(interval, limit mA, kind, status) of each profile sent, oldest first."""
     q = "SELECT interval, limit_ma, kind, status FROM charger_profiles WHERE charger_id=? ORDER BY interval"
-    return [(int(a), int(b), str(c), str(d)) for a, b, c, d in ledger.conn.execute(q, (charger_id,))]
+    return [(int(a), int(b), str(c), str(d)) for a, b, c, d in ledger._conn.execute(q, (charger_id,))]
 
 
 def board_order(ledger: Ledger, board_id: str, interval: int) -> bytes | None:
     """The newest signed order sent to a board for ``interval``."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT frame FROM board_orders WHERE board_id=? AND interval=? ORDER BY oseq DESC LIMIT 1",
         (board_id, interval),
     ).fetchone()
@@ -220,7 +220,7 @@ def board_order(ledger: Ledger, board_id: str, interval: int) -> bytes | None:
 
 def board_of(ledger: Ledger, member_id: str) -> str | None:
     """The member's active board."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT id FROM boards WHERE member_id=? AND status='active' ORDER BY created DESC LIMIT 1",
         (member_id,),
     ).fetchone()
@@ -230,7 +230,7 @@ def board_of(ledger: Ledger, member_id: str) -> str | None:
 def board_import(ledger: Ledger, board_id: str, interval: int) -> int | None:
     """The board's settled import (mWh) in ``interval``, from its signed readings; None if not
     settled."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT e_imp1 - e_imp0 FROM board_deliveries WHERE board_id=? AND interval=?", (board_id, interval)
     ).fetchone()
     return None if row is None else int(row[0])
@@ -250,19 +250,19 @@ def add_check(
 def checks(ledger: Ledger, charger_id: str) -> list[tuple[int, int, int, bool]]:
     """(interval, charger mWh, board mWh, agreed) of each cross-check, oldest first."""
     q = "SELECT interval, charger_mwh, board_mwh, ok FROM charger_checks WHERE charger_id=? ORDER BY interval"
-    return [(int(a), int(b), int(c), bool(d)) for a, b, c, d in ledger.conn.execute(q, (charger_id,))]
+    return [(int(a), int(b), int(c), bool(d)) for a, b, c, d in ledger._conn.execute(q, (charger_id,))]
 
 
 def checked(ledger: Ledger, charger_id: str, interval: int) -> bool:
     q = "SELECT 1 FROM charger_checks WHERE charger_id=? AND interval=?"
-    return ledger.conn.execute(q, (charger_id, interval)).fetchone() is not None
+    return ledger._conn.execute(q, (charger_id, interval)).fetchone() is not None
 
 
 def unavailable_members(ledger: Ledger) -> dict[str, str]:
     """Member -> why its EV is not controllable now: its bound charger is silent, offline or refused
     its last profile (what dispatch leaves out)."""
     q = "SELECT member_id, id, state, coalesce(reason, '') FROM chargers WHERE state IN (?, ?, ?)"
-    rows = ledger.conn.execute(q, (SILENT, REFUSED, OFFLINE))
+    rows = ledger._conn.execute(q, (SILENT, REFUSED, OFFLINE))
     return {m: f"charger {c} {s}: {r}".rstrip(": ") for m, c, s, r in rows}
 
 
@@ -274,7 +274,7 @@ def charger_soc(ledger: Ledger) -> dict[str, int]:
         " WHERE m.soc IS NOT NULL AND m.ts = (SELECT max(ts) FROM charger_meter WHERE charger_id = c.id"
         " AND soc IS NOT NULL)"
     )
-    return {str(m): int(s) for m, s in ledger.conn.execute(q)}
+    return {str(m): int(s) for m, s in ledger._conn.execute(q)}
 
 
 def health(ledger: Ledger) -> dict[str, object]:
@@ -286,5 +286,6 @@ def health(ledger: Ledger) -> dict[str, object]:
         if c.state in (SILENT, REFUSED):
             bad[c.charger_id] = f"{c.state}: {c.reason or ''}".rstrip(": ")
     out["problems"] = bad
-    out["disagreements"] = ledger.conn.execute("SELECT count(*) FROM charger_checks WHERE ok=0").fetchone()[0]
+    q = "SELECT count(*) FROM charger_checks WHERE ok=0"
+    out["disagreements"] = ledger._conn.execute(q).fetchone()[0]
     return out

@@ -61,13 +61,13 @@ class GridCheckRecord:
 def is_dispatched(ledger: Ledger, start: int) -> bool:
     """Whether any board was sent an order for the interval ``start``."""
     q = "SELECT 1 FROM board_orders WHERE interval=? LIMIT 1"
-    return ledger.conn.execute(q, (start,)).fetchone() is not None
+    return ledger._conn.execute(q, (start,)).fetchone() is not None
 
 
 def board_flows(ledger: Ledger, interval: int) -> list[BoardFlow]:
     """Every board's registers over the settled interval ``interval``."""
     q = "SELECT board_id, e_imp0, e_imp1, e_exp0, e_exp1 FROM board_deliveries WHERE interval=?"
-    return [BoardFlow(*row) for row in ledger.conn.execute(q, (interval,))]
+    return [BoardFlow(*row) for row in ledger._conn.execute(q, (interval,))]
 
 
 def curtailed_w(ledger: Ledger, interval: int) -> dict[str, int]:
@@ -77,26 +77,26 @@ def curtailed_w(ledger: Ledger, interval: int) -> dict[str, int]:
         "SELECT board_id, sum(delta_w) FROM redispatches"
         " WHERE interval=? AND kind IN ('pv_limit', 'load') GROUP BY board_id"
     )
-    return {b: int(d) for b, d in ledger.conn.execute(q, (interval,))}
+    return {b: int(d) for b, d in ledger._conn.execute(q, (interval,))}
 
 
 def member_net(ledger: Ledger, interval: int) -> dict[str, int]:
     """Per member, its net import (mWh, export < 0) in the settled interval ``interval``."""
     q = "SELECT party, e_imp - e_exp FROM deliveries WHERE interval=?"
-    return {p: int(n) for p, n in ledger.conn.execute(q, (interval,))}
+    return {p: int(n) for p, n in ledger._conn.execute(q, (interval,))}
 
 
 def last_price(ledger: Ledger) -> int | None:
     """The newest settled clearing price (mc/kWh), or None."""
     q = "SELECT price FROM intervals WHERE price IS NOT NULL ORDER BY start DESC LIMIT 1"
-    row = ledger.conn.execute(q).fetchone()
+    row = ledger._conn.execute(q).fetchone()
     return None if row is None else int(row[0])
 
 
 def order_frames(ledger: Ledger, board_id: str, since: int, until: int) -> list[bytes]:
     """The signed orders sent to a board for the intervals ``since`` <= start < ``until``."""
     q = "SELECT frame FROM board_orders WHERE board_id=? AND interval>=? AND interval<? ORDER BY oseq"
-    return [bytes(fr) for (fr,) in ledger.conn.execute(q, (board_id, since, until))]
+    return [bytes(fr) for (fr,) in ledger._conn.execute(q, (board_id, since, until))]
 
 
 def add_schedule(tx: sqlite3.Connection, start: int, rows: Iterable[ScheduleRow]) -> None:

@@ -12,14 +12,14 @@ def boards_of(ledger: Ledger, member: str | None = None) -> list[tuple[str, str 
     """``(board, member)`` of the member's boards (every board's for None), by board id."""
     q = "SELECT id, member_id FROM boards"
     if member is not None:
-        rows = ledger.conn.execute(q + " WHERE member_id=? ORDER BY id", (member,))
+        rows = ledger._conn.execute(q + " WHERE member_id=? ORDER BY id", (member,))
     else:
-        rows = ledger.conn.execute(q + " ORDER BY id")
+        rows = ledger._conn.execute(q + " ORDER BY id")
     return [(str(b), None if m is None else str(m)) for b, m in rows]
 
 
 def member_exists(ledger: Ledger, member: str) -> bool:
-    return ledger.conn.execute("SELECT 1 FROM members WHERE id=?", (member,)).fetchone() is not None
+    return ledger._conn.execute("SELECT 1 FROM members WHERE id=?", (member,)).fetchone() is not None
 
 
 def trades(ledger: Ledger, start: int, end: int, member: str | None = None) -> list[Trade]:
@@ -32,5 +32,5 @@ def trades(ledger: Ledger, start: int, end: int, member: str | None = None) -> l
         args += (member, member)
     return [
         (int(i), int(n), str(b), str(s), int(e), int(p), int(f))
-        for i, n, b, s, e, p, f in ledger.conn.execute(q + " ORDER BY interval, n", args)
+        for i, n, b, s, e, p, f in ledger._conn.execute(q + " ORDER BY interval, n", args)
     ]

@@ -51,7 +51,7 @@ def add_orders(ledger: Ledger, orders: Sequence[FlexOrderRecord]) -> None:
 def orders_at(ledger: Ledger, start: int, length: int) -> list[tuple[str, str, str, str, str, int, int]]:
     """``(order_id, party, board_id, asset, direction, power_w, price)`` of the orders whose request
     covers the interval starting at ``start`` (intervals of ``length`` s), by order id."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT order_id, party, board_id, asset, direction, power_w, price FROM flex_orders "
         "WHERE start <= ? AND ? < start + intervals * ? ORDER BY order_id",
         (start, start, length),
@@ -62,7 +62,7 @@ def orders_at(ledger: Ledger, start: int, length: int) -> list[tuple[str, str, s
 def orders_ending_after(ledger: Ledger, t: int, length: int) -> list[tuple[str, str, str, int, int, int]]:
     """``(board_id, asset, direction, power_w, start, intervals)`` of the orders whose request ends
     after ``t`` (intervals of ``length`` s): those in force or still ahead, by start."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT board_id, asset, direction, power_w, start, intervals FROM flex_orders "
         "WHERE start + intervals * ? > ? ORDER BY start, order_id",
         (length, t),

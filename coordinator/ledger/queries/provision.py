@@ -15,4 +15,4 @@ def retire_board(tx: sqlite3.Connection, board_id: str) -> None:
 
 def data_version(ledger: Ledger) -> int:
     """SQLite's ``data_version``: it changes when another connection commits to the ledger."""
-    return int(ledger.conn.execute("PRAGMA data_version").fetchone()[0])
+    return int(ledger._conn.execute("PRAGMA data_version").fetchone()[0])

@@ -7,19 +7,19 @@ from coordinator.ledger.store import Ledger
 
 def settled_end(ledger: Ledger) -> int | None:
     """The end (Unix s) of the last settled interval; None before the first settlement."""
-    row = ledger.conn.execute("SELECT max(start + length) FROM intervals").fetchone()
+    row = ledger._conn.execute("SELECT max(start + length) FROM intervals").fetchone()
     return None if row[0] is None else int(row[0])
 
 
 def first_reading_ts(ledger: Ledger) -> int | None:
     """The timestamp of the oldest stored reading; None with none stored."""
-    row = ledger.conn.execute("SELECT min(ts) FROM readings").fetchone()
+    row = ledger._conn.execute("SELECT min(ts) FROM readings").fetchone()
     return None if row[0] is None else int(row[0])
 
 
 def newest_result(ledger: Ledger) -> tuple[int, bytes] | None:
     """(start, signed Result frame) of the newest settled interval that has one."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT start, result_frame FROM intervals WHERE state='settled' AND result_frame IS NOT NULL "
         "ORDER BY start DESC LIMIT 1"
     ).fetchone()

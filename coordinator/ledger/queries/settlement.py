@@ -61,7 +61,7 @@ def is_settled(tx: sqlite3.Connection, start: int) -> bool:
 
 def previous_end(ledger: Ledger, board_id: str, start: int) -> LastReading | None:
     """The reading the board's last settlement before ``start`` ended on (``ts`` is not kept: 0)."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT seq1, e_imp1, e_exp1 FROM board_deliveries WHERE board_id=? AND interval<? "
         "ORDER BY interval DESC LIMIT 1",
         (board_id, start),
@@ -72,7 +72,7 @@ def previous_end(ledger: Ledger, board_id: str, start: int) -> LastReading | Non
 def schedules(ledger: Ledger, start: int) -> list[TradeRow]:
     """The ex-ante schedules of interval ``start``, in their order."""
     q = "SELECT buyer, seller, energy, price, fee FROM schedules WHERE interval=? ORDER BY n"
-    return [(b, s, int(e), int(p), int(f)) for b, s, e, p, f in ledger.conn.execute(q, (start,))]
+    return [(b, s, int(e), int(p), int(f)) for b, s, e, p, f in ledger._conn.execute(q, (start,))]
 
 
 def battery_power(
@@ -83,7 +83,7 @@ def battery_power(
     q = "SELECT ts, bat_p, bat_soc FROM readings WHERE board_id=? AND seq>=? AND seq<=? ORDER BY seq"
     return [
         (int(t), None if p is None else int(p), None if c is None else int(c))
-        for t, p, c in ledger.conn.execute(q, (board_id, seq0, seq1))
+        for t, p, c in ledger._conn.execute(q, (board_id, seq0, seq1))
     ]
 
 
@@ -104,14 +104,14 @@ def orders_for(ledger: Ledger, board_id: str, since: int, until: int) -> list[Se
     )
     return [
         SentOrder(bytes(f), None if s is None else int(s), None if a is None else bytes(a))
-        for f, s, a in ledger.conn.execute(q, (board_id, since, until))
+        for f, s, a in ledger._conn.execute(q, (board_id, since, until))
     ]
 
 
 def boards_with_orders(ledger: Ledger, since: int, until: int) -> set[str]:
     """Boards sent an order for an interval ``since <= interval <= until``."""
     q = "SELECT DISTINCT board_id FROM board_orders WHERE interval>=? AND interval<=?"
-    return {str(b) for (b,) in ledger.conn.execute(q, (since, until))}
+    return {str(b) for (b,) in ledger._conn.execute(q, (since, until))}
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def redispatches(ledger: Ledger, start: int) -> list[Redispatch]:
         "WHERE r.interval=? ORDER BY r.board_id, r.kind, o.oseq"
     )
     out: dict[tuple[str, str], Redispatch] = {}
-    for board, member, kind, setpoint, reason, comp, fr, st, ack in ledger.conn.execute(q, (start,)):
+    for board, member, kind, setpoint, reason, comp, fr, st, ack in ledger._conn.execute(q, (start,)):
         status = None if st is None else int(st)
         order = None if fr is None else SentOrder(bytes(fr), status, None if ack is None else bytes(ack))
         # an interval's last order to the board is the one that carried the change
@@ -152,7 +152,7 @@ def redispatch_posted(ledger: Ledger, start: int) -> bool:
     """Whether interval ``start`` has redispatch compensation posted already (a ledger whose
     dispatch paid it when the order went out, before settlement paid only what was applied)."""
     q = "SELECT 1 FROM postings WHERE interval=? AND account='redispatch_compensation' LIMIT 1"
-    return ledger.conn.execute(q, (start,)).fetchone() is not None
+    return ledger._conn.execute(q, (start,)).fetchone() is not None
 
 
 def record(tx: sqlite3.Connection, r: IntervalRecord) -> None:

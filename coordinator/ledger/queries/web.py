@@ -42,12 +42,12 @@ class IntervalSummary:
 
 def intervals(ledger: Ledger, limit: int, supplier: str) -> list[IntervalSummary]:
     """The latest ``limit`` intervals, newest last, with their volumes."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT start, length, scheme, state, price FROM intervals ORDER BY start DESC LIMIT ?", (limit,)
     ).fetchall()
     out = []
     for start, length, scheme, state, price in reversed(rows):
-        vol = ledger.conn.execute(
+        vol = ledger._conn.execute(
             "SELECT coalesce(sum(CASE WHEN buyer != ?1 AND seller != ?1 THEN energy END), 0), "
             "coalesce(sum(CASE WHEN seller = ?1 THEN energy END), 0), "
             "coalesce(sum(CASE WHEN buyer = ?1 THEN energy END), 0), "
@@ -66,7 +66,7 @@ def orders(ledger: Ledger, interval: int, member: str | None) -> list[tuple[str,
     if member is not None:
         q += " AND party=?"
         args += (member,)
-    rows = ledger.conn.execute(q + " ORDER BY side, limit_price DESC", args)
+    rows = ledger._conn.execute(q + " ORDER BY side, limit_price DESC", args)
     return [(str(o), str(p), str(s), int(e), int(lim)) for o, p, s, e, lim in rows]
 
 
@@ -77,7 +77,7 @@ def recent_trades(ledger: Ledger, limit: int, member: str | None) -> list[Trade]
     if member is not None:
         q += " WHERE buyer=? OR seller=?"
         args = (member, member)
-    rows = ledger.conn.execute(q + " ORDER BY interval DESC, n DESC LIMIT ?", (*args, limit))
+    rows = ledger._conn.execute(q + " ORDER BY interval DESC, n DESC LIMIT ?", (*args, limit))
     return [(int(i), int(n), str(b), str(s), int(e), int(p), int(f)) for i, n, b, s, e, p, f in rows]
 
 
@@ -92,7 +92,7 @@ def curtailments(ledger: Ledger, member: str | None, limit: int) -> list[tuple[A
     if member is not None:
         q += " WHERE b.member_id = ?"
         args = (member,)
-    return [tuple(r) for r in ledger.conn.execute(q + " ORDER BY c.interval DESC LIMIT ?", (*args, limit))]
+    return [tuple(r) for r in ledger._conn.execute(q + " ORDER BY c.interval DESC LIMIT ?", (*args, limit))]
 
 
 def redispatches(ledger: Ledger, member: str | None, limit: int) -> list[tuple[Any, ...]]:
@@ -106,7 +106,7 @@ def redispatches(ledger: Ledger, member: str | None, limit: int) -> list[tuple[A
     if member is not None:
         q += " WHERE b.member_id = ?"
         args = (member,)
-    rows = ledger.conn.execute(q + " ORDER BY r.interval DESC, r.board_id LIMIT ?", (*args, limit))
+    rows = ledger._conn.execute(q + " ORDER BY r.interval DESC, r.board_id LIMIT ?", (*args, limit))
     return [tuple(r) for r in rows]
 
 
@@ -129,12 +129,12 @@ CHECK_COLUMNS = (
 def checks(ledger: Ledger, limit: int) -> list[tuple[Any, ...]]:
     """The latest grid checks (columns ``CHECK_COLUMNS``), newest first."""
     q = f"SELECT {', '.join(CHECK_COLUMNS)} FROM grid_checks ORDER BY interval DESC LIMIT ?"
-    return [tuple(r) for r in ledger.conn.execute(q, (limit,))]
+    return [tuple(r) for r in ledger._conn.execute(q, (limit,))]
 
 
 def running_totals(ledger: Ledger, member: str, start: int, end: int) -> list[tuple[int, int]]:
     """``(interval, nano-cent)``: the member's postings summed per interval in ``[start, end)``."""
-    rows = ledger.conn.execute(
+    rows = ledger._conn.execute(
         "SELECT interval, sum(amount) FROM postings WHERE party=? AND interval>=? AND interval<? "
         "GROUP BY interval ORDER BY interval",
         (member, start, end),
@@ -152,7 +152,7 @@ def add_token(ledger: Ledger, token_hash: str, member: str | None, label: str, n
 
 def token_member(ledger: Ledger, token_hash: str) -> tuple[str | None] | None:
     """``(member,)`` of a token not revoked (member None: an operator's), None for no such token."""
-    row = ledger.conn.execute(
+    row = ledger._conn.execute(
         "SELECT member_id FROM access_tokens WHERE token_hash=? AND revoked IS NULL", (token_hash,)
     ).fetchone()
     return None if row is None else (None if row[0] is None else str(row[0]),)
