@@ -152,6 +152,17 @@ class Link:
     def now(self) -> int:
         return int(self.central.now())
 
+    def periods(self, plan: Plan) -> list[dict[str, Any]]:
+        """The schedule's periods, the same in both OCPP versions: the limit now (A, to 0.1 A), and
+        from the interval's end the current that still meets the car's need by departure."""
+        out: list[dict[str, Any]] = [
+            {"startPeriod": 0, "limit": plan.limit_ma // 100 / 10, "numberPhases": plan.phases}
+        ]
+        later = plan.until - self.now()
+        if later > 0:
+            out.append({"startPeriod": later, "limit": plan.then_ma // 100 / 10, "numberPhases": plan.phases})
+        return out
+
     def seen(self) -> None:
         c = q.charger(self.ledger, self.charger_id)
         if c is not None and c.state in (q.SILENT, q.OFFLINE, q.UNSEEN):
@@ -275,14 +286,7 @@ class Link16(Link):
 
     async def set_profile(self, plan: Plan) -> str:
         tx = self.tx
-        periods: list[dict[str, Any]] = [
-            {"startPeriod": 0, "limit": plan.limit_ma // 100 / 10, "numberPhases": plan.phases}
-        ]
-        later = plan.until - self.now()
-        if later > 0:
-            periods.append(
-                {"startPeriod": later, "limit": plan.then_ma // 100 / 10, "numberPhases": plan.phases}
-            )
+        periods = self.periods(plan)
         profile: dict[str, Any] = {
             "chargingProfileId": DEFAULT_PROFILE_ID if tx is None else TX_PROFILE_ID,
             "stackLevel": 0 if tx is None else 1,
@@ -376,14 +380,7 @@ class Link201(Link):
 
     async def set_profile(self, plan: Plan) -> str:
         tx = self.tx
-        periods: list[dict[str, Any]] = [
-            {"startPeriod": 0, "limit": plan.limit_ma // 100 / 10, "numberPhases": plan.phases}
-        ]
-        later = plan.until - self.now()
-        if later > 0:
-            periods.append(
-                {"startPeriod": later, "limit": plan.then_ma // 100 / 10, "numberPhases": plan.phases}
-            )
+        periods = self.periods(plan)
         profile: dict[str, Any] = {
             "id": DEFAULT_PROFILE_ID if tx is None else TX_PROFILE_ID,
             "stackLevel": 0 if tx is None else 1,
