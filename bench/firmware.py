@@ -204,7 +204,9 @@ print("RESULT", g.rec.writes, dev.erases - e)
 
 def stalls() -> list[Row]:
     """The longest gap between two heartbeats of a task beside the board runtime, per fault
-    (tests/firmware/test_stalls.py: the event loop held that long at most, beyond its 10 ms sleep)."""
+    (tests/firmware/test_stalls.py: the event loop held that long at most, beyond its 10 ms sleep):
+    a silent meter, DNS down, NTP unreachable, a Wi-Fi drop, a silent broker, and a silent Modbus
+    inverter while an order's setpoints are written to it (inside the writes, and over that run)."""
     import re
 
     import pytest

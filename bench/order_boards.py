@@ -57,7 +57,7 @@ async def serve(port: int, grid: str, n: int, coordinator: bytes) -> None:
                 h = handlers.get(board)
                 if h is None:
                     continue
-                out = h.handle(m.topic, m.payload, int(time.time()))
+                out = await h.handle(m.topic, m.payload, int(time.time()))
                 if out is not None:
                     # each board publishes on its own: one board's wait for its PUBACK does not
                     # hold up the next board's order, as it would not with separate devices

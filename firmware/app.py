@@ -188,7 +188,7 @@ class Board:
                 await self.meter.read(now)
                 self.regs.maybe_save(now)
                 if not self.safe:
-                    ack = self.orders.tick(now)
+                    ack = await self.orders.tick(now)
                     if ack:
                         self.outbox.append(ack)
                 if self.boots is not None and (self.sent or now - self.started >= 600):
@@ -330,7 +330,7 @@ class Board:
                     self.outbox.append(self._fwstate(messages.U_CONFIRMED, "", ota.confirm()))
                 while self.inbox:
                     topic, payload = self.inbox.pop(0)
-                    ack = self.orders.handle(topic, payload, self.clock.now())
+                    ack = await self.orders.handle(topic, payload, self.clock.now())
                     if ack:
                         self.outbox.append(ack)
                 while self.outbox:
@@ -449,9 +449,10 @@ class Board:
         run = [self.metering(), self.link(), self.ntp(), self.updating()]
         if not self.safe:
             run.append(self.readings())
-        else:  # only metering and status: the actuators at their safe defaults
-            lim = self.orders.limits
-            self.act.apply(lim.safe_bat_w, lim.safe_ev_ma, lim.safe_pv_limit_w, lim.safe_relays)
+        else:  # only metering and status; the actuators to their safe defaults first (a task:
+            lim = self.orders.limits  # their Modbus writes yield while an inverter answers)
+            run.insert(0, self.act.apply(lim.safe_bat_w, lim.safe_ev_ma, lim.safe_pv_limit_w,
+                                         lim.safe_relays))
             self.due[0] = self.started + 1_000_000_000  # no readings task to wait for
         if self.sta is not None:
             run.append(self.wifi_task())

@@ -88,10 +88,11 @@ class OrderHandler:
             return "stale: expired %d s ago" % (now - o.valid_until)
         return ""
 
-    def handle(self, topic, payload, now):
+    async def handle(self, topic, payload, now):
         """Process one order frame. Returns (ack_topic, ack_frame) or None when the order is
         scheduled for later (acknowledged when applied). Never raises on bad input: a refused
-        order is counted and acknowledged with status REJECTED and the reason."""
+        order is counted and acknowledged with status REJECTED and the reason. Awaited: the
+        setpoints' Modbus writes yield to the event loop while the inverters answer."""
         o = None
         gc.collect()  # verification builds big-integer temporaries: start from a clean heap
         try:
@@ -109,27 +110,27 @@ class OrderHandler:
         if now < o.valid_from:
             self.pending = o
             return None
-        return self._execute(o, now)
+        return await self._execute(o, now)
 
-    def _execute(self, o, now):
+    async def _execute(self, o, now):
         self.pending = None
         # the fail-safe clock restarts when an order takes effect, not when one arrives: orders
         # that never open (a board clock far behind the coordinator's) must not hold it off
         self.last_valid = now
         b, e, p, relays, why = self.limits.apply_limits(o)
-        applied = self.act.apply(b, e, p, relays)
+        applied = await self.act.apply(b, e, p, relays)
         self.failsafe = False
         status = messages.ST_CLAMPED if why else messages.ST_APPLIED
         return self._ack(o.oseq, now, status, why, applied)
 
-    def tick(self, now):
+    async def tick(self, now):
         """Called every second or so: opens pending windows, and falls back to the safe
         defaults when no valid order took effect for two intervals. Returns an ack to send or
-        None."""
+        None. Awaited, as ``handle``."""
         o = self.pending
         if o is not None and now >= o.valid_from:
             if now < o.valid_until:
-                return self._execute(o, now)
+                return await self._execute(o, now)
             # the window passed before it opened (the clock stepped forward, e.g. NTP): setpoints
             # for an interval long gone are refused like a stale order that arrives late
             self.pending = None
@@ -140,8 +141,8 @@ class OrderHandler:
             self.last_valid = now
         if not self.failsafe and now - self.last_valid >= 2 * self.interval_s:
             lim = self.limits
-            applied = self.act.apply(lim.safe_bat_w, lim.safe_ev_ma, lim.safe_pv_limit_w,
-                                     lim.safe_relays)
+            applied = await self.act.apply(lim.safe_bat_w, lim.safe_ev_ma, lim.safe_pv_limit_w,
+                                           lim.safe_relays)
             self.failsafe = True
             return self._ack(self.regs.last_oseq, now, messages.ST_FAILSAFE,
                              "no valid order for 2 intervals", applied)

@@ -5,6 +5,7 @@ in quarantine), with the reason, and nothing stored from it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,7 +129,6 @@ def _flood(key: crypto.SigningKey, n: int = 20_000) -> Attack:
 def broker_attacks() -> list[Attack]:
     """A board's credentials against the coordinator's loopback listener of a broker configured
     by ``peergrid broker init`` (a real Mosquitto): refused. Skipped without Mosquitto."""
-    import asyncio
     import os
     import shutil
     import tempfile
@@ -203,7 +203,7 @@ def board_attacks() -> list[Attack]:
     for name, (topic, payload) in cases:
         h = mod.OrderHandler("b0", GRID, crypto.Verifier(coord.public), mod.Limits(cfg), _Actuators(),
                              _Registers(), key)  # fmt: skip
-        ack_topic, ack_frame = h.handle(topic, payload, NOW)
+        ack_topic, ack_frame = asyncio.run(h.handle(topic, payload, NOW))
         ack = frame.open_frame(ack_topic, ack_frame, lambda m: crypto.Verifier(key.public))
         assert isinstance(ack, messages.Ack)
         refused = ack.status == messages.ST_REJECTED

@@ -22,6 +22,7 @@ coordinator's, for orders), so they pass the signature and reach the checks behi
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import random
@@ -300,7 +301,7 @@ class _Actuators:
     def __init__(self) -> None:
         self.now = (0, 0, 0, 0)
 
-    def apply(self, b: int, e: int, p: int, relays: int) -> tuple[int, int, int, int]:
+    async def apply(self, b: int, e: int, p: int, relays: int) -> tuple[int, int, int, int]:
         self.now = (b, e, p, relays)
         return self.now
 
@@ -342,7 +343,7 @@ def fuzz_board_orders(n: int, seed: int) -> TargetReport:
         now = NOW + rng.choice((0, 0, 0, -100, 2_000))
         rep.inputs += 1
         try:
-            out = h.handle(topic, payload, now)
+            out = asyncio.run(h.handle(topic, payload, now))
             if out is not None:
                 ack = frame.open_frame(out[0], out[1], lambda m: crypto.Verifier(key.public))
                 if not isinstance(ack, messages.Ack):

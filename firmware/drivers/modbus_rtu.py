@@ -2,7 +2,9 @@
 # (function 0x06) for setpoints (battery, PV export limit, wallbox), read holding registers
 # (function 0x03, one register) for what the battery inverter reports (state of charge, power).
 # A write is echoed by the slave; a read is answered with the register's value; an exception
-# reply (function | 0x80, code) raises ModbusError. No retries here.
+# reply (function | 0x80, code) raises ModbusError. No retries here. Both are awaited: the
+# request is sent, then the reply checked for every few ms (``asyncio.sleep_ms``) up to the
+# timeout, so a silent slave never holds the event loop.
 #
 # ``battery_state`` reads the registers the board file's [battery] section names: only battery
 # boards import this module (lazily), so none of it costs a board without a battery any heap.
@@ -37,6 +39,7 @@ class ModbusMaster:
         self._rx = bytearray(8)
         self._one = bytearray(1)
         self._t0 = self._pos = self._need = 0  # the transaction under way
+        self.busy = False  # a transaction is under way (its task waits for the reply)
 
     def _start(self, addr, fc, reg, v, need):
         """Send the 8-byte request ``addr fc reg v``; its ``need``-byte reply is then collected
@@ -83,30 +86,33 @@ class ModbusMaster:
             raise FrameError("modbus reply to function %d, not %d" % (rx[1], fc))
         return True
 
-    def _transact(self, addr, fc, reg, v, need):
-        """``_start``, then wait for the reply (blocking: ``sleep_ms`` between checks)."""
-        self._start(addr, fc, reg, v, need)
-        while not self.step():
-            self._clock.sleep_ms(1)
+    async def _transact(self, addr, fc, reg, v, need):
+        """``_start``, then ``step()`` every few ms until the reply is whole, yielding to the
+        event loop meanwhile. One transaction at a time: the bus is shared by the readings task
+        (battery state) and the order path (setpoints), and a request sent while another waits
+        for its reply would take that reply. A task that sends its next request as soon as a
+        reply is in (without yielding) keeps the bus: the registers of one setpoint go whole."""
+        while self.busy:
+            await asyncio.sleep_ms(_WAIT_MS)
+        self.busy = True
+        try:
+            self._start(addr, fc, reg, v, need)
+            while not self.step():
+                await asyncio.sleep_ms(_WAIT_MS)
+        finally:
+            self.busy = False
 
-    def write_register(self, addr, reg, value):
+    async def write_register(self, addr, reg, value):
         """Write a 16-bit value (negative values as two's complement) and check the echo."""
         if not -0x8000 <= value <= 0xFFFF:
             raise FrameError("modbus write out of range")
-        self._transact(addr, _FC_WRITE, reg, value & 0xFFFF, 8)
+        await self._transact(addr, _FC_WRITE, reg, value & 0xFFFF, 8)
         if self._rx != self._tx:
             raise FrameError("modbus reply does not echo the write")
 
-    def read_register(self, addr, reg, signed=False):
+    async def read_register(self, addr, reg, signed=False):
         """Read one holding register: its 16-bit value (two's complement if ``signed``)."""
-        self._transact(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
-        return self._value(signed)
-
-    async def read_register_async(self, addr, reg, signed=False):
-        """As ``read_register``, yielding to the event loop while the slave answers."""
-        self._start(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
-        while not self.step():
-            await asyncio.sleep_ms(_WAIT_MS)
+        await self._transact(addr, _FC_READ, reg, 1, _READ_REPLY_LEN)
         return self._value(signed)
 
     def _value(self, signed):
@@ -137,13 +143,13 @@ async def battery_state(master, bat):
     soc = p = None
     if soc_reg:
         try:
-            v = await master.read_register_async(soc_reg["addr"], soc_reg["reg"])
+            v = await master.read_register(soc_reg["addr"], soc_reg["reg"])
             soc = min(v * 1000 // soc_reg["full"], 1000)
         except DriverError:
             pass
     if p_reg:
         try:
-            p = await master.read_register_async(p_reg["addr"], p_reg["reg"], True) * p_reg.get("scale_w", 1)
+            p = await master.read_register(p_reg["addr"], p_reg["reg"], True) * p_reg.get("scale_w", 1)
         except DriverError:
             pass
     return soc, p

@@ -13,7 +13,8 @@
 # 0x8000, not implemented) makes the model unusable, reported. A device without the model a
 # setpoint needs leaves that setpoint to the board file's hand-listed register (the fallback) or,
 # without one, counts a fault. Discovery runs from the readings task (awaited: each read yields to
-# the event loop while the device answers) and is retried at the next reading when it failed.
+# the event loop while the device answers) and is retried at the next reading when it failed; the
+# setpoints' writes are awaited the same way (from the order path, actuators.py).
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -59,7 +60,7 @@ class SunSpec:
             self.why = why
 
     async def _r(self, reg, signed=False):
-        return await self.m.read_register_async(self.addr, reg, signed)
+        return await self.m.read_register(self.addr, reg, signed)
 
     async def _sf(self, reg):
         v = await self._r(reg, True)
@@ -129,7 +130,7 @@ class SunSpec:
                 b, w = self.pend
                 self.pend = None
                 try:
-                    self.write(b, w)
+                    await self.write(b, w)
                 except DriverError as e:
                     self._fail("setpoint: %s" % e)
         if not bat or not self.stor:
@@ -152,10 +153,13 @@ class SunSpec:
                 pass
         return soc, p
 
-    def write(self, bat, watts):
+    async def write(self, bat, watts):
         """Apply a battery power (W, + charge) or a PV export limit (W): the W really set, or
         None when the device lacks the model (the caller falls back to its registers); raises
-        DriverError when the device did not take it."""
+        DriverError when the device did not take it. Each register write is awaited (the loop
+        runs while the device answers); the registers of one setpoint go whole, one after the
+        other (drivers/modbus_rtu.py: the bus passes to another task only between them when
+        this one yields, which it does not)."""
         if not self.ok:
             self.pend = (bat, watts)
             raise DriverError("sunspec device not discovered yet")
@@ -167,11 +171,11 @@ class SunSpec:
             mx = self.wcha
             w = min(abs(watts), mx)
             raw = _pow(w * 100, -self.rte_sf) // mx  # % of WChaMax in the device's steps
-            m.write_register(a, d + 3, 1 if watts > 0 else 2 if watts < 0 else 3)  # StorCtl_Mod
+            await m.write_register(a, d + 3, 1 if watts > 0 else 2 if watts < 0 else 3)  # StorCtl_Mod
             if watts >= 0:
-                m.write_register(a, d + 11, raw)  # InWRte
+                await m.write_register(a, d + 11, raw)  # InWRte
             if watts <= 0:
-                m.write_register(a, d + 10, raw)  # OutWRte
+                await m.write_register(a, d + 10, raw)  # OutWRte
             got = _pow(raw * mx, self.rte_sf) // 100
             return got if watts >= 0 else -got
         d = self.ctl
@@ -179,10 +183,9 @@ class SunSpec:
         if not d or not mx:
             return None
         raw = _pow(min(max(watts, 0), mx) * 100, -self.ctl_sf) // mx  # WMaxLimPct
-        m.write_register(a, d + 3, raw)
-        m.write_register(a, d + 7, 1)  # WMaxLim_Ena
+        await m.write_register(a, d + 3, raw)
+        await m.write_register(a, d + 7, 1)  # WMaxLim_Ena
         return _pow(raw * mx, self.ctl_sf) // 100
-
 
 def attach(act, master, cfg):
     """The SunSpec devices the board file names (``[pv] sunspec``, ``[battery] sunspec``: their

@@ -94,6 +94,7 @@ class FakeHardware:
         self.chip = cfg["frontend"]["chip"]
         self.dev = None
         self.slave = None  # the fake Modbus slave, made when the board has Modbus setpoints
+        self.mb = None  # the Modbus master on it, shared by the setpoints and the battery's reads
         self.ss = None  # the SunSpec devices on it (drivers/sunspec.py), if the board file names any
         self.pins = [FakePin() for _ in cfg.get("relays") or ()]
         self.pwm = FakePin()
@@ -159,7 +160,8 @@ class FakeHardware:
 
     async def battery_state(self):
         """What the battery inverter reports, read from the fake slave through the real Modbus
-        master, as EspHardware does (None without a battery)."""
+        master, as EspHardware does (None without a battery): the actuators' master, so that
+        its reads and the setpoints' writes take turns on the bus as on a board."""
         bat = self.cfg.get("battery")
         if self.ss:
             from drivers.sunspec import state
@@ -169,9 +171,9 @@ class FakeHardware:
                 return st
         if self.slave is None or not bat:
             return None
-        from drivers.modbus_rtu import ModbusMaster, battery_state
+        from drivers.modbus_rtu import battery_state
 
-        return await battery_state(ModbusMaster(self.slave), bat)
+        return await battery_state(self.mb, bat)  # the actuators' master: one per bus
 
     def actuators(self, cfg):
         bat = cfg.get("battery")
@@ -184,7 +186,7 @@ class FakeHardware:
             from fakes.modbus_rtu import FakeModbusSlave
 
             self.slave = FakeModbusSlave(addr=1)
-            master = ModbusMaster(self.slave)
+            master = self.mb = ModbusMaster(self.slave)
         act = Actuators(
             relays=self.pins,
             modbus=master,

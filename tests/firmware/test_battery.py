@@ -15,11 +15,10 @@ from tests.mpy import FIRMWARE_HEAP_NOW, run_micropython
 COORD = crypto.SigningKey(bytes(range(32)))
 
 MASTER = r"""
+import asyncio
 from drivers.modbus_rtu import ModbusMaster
 from fakes.modbus_rtu import FakeModbusSlave
 from errors import BusTimeout, CrcError, FrameError, ModbusError
-
-from onboard.ticks import Ticks  # the driver's clock, stepped by the test and its sleeps
 
 class Wire:  # the bus between master and slave, recording the request and able to garble
     def __init__(self, slave):
@@ -27,11 +26,16 @@ class Wire:  # the bus between master and slave, recording the request and able 
         self.sent = b""
         self.flip = None  # index of a reply byte to corrupt
         self.n = 0
+        self.lag = self.wait = 0  # the reply shows only after this many checks
     def write(self, buf):
         self.sent = bytes(buf)
         self.n = 0
+        self.wait = self.lag
         return self.slave.write(buf)
     def any(self):
+        if self.wait:
+            self.wait -= 1
+            return 0
         return self.slave.any()
     def readinto(self, buf, n=None):
         got = self.slave.readinto(buf, n)
@@ -44,12 +48,13 @@ slave = FakeModbusSlave(addr=3)
 slave.regs[40110] = 655
 slave.regs[40111] = -150
 wire = Wire(slave)
-m = ModbusMaster(wire, clock=Ticks())
-out = [m.read_register(3, 40110), wire.sent.hex(), m.read_register(3, 40111, True),
-       m.read_register(3, 40111)]
+m = ModbusMaster(wire)
+run = asyncio.run  # each transaction is awaited (it yields while the slave answers)
+out = [run(m.read_register(3, 40110)), wire.sent.hex(), run(m.read_register(3, 40111, True)),
+       run(m.read_register(3, 40111))]
 def fault(f):
     try:
-        f()
+        run(f())
         return "none"
     except ModbusError as e:
         return "ModbusError %d" % e.code_value
@@ -60,8 +65,15 @@ wire.flip = 3
 out.append(fault(lambda: m.read_register(3, 40110)))  # a garbled reply: CRC
 wire.flip = None
 out.append(fault(lambda: m.read_register(4, 40110)))  # another slave address: silence
-m.write_register(3, 40100, -330)  # the write path shares the transaction code
+run(m.write_register(3, 40100, -330))  # the write path shares the transaction code
 out.append(slave.regs[40100])
+wire.lag = 4  # a slave slow to answer: the transactions of two tasks (a battery reading, an
+# order's setpoint) would overlap on the bus; they go one after the other
+out.append(run(asyncio.gather(m.read_register(3, 40110), m.write_register(3, 40101, 12),
+                              m.read_register(3, 40111, True))))
+out.append(slave.regs[40101])
+slave.silent = True
+out.append(fault(lambda: m.write_register(3, 40100, 1)))  # no echo: a timeout, awaited
 print("RESULT", out)
 """
 
@@ -75,7 +87,7 @@ def test_read_holding_register_in_the_real_byte_protocol(tmp_path: Path) -> None
     crc = ref_crc16(req, 0xFFFF)
     assert got[1] == (req + bytes((crc & 0xFF, crc >> 8))).hex()
     assert got[0] == 655 and got[2] == -150 and got[3] == 0x10000 - 150
-    assert got[4:] == ["ModbusError 2", "CrcError", "BusTimeout", -330]
+    assert got[4:] == ["ModbusError 2", "CrcError", "BusTimeout", -330, [655, None, -150], 12, "BusTimeout"]
 
 
 BOARD = {

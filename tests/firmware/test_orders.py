@@ -30,6 +30,7 @@ BOARD = {
 }
 
 PRELUDE = r"""
+import asyncio
 import app
 from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
@@ -50,7 +51,7 @@ def inbox(now):  # what the link's session loop does with the inbox
     acks = []
     while b.inbox:
         topic, payload = b.inbox.pop(0)
-        a = b.orders.handle(topic, payload, now)
+        a = asyncio.run(b.orders.handle(topic, payload, now))  # awaited by the link task
         if a:
             acks.append(frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public)))
     return acks
@@ -101,7 +102,7 @@ for k in range(4):  # the board's clock is far behind the coordinator's (NTP fai
     b._on_message(T, order(k + 1, now, valid_from=START + 10**6, bat_w=1000))
     acks += inbox(now)
     for s in range(0, 900, 30):
-        a = b.orders.tick(now + s)
+        a = asyncio.run(b.orders.tick(now + s))  # awaited by the metering task
         if a:
             acks.append(frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public)))
     now += 900
@@ -119,8 +120,8 @@ def test_failsafe_when_no_order_ever_opens(tmp_path: Path) -> None:
 
 
 FAILSAFE_LIMITS = r"""
-b.orders.tick(START)
-a = b.orders.tick(START + 1800)
+asyncio.run(b.orders.tick(START))
+a = asyncio.run(b.orders.tick(START + 1800))
 ack = frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public))
 print("RESULT", ack.status, ack.ev_ma, hw.pwm.duty)
 """.replace("START", str(START))
@@ -169,10 +170,10 @@ def test_pilot_duty_above_51_amps() -> None:
 STALE_WHEN_OPENED = r"""
 b._on_message(T, order(1, START, valid_from=START + 100, bat_w=1000))  # in force START+100..+1000
 acks = inbox(START)  # not open yet: pending, acknowledged when it takes effect
-a = b.orders.tick(START + 5000)  # the clock stepped past the whole window meanwhile (NTP)
+a = asyncio.run(b.orders.tick(START + 5000))  # the clock stepped past the whole window meanwhile (NTP)
 ack = frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public))
 print("RESULT", len(acks), ack.oseq, ack.status, hw.slave.regs.get(100), b.orders.pending is None,
-      b.orders.rejected, b.orders.tick(START + 5001), ack.reason.startswith("stale: expired"))
+      b.orders.rejected, asyncio.run(b.orders.tick(START + 5001)), ack.reason.startswith("stale: expired"))
 """.replace("START", str(START))
 
 

@@ -1,10 +1,11 @@
 """Nothing holds the board's event loop: the runtime on the real MicroPython unix port under a
-silent meter, DNS down, an NTP server that does not answer, a Wi-Fi drop and a broker that takes
-the TCP connection and never answers. A heartbeat task beside the board counts its ticks (one
-per 10 ms sleep when the loop is free); each test asserts the readings taken and at least 10
-heartbeats per reading (a free loop gives ~50: readings are 0.5 s apart at this speed; a loop
-held 200 ms at a time gives a few), never a duration. The longest gap between two heartbeats is
-printed for bench/firmware.py."""
+silent meter, DNS down, an NTP server that does not answer, a Wi-Fi drop, a broker that takes
+the TCP connection and never answers, and orders whose setpoints go to a silent Modbus inverter.
+A heartbeat task beside the board counts its ticks (one per 10 ms sleep when the loop is free);
+each test asserts the readings taken and at least 10 heartbeats per reading (a free loop gives
+~50: readings are 0.5 s apart at this speed; a loop held 200 ms at a time gives a few), or per
+setpoint write that timed out (~20 when free, none when the write holds the loop), never a
+duration. The longest gap between two heartbeats is printed for bench/firmware.py."""
 
 from __future__ import annotations
 
@@ -31,14 +32,21 @@ hw = FakeHardware(cfg, lambda now: 500)
 b = app.Board(cfg, settings, hw, clock)
 HOOKS
 beats = [0, 0]  # heartbeats, the longest gap between two (ms, beyond the 10 ms sleep)
+# an actuator write under way (set by a test's hook), when it began (ticks), the heartbeats
+# that began and ended inside writes, the longest gap among them
+writing = [0, 0, 0, 0]
 
 async def heartbeat():
     last = time.ticks_ms()
     while True:
         await asyncio.sleep_ms(10)
         t = time.ticks_ms()
+        gap = time.ticks_diff(t, last) - 10
         beats[0] += 1
-        beats[1] = max(beats[1], time.ticks_diff(t, last) - 10)
+        beats[1] = max(beats[1], gap)
+        if writing[0] and time.ticks_diff(last, writing[1]) >= 0:
+            writing[2] += 1
+            writing[3] = max(writing[3], gap)
         last = t
 
 async def main():
@@ -65,8 +73,11 @@ def run_board(
     broker: bool = True,
     host: str = "127.0.0.1",
     seconds: int = SECONDS,
+    board_file: dict[str, object] | None = None,
+    lines: list[str] | None = None,
     **settings: object,
 ) -> list[int]:
+    """The RESULT line's numbers; the other lines of the board's output go to ``lines``."""
     port = free_port()
     board = {
         "type": "esp32-pzem004t",
@@ -74,6 +85,7 @@ def run_board(
         "relays": [{"pin": 25}],
         "reading_s": 10,
         "interval_s": 900,
+        **(board_file or {}),
     }
     (tmp / "board.json").write_text(json.dumps(board))
     s = {
@@ -96,6 +108,8 @@ def run_board(
     )
     out = run_micropython(code, heap=FIRMWARE_HEAP_NOW, cwd=tmp, timeout=120).stdout
     assert "RESULT" in out, out
+    if lines is not None:
+        lines += out.splitlines()
     return [int({"True": 1, "False": 0}.get(x, x)) for x in out.split("RESULT")[1].split()]
 
 
@@ -251,3 +265,98 @@ def test_a_broker_that_never_answers_does_not_hold_the_loop(tmp_path: Path) -> N
     print(f"silent broker: longest stall {gap} ms")
     kept_running(beats, seq)
     assert sent == 0 and queued == seq, (sent, queued, seq)
+
+
+# a battery inverter and a PV inverter on the RS-485 bus (hand-listed holding registers); the fake
+# slave stays silent. No state of charge read for the readings: each would wait 200 ms of real time
+# for the silent inverter, 4 s of this run's board time, and the readings counted would depend on
+# the machine's speed (the reads share the bus with the writes: tests/firmware/test_battery.py)
+MODBUS_BOARD = {
+    "type": "esp32-battery",
+    "modbus": {"uart": 1, "tx": 32, "rx": 33, "baud": 9600},
+    "battery": {
+        "max_charge_w": 3300,
+        "max_discharge_w": 3300,
+        "modbus": {"addr": 1, "reg": 40100, "scale_w": 10},
+    },
+    "pv": {"max_export_w": 4000, "modbus": {"addr": 1, "reg": 40200}},
+}
+
+SILENT_ACTUATOR = """
+hw.slave.silent = True  # the inverters do not answer (switched off, the RS-485 cable cut)
+print("KEY", b.key.public.hex())
+acks = []
+handle = b.orders.handle
+async def handled(topic, payload, now):  # the link task's call, its ack printed for the test
+    a = await handle(topic, payload, now)
+    acks.append(a)
+    print("ACK", a[1].hex())
+    return a
+b.orders.handle = handled
+apply = b.act.apply
+async def applying(*setpoints):  # the heartbeats inside the writes are counted (``writing``)
+    writing[0], writing[1] = 1, time.ticks_ms()
+    try:
+        return await apply(*setpoints)
+    finally:
+        writing[0] = 0
+b.act.apply = applying
+async def give(frames):  # an order every 10 s, once the link is up
+    await clock.sleep(12)
+    for fr in frames:
+        b._on_message(b.t_order, bytes.fromhex(fr))
+        await clock.sleep(10)
+"""
+
+
+def test_an_order_to_a_silent_modbus_device_does_not_hold_the_loop(tmp_path: Path) -> None:
+    # before: Actuators.apply wrote each setpoint synchronously, checking for the inverter's echo
+    # with sleep_ms(1) up to the 200 ms timeout: a battery and a PV limit held the loop 400 ms
+    # per order, no other task ran meanwhile (the same as a silent meter before its reads yielded)
+    from protocol import crypto, frame, messages, topics
+
+    t_order = topics.board_topic("g1", "m01", "order")
+    t0 = 1_750_000_000
+    orders = [
+        messages.Order(
+            board="m01",
+            oseq=k,
+            interval=t0,
+            valid_from=t0 - 60,
+            valid_until=t0 + 900,
+            bat_w=1000,
+            pv_limit_w=2000,
+            relay_mask=1,
+            relay_state=1,
+        )
+        for k in (1, 2, 3)
+    ]
+    frames = [frame.seal(o, t_order, COORD).hex() for o in orders]
+    lines: list[str] = []
+    beats, gap, seq, sent, queued, meter_errors, errors, n_acks, inside, stall, faults, relays = run_board(
+        tmp_path,
+        board_file=MODBUS_BOARD,
+        hooks=SILENT_ACTUATOR,
+        during=f"asyncio.create_task(give({frames!r}))",
+        extra="len(acks), writing[2], writing[3], b.act.faults, hw.pins[0].v",
+        lines=lines,
+    )
+    # the longest gap inside the writes; and over the whole run, which also holds the orders'
+    # signature checks and the acks' signing (not waits: work done in one piece)
+    print(f"silent Modbus inverter, an order's setpoint writes: longest stall {stall} ms")
+    print(f"silent Modbus inverter, the whole run with 3 orders: longest stall {gap} ms")
+    kept_running(beats, seq)
+    assert errors == 0 and sent + queued >= seq - 1, (errors, sent, queued, seq)
+    # each order: the battery's and the PV inverter's setpoint unanswered (a fault each), 200 ms of
+    # silence apiece on the bus, during which the heartbeat kept beating (~20 per write if free)
+    assert (n_acks, faults) == (3, 6), (n_acks, faults)
+    assert inside >= 10 * faults, (inside, faults)
+    board_key = crypto.Verifier(bytes.fromhex(next(x for x in lines if x.startswith("KEY"))[4:]))
+    acks = [x.split()[1] for x in lines if x.startswith("ACK ")]
+    for k, a in enumerate(acks, 1):
+        ack = frame.open_frame(topics.board_topic("g1", "m01", "ack"), bytes.fromhex(a), lambda m: board_key)
+        assert isinstance(ack, messages.Ack)
+        # as before: applied, with what the inverters really hold (nothing taken) and the relay set
+        assert (ack.oseq, ack.status, ack.bat_w, ack.pv_limit_w, ack.relay_state) == (
+            k, messages.ST_APPLIED, 0, None, 1), ack  # fmt: skip
+    assert relays == 1
