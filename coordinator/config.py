@@ -72,6 +72,7 @@ class Config:
     scheme: str = "pairwise"
     interval_s: int = 900
     settle_delay_s: int = 60
+    dispatch_lead_s: int = 30  # [market] dispatch_lead_s: orders go out this long before their interval
     tariff: tuple[int, int, int, int] = (4_000, 20_750, 6_000, 3_000)
     fixed_per_day: int = 0
     sharing: Sharing | None = None  # self_consumption: allocation keys
@@ -153,6 +154,9 @@ def load(path: str | Path) -> Config:
     interval_s = _get(m, "interval_s", "market", int, 900)
     if not 60 <= interval_s <= 86_400 or 86_400 % interval_s:
         raise ConfigError(f"market.interval_s must divide a day and be 60..86400, got {interval_s}")
+    lead = _get(m, "dispatch_lead_s", "market", int, 30)
+    if not 0 <= lead < interval_s:
+        raise ConfigError(f"market.dispatch_lead_s must be 0..interval_s - 1 ({interval_s - 1}), got {lead}")
     timezone = _timezone(data.get("billing") or {}, interval_s)
     tariff = tuple(
         _get(m, k, "market", int, d)
@@ -174,6 +178,7 @@ def load(path: str | Path) -> Config:
         scheme=scheme,
         interval_s=interval_s,
         settle_delay_s=_get(m, "settle_delay_s", "market", int, 60),
+        dispatch_lead_s=lead,
         tariff=(tariff[0], tariff[1], tariff[2], tariff[3]),
         fixed_per_day=_get(m, "fixed_per_day", "market", int, 0),
         sharing=sharing,

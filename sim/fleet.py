@@ -4,8 +4,10 @@ Each home's board (``sim.board.VirtualBoard``: the protocol code a real board ru
 and sign a reading) meters its home's net power every physics step and signs a cumulative reading
 every ``reading_s``. Frames go into the board's store-and-forward spool and are published through
 the faulty ``Link``; what the link does not acknowledge stays queued, in order, as on a board.
-Boards take the coordinator's signed orders (verified against its key) until each order's
-``valid_until`` and acknowledge each with a signed Ack of what they applied (clamped to the home's
+Boards take the coordinator's signed orders (verified against its key) from each order's
+``valid_from`` until its ``valid_until`` (an order that arrives early, as the coordinator sends
+them ahead of their interval, is held and the running one stays in force, as firmware/orders.py
+does) and acknowledge each when it takes effect with a signed Ack of what they applied (clamped to the home's
 devices as a board's local limits clamp them: a home without PV answers a PV limit with
 "pv_limit_w limited to 0"): a battery follows ``bat_w`` (and reports its state of charge and power in each
 reading), an EV's charger caps its current at ``ev_ma`` (``sim.profiles.Ev``: what it holds back is
@@ -77,7 +79,8 @@ class VirtualFleet:
     orders_refused: int = 0
     orders_in: Counter[int] = field(default_factory=Counter)  # interval -> orders taken for it
     acks: list[tuple[str, bytes]] = field(default_factory=list)  # signed Acks not yet published
-    last_oseq: dict[str, int] = field(default_factory=dict)  # member -> newest order applied
+    last_oseq: dict[str, int] = field(default_factory=dict)  # member -> newest order taken
+    pending: dict[str, list[messages.Order]] = field(default_factory=dict)  # member -> held until valid_from
     queued: dict[str, set[int]] = field(default_factory=dict)  # none after ``drain``
     power: dict[str, list[int]] = field(default_factory=dict)  # metered net W per step, per member
     battery_w: dict[str, list[int]] = field(default_factory=dict)
@@ -191,6 +194,26 @@ class VirtualFleet:
         if msg.oseq <= self.last_oseq.get(m, -1):  # a redelivered (retained) order: applied already
             return None
         self.last_oseq[m] = msg.oseq
+        now = self.sc.start + self._k * STEP_S
+        if now < msg.valid_from:  # early: held until its interval starts, the running one goes on
+            self.pending.setdefault(m, []).append(msg)
+            return None
+        return self._apply(m, msg, now)
+
+    def _due(self, t: int) -> None:
+        """Put in force the held orders whose window has opened by ``t`` (the step's start), oldest
+        first; their Acks go with the boards' next publishes. One whose window closed before it
+        opened is dropped (a board refuses it as stale)."""
+        for m, held in self.pending.items():
+            while held and held[0].valid_from <= t:
+                o = held.pop(0)
+                if t >= o.valid_until:
+                    self.orders_refused += 1
+                    continue
+                self.acks.append(self._apply(m, o, t))
+
+    def _apply(self, m: str, msg: messages.Order, now: int) -> tuple[str, bytes]:
+        """The order's setpoints in force on member ``m``'s devices; the board's signed Ack."""
         bat_w, ev_ma, pv_w, why = self._limits(m, msg)
         applied = False
         bat = self.batteries.get(m)
@@ -209,7 +232,6 @@ class VirtualFleet:
             applied = True
         if applied:
             self.orders_applied += 1
-        now = self.sc.start + self._k * STEP_S
         ack = messages.Ack(
             board=msg.board,
             oseq=msg.oseq,
@@ -266,6 +288,7 @@ class VirtualFleet:
         """Meter the step that ends at ``ts``; queue a reading where one is due."""
         k = (ts - self.sc.start) // STEP_S  # physics index of the step's end
         t = ts - STEP_S  # the step's start
+        self._due(t)
         for m, b in self.boards.items():
             ph = self.physics[m]
             i = min(k, len(ph.load_w) - 1)

@@ -2,8 +2,11 @@
 
 Simulated time advances in physics steps (60 s). At each step every board meters its home; every
 ``reading_s`` the boards publish their signed readings; one settlement delay after each interval
-ends, the coordinator (once it has dealt with every reading delivered so far) settles the interval
-and sends storage boards their orders for the running one. Faults fire at their times. With
+ends, the coordinator (once it has dealt with every reading delivered so far) settles the interval.
+The coordinator's interval loop also steps ``dispatch_lead_s`` before each interval starts (the
+clock set to that moment between two physics steps), as ``coordinator run`` wakes: it sends the
+boards their orders for the next interval then (and, at its first step, for the running one), and
+the boards hold them until the interval starts. Faults fire at their times. With
 ``speedup`` > 0 simulated time is paced to run that many times faster than real time; with 0 it
 runs as fast as the machine goes.
 
@@ -179,7 +182,7 @@ async def run(
         if isinstance(fleet, MicroPythonFleet):
             pace0 = paced[0] = fleet.pace_origin  # the boards' clocks count from their common epoch
         posted = _flex_requests(sc, coord)
-        length, delay = sc.market.interval_s, sc.market.settle_delay_s
+        length, delay, lead = sc.market.interval_s, sc.market.settle_delay_s, cfg.dispatch_lead_s
         fired: set[tuple[str, int]] = set()
         rng = random.Random(sc.seed ^ 0xA77AC)
         attack_at = sc.start + sc.duration_s // 2
@@ -187,6 +190,13 @@ async def run(
         total_steps = sc.duration_s // STEP_S
         for n in range(1, total_steps + 1):
             ts = sc.start + n * STEP_S
+            dispatch_at = ts + lead - (ts + lead) % length - lead  # the latest dispatch time at or before ts
+            if dispatch_at > ts - STEP_S:  # the next interval's orders go out before this step ends
+                clock[0] = dispatch_at
+                await _caught_up(coord, fleet)
+                await coord.settle()
+                if isinstance(fleet, VirtualFleet):
+                    await _orders_taken(coord, fleet, dispatch_at + lead)
             clock[0] = ts
             await _board_faults(sc, ts, fleet, fired, events)
             await fleet.step(ts)

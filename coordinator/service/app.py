@@ -110,6 +110,7 @@ def rules_of(cfg: Config) -> Rules:
         cfg.contracts or (),
         cfg.wholesale,
         cfg.wholesale_file,
+        cfg.dispatch_lead_s,
     )
 
 

@@ -13,6 +13,13 @@ An interval whose wholesale price is missing (``bilateral`` with wholesale-index
 waits, and the intervals after it with it (they settle in order): the loop logs which interval
 waits for which file, re-reads ``market.wholesale`` whenever the file changes, and settles on as
 soon as the price is there. Dispatch goes on meanwhile.
+
+Each interval's orders go out before it starts: the loop also wakes ``Rules.lead`` seconds
+(``[market] dispatch_lead_s``) before every interval start and dispatches the next interval then,
+its forecast the newest settled interval (the running one is not settled yet). An interval not
+dispatched ahead (the loop started or restarted in its middle) is dispatched as soon as the loop
+runs; each interval once (after a restart the dispatcher finds its orders stored and sends none).
+The boards hold an early order until its ``valid_from``, the interval's start.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ log = logging.getLogger("peergrid.interval")
 MAX_CATCH_UP = 96
 SETTLE_FILE_S = 2.0  # a wholesale price file is re-read once it has not changed for this long
 _GONE = (-1, -1)  # the wholesale file's stamp while it cannot be read
+DISPATCH_LEAD_S = 30  # default [market] dispatch_lead_s
 
 
 @dataclass(frozen=True)
 class Rules:
-    """How intervals settle: the scheme and its options (``[market]`` of the config)."""
+    """How intervals settle, and when their orders go out: the scheme and its options (``[market]``
+    of the config)."""
 
     scheme: str = "pairwise"
     delay: int = 60  # s after an interval's end before it settles (late readings)
@@ -50,6 +59,7 @@ class Rules:
     contracts: tuple[Contract, ...] = ()  # bilateral: chosen-producer contracts
     wholesale: Mapping[int, int] | None = None  # bilateral: wholesale price per interval start
     wholesale_file: Path | None = None  # market.wholesale: re-read when it changes
+    lead: int = DISPATCH_LEAD_S  # s before an interval starts when its orders go out (< its length)
 
 
 @dataclass
@@ -62,7 +72,7 @@ class IntervalLoop:
     publish: Callable[[str, bytes], Awaitable[None]]
     dispatch: Dispatch | None = None  # sends the boards their orders before each interval
     flex: FlexStep | None = None  # members' changes in force, flexibility requests cleared and paid
-    dispatched: int = -1
+    dispatched: int = -1  # the newest interval start dispatched by this loop
     _wholesale_stamp: tuple[int, int] | None = None  # (mtime ns, size) of the prices loaded
     _waiting: int | None = None  # the interval waiting for its wholesale price, once logged
 
@@ -97,6 +107,15 @@ class IntervalLoop:
             out.append(s)
             s += self.length
         return out
+
+    def to_dispatch(self) -> list[int]:
+        """Interval starts whose orders go out now, oldest first, each once: the running interval
+        if it was not dispatched ahead (a start or restart in its middle), and the next one from
+        ``lead`` seconds before it starts."""
+        now = int(self.now())
+        current = now - now % self.length
+        nxt = current + self.length
+        return [s for s in (current, nxt) if s > self.dispatched and now >= s - self.rules.lead]
 
     def result(self, c: Clearing) -> tuple[str, bytes]:
         msg = messages.Result(
@@ -151,13 +170,11 @@ class IntervalLoop:
             log.info("interval %d settled: %d mWh local at %s mc/kWh", start, c.traded, c.price)
             done.append(c)
         if self.dispatch is not None:
-            now = int(self.now())
-            current = now - now % self.length
-            if current > self.dispatched:  # the running interval's orders, once
-                self.dispatched = current
+            for start in self.to_dispatch():
+                self.dispatched = start
                 if self.flex is not None:
-                    self.flex.before_dispatch(current)
-                await self.dispatch.run(current)  # market, homes, flexibility; then the grid check
+                    self.flex.before_dispatch(start)
+                await self.dispatch.run(start)  # market, homes, flexibility; then the grid check
         if self.flex is not None:
             self.flex.after_settle()
         return done
@@ -242,6 +259,15 @@ class IntervalLoop:
                 pass
 
     def _sleep(self) -> float:
+        """Seconds until the next thing to do: an interval settles (its end + ``delay``) or the
+        next interval's orders go out (``lead`` before its start); at most 60 s (the wholesale
+        file is re-read on every pass)."""
         now = self.now()
-        nxt = now - now % self.length + self.length + self.rules.delay
-        return max(1.0, min(nxt - now, 60.0))
+        wake = min(_next(now, self.length, self.rules.delay), _next(now, self.length, -self.rules.lead))
+        return max(0.05, min(wake - now, 60.0))
+
+
+def _next(now: float, length: int, offset: int) -> float:
+    """The first time after ``now`` that is ``offset`` seconds after an interval start."""
+    s = now - offset
+    return s - s % length + length + offset

@@ -51,6 +51,7 @@ def test_shipped_example_loads() -> None:
         900,
         (4000, 20750, 6000, 3000),
     )
+    assert (c.settle_delay_s, c.dispatch_lead_s) == (60, 30)
 
 
 def test_scheme_options(tmp_path: Path) -> None:
@@ -109,6 +110,8 @@ community_price = 12000
         ("[web]\nlisten = 'localhost'\n", "web.listen must be host:port"),
         ("[web]\nlisten = '127.0.0.1:99999'\n", "web.listen must be host:port"),
         ("[health]\nlisten = ':80'\n", "health.listen must be host:port"),
+        ("[market]\ndispatch_lead_s = 900\n", "market.dispatch_lead_s must be 0..interval_s - 1"),
+        ("[market]\ndispatch_lead_s = -1\n", "market.dispatch_lead_s must be 0..interval_s - 1"),
     ],
 )
 def test_scheme_option_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -539,6 +539,83 @@ def test_interval_loop_runs_the_whole_dispatch_once_per_interval(tmp_path: Path)
     led.close()
 
 
+def test_interval_loop_dispatches_the_next_interval_lead_seconds_before_it_starts(tmp_path: Path) -> None:
+    """Started in the middle of an interval the loop dispatches the running one at once; the next
+    one goes out ``lead`` seconds before it starts (the loop wakes then), once, valid from its
+    start, with the newest settled interval as its forecast; a restart in the lead window sends
+    nothing again."""
+    from coordinator.service.interval import IntervalLoop, Rules
+
+    lead = 30
+    led, _ = street_ledger(tmp_path / "l.db")  # START settled
+    forecasts: list[dict[str, int]] = []
+
+    def check(expected: dict[str, int], assets: dict[str, Any]) -> Any:
+        forecasts.append(expected)
+        return no_changes()
+
+    sent: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, payload: bytes) -> None:
+        sent.append((topic, payload))
+
+    def orders() -> list[messages.Order]:
+        out = []
+        for t, fr in sent:
+            if t.endswith("/order"):
+                o = frame.open_frame(t, fr, lambda m: crypto.Verifier(COORD.public))
+                assert isinstance(o, messages.Order)
+                out.append(o)
+        return out
+
+    nxt = START + 1800
+    clock = [START + 900 + 100]  # a start (or restart) in the middle of START + 900
+    d = Dispatch(led, SITE, COORD, publish, check=check)
+    loop = IntervalLoop(led, SITE, Rules(delay=60, lead=lead), COORD, lambda: clock[0], publish, d)
+    asyncio.run(loop.step())
+    running = orders()
+    assert running and {o.interval for o in running} == {START + 900}  # as soon as possible
+    clock[0] = nxt - lead - 1
+    asyncio.run(loop.step())
+    assert orders() == running  # not yet
+    assert loop._sleep() == 1  # the loop wakes at nxt - lead
+    clock[0] = nxt - lead
+    asyncio.run(loop.step())
+    ahead = orders()[len(running) :]
+    assert ahead and {(o.interval, o.valid_from, o.valid_until) for o in ahead} == {(nxt, nxt, nxt + 900)}
+    assert len({o.board for o in ahead}) == len(ahead) and loop.dispatched == nxt
+    assert forecasts[1] == forecasts[0] and forecasts[1]  # START, the newest settled interval
+    for t in (nxt - 10, nxt, nxt + 100):  # up to and into the interval: not dispatched again
+        clock[0] = t
+        asyncio.run(loop.step())
+    assert len(orders()) == len(running) + len(ahead) and len(forecasts) == 2
+    # a restart in the lead window: both intervals are found dispatched, nothing goes out again
+    clock[0] = nxt - lead + 5
+    again = IntervalLoop(led, SITE, Rules(delay=60, lead=lead), COORD, lambda: clock[0], publish, d)
+    asyncio.run(again.step())
+    assert len(orders()) == len(running) + len(ahead) and len(forecasts) == 2
+    led.close()
+
+
+def test_interval_loop_wakes_for_each_settlement_and_each_dispatch(tmp_path: Path) -> None:
+    """The loop sleeps until the next interval's dispatch (``lead`` before its start) or the next
+    settlement (``delay`` after an interval's end), whichever comes first; 60 s at most."""
+    from coordinator.service.interval import IntervalLoop, Rules
+
+    site = Site("g1", 120, TARIFF)
+    clock = [0.0]
+    led = Ledger.open(tmp_path / "l.db")
+    loop = IntervalLoop(led, site, Rules(delay=10, lead=30), COORD, lambda: clock[0], publish_nothing)
+    for now, wait in ((0, 10), (5, 5), (10, 60), (50, 40), (90, 40), (95.5, 34.5), (130, 60)):
+        clock[0] = START + now
+        assert loop._sleep() == wait, now
+    led.close()
+
+
+async def publish_nothing(topic: str, payload: bytes) -> None:
+    pass
+
+
 def test_ev_offers_flexibility_only_when_it_can_still_leave_full(tmp_path: Path) -> None:
     from coordinator.delivery.flexibility import FlexRequest
 

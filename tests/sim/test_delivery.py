@@ -55,14 +55,15 @@ def test_redispatches_are_stored_sent_applied_and_relieve_the_grid(
 ) -> None:
     (off, _), (on, workdir) = runs[False], runs[True]
     sc = on.scenario
-    length, delay = sc.market.interval_s, sc.market.settle_delay_s
+    length = sc.market.interval_s
     for r in (on, off):
         assert r.invariants.ok, "\n".join(r.invariants.lines())
         assert sum(b.total for b in r.bills) == 0
     assert off.delivery is None and on.delivery is not None
     d = on.delivery
 
-    # stored: every interval with a settled one before it was checked; the changes with their reasons
+    # stored: every interval with a settled one two before it was checked (its orders go out ahead,
+    # before the previous one settles: the first two have no forecast); the changes with their reasons
     db = sqlite3.connect(workdir / "ledger.db")
     window = (sc.start, sc.end)
     rows = db.execute(
@@ -76,7 +77,7 @@ def test_redispatches_are_stored_sent_applied_and_relieve_the_grid(
     n, changes = db.execute(
         "SELECT count(*), sum(changes) FROM grid_checks WHERE interval >= ? AND interval < ?", window
     ).fetchone()
-    assert n == d.intervals == HOURS * 3600 // length - 1 and changes == len(rows)
+    assert n == d.intervals == HOURS * 3600 // length - 2 and changes == len(rows)
     assert d.before >= d.redispatched > 0 and d.after < d.before
     paid = db.execute("SELECT sum(amount) FROM postings WHERE account = 'redispatch_compensation'").fetchone()
     assert paid == (0,) and d.compensation == sum(r[6] for r in rows)
@@ -97,11 +98,11 @@ def test_redispatches_are_stored_sent_applied_and_relieve_the_grid(
             interval,
             interval + length,
         )
-        # applied: from the order (one settlement delay into the interval) to its end, the board
-        # exports no more than its limit, unless its PV is curtailed to nothing
+        # applied: the order went out ahead, so over the whole interval the board exports no more
+        # than its limit, unless its PV is curtailed to nothing
         m = homes[board].member
         a = (interval - sc.start) // STEP_S
-        for j in range(a + delay // STEP_S, a + length // STEP_S):
+        for j in range(a, a + length // STEP_S):
             assert -on.power[m][j] <= setpoint or on.physics[m].pv_w[j + 1] == 0
         if not homes[board].battery_mwh:  # the same physics in both runs: only the limit differs
             steps = range(a, a + length // STEP_S)
@@ -179,3 +180,47 @@ def test_a_virtual_board_applies_export_limit_and_ev_current() -> None:
     order(3, sc.start + 3_600, None, None)
     asyncio.run(steps(33, 35))
     assert p[32:34] == [11_500, 11_500] and fleet.evs["h"].owed_mws == 2 * 11_000 * STEP_S * 1000
+
+
+def test_a_virtual_board_holds_an_early_order_until_its_interval_starts() -> None:
+    """The coordinator sends an interval's order ahead of it: the board keeps the running order in
+    force until the next interval starts, then applies the early one and acknowledges it then."""
+    sc = scenario.parse(
+        {
+            "name": "one",
+            "duration_h": 1,
+            "market": {"interval_s": 900},
+            "group": [{"prefix": "h", "count": 1, "battery_kwh": 10, "battery_kw": 5}],
+        }
+    )
+    n = sc.duration_s // STEP_S + 1
+    key = crypto.SigningKey(bytes(32))
+    still = HomePhysics((0,) * n, (0,) * n, (0,) * n)
+    fleet = VirtualFleet(sc, "sim", {"h": still}, key.public, Link(sc.faults, sc.seed))
+    (board,) = fleet.boards.values()
+    topic = topics.board_topic("sim", board.board, "order")
+    nxt = sc.start + 900
+
+    def order(oseq: int, start: int, bat_w: int) -> tuple[str, bytes] | None:
+        msg = messages.Order(
+            board=board.board, oseq=oseq, interval=start, valid_from=start, valid_until=start + 900,
+            bat_w=bat_w, ev_ma=None, pv_limit_w=None, relay_mask=0, relay_state=0,
+        )  # fmt: skip
+        fr = frame.seal(msg, topic, key)
+        return fleet._order(topic, fr, crypto.Verifier(key.public), {board.board: "h"})
+
+    async def steps(a: int, b: int) -> None:
+        for k in range(a, b):
+            await fleet.step(sc.start + k * STEP_S)
+
+    assert order(1, sc.start, 2_000) is not None  # the running interval's: applied and acknowledged
+    asyncio.run(steps(1, 15))  # to 60 s before the next interval
+    assert order(2, nxt, -1_000) is None  # early: held, acknowledged when it takes effect
+    asyncio.run(steps(15, 17))
+    w = fleet.battery_w["h"]  # w[k - 1]: the step that ends at start + k steps
+    assert w[:15] == [2_000] * 15  # the running order stays in force up to the interval's end
+    assert w[15:] == [-1_000]  # from the next interval's start: the early order
+    assert fleet.orders_applied == 2 and fleet.pending["h"] == []
+    (ack,) = fleet.acks
+    a = frame.open_frame(ack[0], ack[1], lambda _m: crypto.Verifier(board.key.public))
+    assert isinstance(a, messages.Ack) and (a.oseq, a.ts, a.bat_w) == (2, nxt, -1_000)

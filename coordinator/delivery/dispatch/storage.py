@@ -164,7 +164,7 @@ def clear_storage(
         return still, []
     tariff = site.tariff_at(start)
     orders: list[Order] = []
-    net = q.member_net(ledger, start - site.length)
+    net = {} if view.forecast is None else q.member_net(ledger, view.forecast)
     for m in view.members:  # a forecast at the tariff's anchors: no member's own price limits
         if m.id not in mine and net.get(m.id):
             orders.extend(forecast_orders(start, Preferences(m.id, feeder=m.feeder), tariff, net[m.id]))

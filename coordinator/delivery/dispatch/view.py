@@ -32,6 +32,7 @@ class StepView:
     latest: dict[str, messages.Reading]  # board -> its newest stored reading
     expected: dict[str, int]  # board -> expected injection (W, + export)
     devices: dict[str, Equipped]  # board -> its member and devices (members with readable prefs)
+    forecast: int | None = None  # the settled interval the forecast comes from (q.forecast_interval)
 
     def member_of(self, board: str) -> str:
         """The member of an active board ("" if it has none)."""
@@ -53,16 +54,21 @@ def read(ledger: Ledger, site: Site, start: int) -> StepView:
         latest,
         expected(ledger, site.length, start),
         _devices(ledger, members, board_of, site.tariff.feed_in),
+        q.forecast_interval(ledger, start, site.length),
     )
 
 
 def expected(ledger: Ledger, length: int, start: int) -> dict[str, int]:
-    """Expected injection per board (W, + export) for ``start``: the last settled interval's,
-    without what the delivery check changed in it. A PV export limit or a shed load of that
-    interval is added back (its ``delta_w`` taken out), or a curtailed interval would make the
-    next one look safe and its orders go out unlimited; batteries and EVs leave the forecast by
-    their reported power instead (:func:`coordinator.delivery.dispatch.targets.grid_input`)."""
-    prev = start - length
+    """Expected injection per board (W, + export) for ``start``: the newest settled interval's
+    (:func:`~coordinator.ledger.queries.dispatch.forecast_interval`: the previous one, or the one
+    before when the orders go out ahead), without what the delivery check changed in it. A PV
+    export limit or a shed load of that interval is added back (its ``delta_w`` taken out), or a
+    curtailed interval would make the next one look safe and its orders go out unlimited;
+    batteries and EVs leave the forecast by their reported power instead
+    (:func:`coordinator.delivery.dispatch.targets.grid_input`)."""
+    prev = q.forecast_interval(ledger, start, length)
+    if prev is None:
+        return {}
     out = {
         f.board_id: ((f.e_exp1 - f.e_exp0) - (f.e_imp1 - f.e_imp0)) * 36 // (10 * length)
         for f in q.board_flows(ledger, prev)

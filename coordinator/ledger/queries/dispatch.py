@@ -64,6 +64,15 @@ def is_dispatched(ledger: Ledger, start: int) -> bool:
     return ledger._conn.execute(q, (start,)).fetchone() is not None
 
 
+def forecast_interval(ledger: Ledger, start: int, length: int) -> int | None:
+    """The settled interval a dispatch for ``start`` takes as its forecast: the newest one that
+    ends by ``start`` and begins at most two intervals before it (the previous interval, or, when
+    the orders go out ahead and the previous one is still running, the one before); None without."""
+    q = "SELECT max(start) FROM intervals WHERE start + length <= ? AND start >= ?"
+    row = ledger._conn.execute(q, (start, start - 2 * length)).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def board_flows(ledger: Ledger, interval: int) -> list[BoardFlow]:
     """Every board's registers over the settled interval ``interval``."""
     q = "SELECT board_id, e_imp0, e_imp1, e_exp0, e_exp1 FROM board_deliveries WHERE interval=?"
