@@ -5,7 +5,8 @@ second the chargers' part of the interval loop:
   them before it publishes), each connected charger gets its member's EV current from the order of
   the member's board as a charging profile (:func:`coordinator.chargers.profiles.plan`); a charger
   whose member's board got no order by ``GRACE_S`` into the interval gets the departure need's
-  current. A profile refused (``Rejected``, a CallError, no answer in ``response_s``) marks the
+  current. A session that starts (or ends) mid-interval gets its profile at once, not at the next
+  interval. A profile refused (``Rejected``, a CallError, no answer in ``response_s``) marks the
   charger ``refused`` (counted ``ocpp_profile_rejected``, logged): the next interval's storage
   market leaves its EV out (:mod:`coordinator.delivery.chargers`), and the next accepted profile
   brings it back.
@@ -49,6 +50,7 @@ class OcppService:
     now: Callable[[], float] = time.time
     central: Central = field(init=False)
     sent: dict[str, int] = field(default_factory=dict)  # charger -> interval whose profile it got
+    sent_tx: dict[str, int | None] = field(default_factory=dict)  # charger -> its session then
     plans: dict[str, Plan] = field(default_factory=dict)  # charger -> the newest profile sent
     last_tick_s: float = 0.0  # wall time of the last tick's profiles (the bench reads it)
 
@@ -130,7 +132,13 @@ class OcppService:
         return plan(member.prefs, ma, start, self.length, now, s, delivered)
 
     async def send_profiles(self, start: int, now: int) -> None:
-        due = [link for cid, link in self.central.links.items() if self.sent.get(cid) != start]
+        # once per interval, and again when a session started or ended since (a car plugged in
+        # mid-interval gets its TxProfile now, not the TxDefaultProfile's current until the next)
+        due = [
+            link
+            for cid, link in self.central.links.items()
+            if self.sent.get(cid) != start or self.sent_tx.get(cid) != link.tx
+        ]
         if not due:
             return
         members = {m.id: m for m in self.ledger.members()}
@@ -144,6 +152,7 @@ class OcppService:
             if p is None:
                 continue
             self.sent[link.charger_id] = start
+            self.sent_tx[link.charger_id] = link.tx
             jobs.append(self._send(link, p, start))
         await asyncio.gather(*jobs)
 
