@@ -106,13 +106,22 @@ class OrderHandler:
             return self._ack(oseq, now, messages.ST_REJECTED, why, None)
         if not isinstance(o, messages.Order):  # _refusal said so already; for the type checker
             return None
-        self.regs.order_applied(o.oseq, now)  # persisted: a replay after reboot is refused
         if now < o.valid_from:
+            # held until its window opens; its number is persisted only when it takes effect, so a
+            # board that reboots meanwhile takes the (retained) order again instead of refusing it
+            p = self.pending
+            if p is not None and o.oseq <= p.oseq:
+                if o.oseq == p.oseq:
+                    return None  # the same order again (a redelivery): already scheduled
+                self.rejected += 1
+                return self._ack(o.oseq, now, messages.ST_REJECTED,
+                                 "replayed order %d (%d pending)" % (o.oseq, p.oseq), None)
             self.pending = o
             return None
         return await self._execute(o, now)
 
     async def _execute(self, o, now):
+        self.regs.order_applied(o.oseq, now)  # persisted: a replay after reboot is refused
         self.pending = None
         # the fail-safe clock restarts when an order takes effect, not when one arrives: orders
         # that never open (a board clock far behind the coordinator's) must not hold it off

@@ -185,3 +185,36 @@ def test_a_pending_order_that_expired_before_it_opened_is_refused(tmp_path: Path
     got = run(tmp_path, STALE_WHEN_OPENED)
     # refused with a signed ack saying why, counted, nothing written to the inverter, not retried
     assert got == ["0", "1", "2", "None", "True", "1", "None", "True"], got
+
+
+REBOOT_WHILE_PENDING = r"""
+early = order(1, START, valid_from=START + 30, bat_w=1000)  # sent 30 s ahead of its interval
+b._on_message(T, early)
+first = inbox(START)  # held until it takes effect
+b._on_message(T, early)  # the same order again (QoS 1 redelivery): already scheduled, no ack
+again = inbox(START + 1)
+b._on_message(T, order(0, START, valid_from=START + 30, bat_w=2000))
+older = inbox(START + 2)  # an older order while one is pending: refused as a replay
+# the board reboots in the window: only what it persisted survives; the broker hands it the
+# retained order again
+hw2 = FakeHardware(cfg, lambda now: 500)
+b2 = app.Board(cfg, settings, hw2, SimClock(START + 10, 1))
+b = b2
+b._on_message(T, early)
+after = inbox(START + 10)
+a = asyncio.run(b.orders.tick(START + 30))
+ack = frame.open_frame(a[0], a[1], lambda m: crypto.Verifier(b.key.public))
+print("RESULT", len(first), len(again), older[0].status, ack.oseq, ack.status, hw2.slave.regs.get(100),
+      b.regs.last_oseq)
+""".replace("START", str(START))
+
+
+def test_an_order_sent_ahead_survives_a_reboot_before_it_takes_effect(tmp_path: Path) -> None:
+    # before: the board persisted an early order's number when it arrived but held the order in
+    # memory only, so after a reboot in the window the redelivered order was refused as replayed
+    # and the interval ran on the safe defaults
+    board(tmp_path)
+    got = run(tmp_path, REBOOT_WHILE_PENDING)
+    rejected, applied = "2", "0"
+    assert got[:3] == ["0", "0", rejected], got
+    assert got[3:5] == ["1", applied] and got[5] == "100" and got[6] == "1", got  # 1000 W / 10
