@@ -71,3 +71,14 @@ def charger_power(ledger: Ledger) -> dict[str, int]:
         if m is not None and m[2] is not None:
             out[c.member_id] = out.get(c.member_id, 0) + m[2]
     return out
+
+
+def charger_w_in(ledger: Ledger, start: int, length: int) -> dict[str, int]:
+    """Member -> the mean EV power (W) its chargers metered over the interval ``start`` (from their
+    energy registers): the EV's share of that interval's measured flow."""
+    out: dict[str, int] = {}
+    for c in q.chargers(ledger):
+        wh = q.energy_in(ledger, c.charger_id, start, start + length)
+        if wh is not None:
+            out[c.member_id] = out.get(c.member_id, 0) + wh * 3600 // length
+    return out

@@ -59,8 +59,12 @@ def grid_input(
     for board, measured in view.expected.items():
         last = view.latest.get(board)
         t = targets.get(board)
-        # the devices' last power leaves the forecast; their new setpoints enter it
-        e = measured + ((last.bat_p or 0) + (last.ev_p or 0) if last is not None else 0)
+        # the devices' power over the forecast interval leaves the forecast (their newest power when
+        # no reading of theirs is in it); their new setpoints enter it
+        if board in view.device_w:
+            e = measured + view.device_w[board]
+        else:
+            e = measured + ((last.bat_p or 0) + (last.ev_p or 0) if last is not None else 0)
         if t is not None:
             e -= (t.bat_w or 0) + (t.ev_w or 0)
         entry = view.devices.get(board)

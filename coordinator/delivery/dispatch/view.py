@@ -4,7 +4,7 @@ their active boards and devices, each board's newest reading and its expected in
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coordinator.delivery import chargers
 from coordinator.delivery.devices import Devices
@@ -33,6 +33,10 @@ class StepView:
     expected: dict[str, int]  # board -> expected injection (W, + export)
     devices: dict[str, Equipped]  # board -> its member and devices (members with readable prefs)
     forecast: int | None = None  # the settled interval the forecast comes from (q.forecast_interval)
+    # board -> its batteries' and EVs' mean power (W, + charging) over the forecast interval: what
+    # leaves the measured forecast before the new setpoints enter it (their newest power is of
+    # another interval when the orders go out ahead)
+    device_w: dict[str, int] = field(default_factory=dict)
 
     def member_of(self, board: str) -> str:
         """The member of an active board ("" if it has none)."""
@@ -48,14 +52,38 @@ def read(ledger: Ledger, site: Site, start: int) -> StepView:
     board_of = {b.member_id: b.board_id for b in ledger.boards("active") if b.member_id}
     # the EVs of chargers that do not follow profiles are left out; chargers' states of charge
     members, latest = chargers.adjust(ledger, ledger.members(), board_of, ledger.latest_readings())
+    forecast = q.forecast_interval(ledger, start, site.length)
     return StepView(
         members,
         board_of,
         latest,
         expected(ledger, site.length, start),
         _devices(ledger, members, board_of, site.tariff.feed_in),
-        q.forecast_interval(ledger, start, site.length),
+        forecast,
+        {} if forecast is None else device_w(ledger, board_of, forecast, site.length),
     )
+
+
+def device_w(ledger: Ledger, board_of: dict[str, str], start: int, length: int) -> dict[str, int]:
+    """Board -> the mean power (W, + charging) of its battery and EV over the interval ``start``:
+    the mean of what its signed readings report (``bat_p`` + ``ev_p``), and for an EV whose board
+    reports none, what its charger metered."""
+    by_charger = chargers.charger_w_in(ledger, start, length)
+    member_of = {b: m for m, b in board_of.items()}
+    out: dict[str, int] = {}
+    for board in board_of.values():
+        total = n = 0
+        ev_seen = False
+        for r, _ in ledger.readings(board, start, start + length):
+            total += (r.bat_p or 0) + (r.ev_p or 0)
+            ev_seen = ev_seen or r.ev_p is not None
+            n += 1
+        w = total // n if n else 0
+        if not ev_seen:
+            w += by_charger.get(member_of.get(board, ""), 0)
+        if n or w:
+            out[board] = w
+    return out
 
 
 def expected(ledger: Ledger, length: int, start: int) -> dict[str, int]:

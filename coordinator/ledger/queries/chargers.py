@@ -289,3 +289,19 @@ def health(ledger: Ledger) -> dict[str, object]:
     q = "SELECT count(*) FROM charger_checks WHERE ok=0"
     out["disagreements"] = ledger._conn.execute(q).fetchone()[0]
     return out
+
+
+def energy_in(ledger: Ledger, charger_id: str, start: int, end: int) -> int | None:
+    """Wh the charger's energy register advanced over ``[start, end)`` (its first and last samples
+    with an energy value in that span); None with fewer than two."""
+    row = ledger._conn.execute(
+        "SELECT min(ts), max(ts) FROM charger_meter WHERE charger_id=? AND energy_wh IS NOT NULL"
+        " AND ts>=? AND ts<?",
+        (charger_id, start, end),
+    ).fetchone()
+    if row is None or row[0] is None or row[0] == row[1]:
+        return None
+    q = "SELECT energy_wh FROM charger_meter WHERE charger_id=? AND ts=?"
+    e0 = ledger._conn.execute(q, (charger_id, row[0])).fetchone()[0]
+    e1 = ledger._conn.execute(q, (charger_id, row[1])).fetchone()[0]
+    return max(0, int(e1) - int(e0))
