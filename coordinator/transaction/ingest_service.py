@@ -79,19 +79,15 @@ class IngestService:
             if m.qos:  # held for its PUBACK only (in order, at the next flush): not its payload
                 self._acks.append(Inbound("", b"", False, m.mid, m.qos))
             return
+        if isinstance(msg, (Held, messages.Reading, messages.Ack)) and not self._buffered():
+            self._first = time.monotonic()  # the first waiting for this batch: its flush deadline
         if isinstance(msg, Held):  # kept in quarantine, committed before its PUBACK like a reading
-            if not self._pending and not self._order_acks and not self._held:
-                self._first = time.monotonic()
             self._held.append((msg.reading, m.payload[-frame.SIG_LEN :], msg.reason, m))
             return
         if isinstance(msg, messages.Reading):
-            if not self._pending and not self._order_acks:
-                self._first = time.monotonic()
             self._pending.append((msg, m.payload[-frame.SIG_LEN :], m))  # checked: body || sig
             return
         if isinstance(msg, messages.Ack):  # recorded with the next batch, like readings
-            if not self._pending and not self._order_acks:
-                self._first = time.monotonic()
             self._order_acks.append((msg, m))
             return
         if isinstance(msg, messages.Enrol) and not self.ledger.has_board(msg.board):
@@ -127,6 +123,10 @@ class IngestService:
                 log.warning("ack from %s for order %d that was never sent", a.board, a.oseq)
             self._acks.append(m)
         acks.clear()
+
+    def _buffered(self) -> bool:
+        """Whether readings, held readings or order acks wait for the next commit."""
+        return bool(self._pending or self._order_acks or self._held)
 
     def flush(self, conn: Subscriber) -> int:
         """Commit the pending readings and order acks, then acknowledge their MQTT messages."""
@@ -211,7 +211,7 @@ class IngestService:
                     if not inbox:
                         # wait for a message or the flush deadline (a timer, not a task per wait)
                         wait = self.flush_s
-                        if self._pending or self._order_acks or self._held:
+                        if self._buffered():
                             wait = self._first + self.flush_s - time.monotonic()
                             if wait <= 0:
                                 self.flush(conn)
@@ -227,8 +227,7 @@ class IngestService:
                         handle(inbox.popleft())
                         if len(self._pending) + len(self._order_acks) + len(self._held) >= self.batch:
                             self.flush(conn)
-                    waiting = self._pending or self._order_acks or self._held
-                    if waiting and time.monotonic() - self._first >= self.flush_s:
+                    if self._buffered() and time.monotonic() - self._first >= self.flush_s:
                         self.flush(conn)
                 self.flush(conn)
             finally:
