@@ -141,7 +141,8 @@ class Service:
 
     @property
     def client_id(self) -> str:
-        return self.runtime.client_id or f"peergrid-{self.cfg.grid}"
+        """The MQTT client id (the ingest's; the other sessions add a suffix to it)."""
+        return self.ingest.client_id
 
     def start(self, stop: asyncio.Event, *, intervals: bool = True) -> list[asyncio.Task[None]]:
         """Start the service's tasks (they end when ``stop`` is set); with ``intervals`` the
