@@ -21,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from coordinator.provision import boardfile
 from protocol import crypto, frame, messages, topics
 from tests import mpy32unix
-from tests.firmware.test_heap32 import ORDER_AT, SEED, board_files
+from tests.firmware.test_heap32 import COORD, ORDER_AT, SEED, board_files
 from tests.protocol.test_golden import load, vector_lines
 
 pytestmark = pytest.mark.skipif(mpy32unix.missing() is not None, reason=str(mpy32unix.missing()))
@@ -39,6 +41,8 @@ LIMIT = 64 * 1024
 PEAKRUN = """
 import asyncio
 import gc
+import micropython
+import sys
 import app
 from fakes.clock import SimClock
 from fakes.hardware import FakeHardware
@@ -50,8 +54,20 @@ def boot():
     hw = FakeHardware(cfg, lambda now: 900)
     b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
     cfg = settings = None
+    if hw.ss:  # a SunSpec board: the device's map on the fake slave, then the models found
+        from fakes import sunspec as fake
+        gc.collect()
+        a = gc.mem_alloc()
+        fake.load(hw.slave)
+        fake = None
+        del sys.modules["fakes.sunspec"]  # the fake's code: a board has the device instead
+        gc.collect()
+        print("FAKE", gc.mem_alloc() - a)
+        b.bat = asyncio.run(hw.battery_state())
+        print("FOUND", sum(1 for k in hw.ss if hw.ss[k].ok))
     gc.collect()
     print("BOOT", gc.mem_alloc(), gc.mem_free())
+    micropython.qstr_info()
     return hw, b
 
 
@@ -59,6 +75,8 @@ def reading(hw, b):
     now = 1750000010
     hw.physics(now)
     b.meter.poll()
+    if hw.ss:  # the device's state of charge and power, read over Modbus for the reading
+        b.bat = asyncio.run(hw.battery_state())
     fr = b.reading(now)
     ok = not b.meter.fault
     gc.collect()
@@ -122,16 +140,16 @@ def image() -> Path:
     return mpy32unix.build_image(SCRIPTS)
 
 
-def smallest_heap(what: str) -> tuple[int, str]:
+def smallest_heap(what: str, files: dict[str, bytes] | None = None) -> tuple[int, str]:
     """The smallest heapsize (bytes, to 256) for boot + ``what`` ("boot", "reading", "order")."""
     code = f"import peakrun\npeakrun.main({what!r}, {ORDER_AT})\n"
-    return mpy32unix.smallest_heap(code, "DONE", files=board_files(), image=image())
+    return mpy32unix.smallest_heap(code, "DONE", files=files or board_files(), image=image())
 
 
-def headroom(what: str) -> tuple[int, int, str]:
+def headroom(what: str, files: dict[str, bytes] | None = None) -> tuple[int, int, str]:
     """The free heap (bytes, to 16) the step ``what`` needs above the booted board's live data;
     that live data; the output of the run at that headroom."""
-    files, img = board_files(), image()
+    files, img = files or board_files(), image()
 
     def run(free: int) -> str:
         code = f"import peakrun\npeakrun.headroom({what!r}, {free}, {ORDER_AT})\n"
@@ -154,7 +172,13 @@ def headroom(what: str) -> tuple[int, int, str]:
     return int(free.group(1)), int(boot.group(1)), out
 
 
-def check_outputs(out: str) -> None:
+# what the reading and the ack of each board kind must say: (seq, ts, flags, bat_soc, bat_p) and
+# (oseq, status, bat_w, pv_limit_w, relay_state)
+PZEM = ((0, 1_750_000_010, 0, None, None), (5, messages.ST_CLAMPED, None, None, 0b1))
+SUNSPEC = ((0, 1_750_000_010, 0, 500, 0), (5, messages.ST_APPLIED, -1650, 2000, 0b1))
+
+
+def check_outputs(out: str, want: tuple[tuple[object, ...], tuple[object, ...]] = PZEM) -> None:
     """The reading and the ack printed by a run are signed by the board's key and say what they
     should (as in test_heap32.py)."""
     ver = crypto.Verifier(crypto.SigningKey(SEED).public)
@@ -162,27 +186,42 @@ def check_outputs(out: str) -> None:
         r = frame.open_frame(
             topics.board_topic("bench", "m01", "reading"), bytes.fromhex(hexframe), lambda m: ver
         )
-        assert isinstance(r, messages.Reading) and (r.seq, r.ts, r.flags) == (0, 1_750_000_010, 0)
+        assert isinstance(r, messages.Reading)
+        assert (r.seq, r.ts, r.flags, r.bat_soc, r.bat_p) == want[0], r
     for t, hexframe in re.findall(r"^ACK (\S+) ([0-9a-f]+)$", out, re.M):
         ack = frame.open_frame(t, bytes.fromhex(hexframe), lambda m: ver)
         assert isinstance(ack, messages.Ack)
-        assert (ack.oseq, ack.status, ack.relay_state) == (5, messages.ST_CLAMPED, 0b1), ack
+        assert (ack.oseq, ack.status, ack.bat_w, ack.pv_limit_w, ack.relay_state) == want[1], ack
 
 
-def peaks() -> dict[str, int]:
+def qstrs(out: str) -> tuple[int, int]:
+    """(interned strings, bytes of their pools) after boot, as micropython.qstr_info() printed."""
+    m = re.search(r"^qstr pool: n_pool=\d+, n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)$", out, re.M)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def peaks(
+    files: dict[str, bytes] | None = None,
+    want: tuple[tuple[object, ...], tuple[object, ...]] = PZEM,
+) -> dict[str, int]:
     """All the figures (bytes): smallest heapsize for boot / + reading / + order, the live data
-    after boot, and each step's headroom above it."""
+    after boot, each step's headroom above it, the qstrs interned after boot (count, bytes) and,
+    on a SunSpec board, what the fake device's register map itself holds of the heap."""
     out: dict[str, int] = {}
     for what in ("boot", "reading", "order"):
-        heap, text = smallest_heap(what)
+        heap, text = smallest_heap(what, files)
         assert "DONE" in text.splitlines()
-        check_outputs(text)
+        check_outputs(text, want)
         out[f"heap_{what}"] = heap
     for what in ("reading", "order"):
-        free, live, text = headroom(what)
-        check_outputs(text)
+        free, live, text = headroom(what, files)
+        check_outputs(text, want)
         out[f"free_{what}"] = free
         out["live_boot"] = live
+        out["qstr_n"], out["qstr_bytes"] = qstrs(text)
+        fake = re.search(r"^FAKE (\d+)$", text, re.M)
+        out["fake"] = int(fake.group(1)) if fake else 0
     return out
 
 
@@ -212,6 +251,80 @@ def test_step_output_is_real_at_its_smallest_heap() -> None:
     code = f"import peakrun\npeakrun.main('order', {ORDER_AT})\n"
     out = mpy32unix.run(code, heap=BIG, files=files, image=image()).stdout
     assert "DONE" not in out.splitlines() and "ACK " in out, out
+
+
+# A board with a SunSpec hybrid inverter on its RS-485 (as tests/firmware/test_sunspec.py): PV
+# export limit and battery through the device's models, state of charge and power read back.
+SUNSPEC_TOML = """
+type = "esp32-sunspec"
+reading_s = 10
+interval_s = 900
+[frontend]
+chip = "pzem004t"
+uart = 2
+tx = 17
+rx = 16
+[[relays]]
+pin = 25
+[modbus]
+uart = 1
+tx = 32
+rx = 33
+baud = 9600
+[pv]
+max_export_w = 5000
+sunspec = 1
+[battery]
+max_charge_w = 3300
+max_discharge_w = 3300
+sunspec = 1
+[limits]
+import_w = 11000
+export_w = 5000
+"""
+
+
+def sunspec_files() -> dict[str, bytes]:
+    """The heap runs' files for the SunSpec board: its board file, and an order that discharges
+    the battery and limits PV export (both within the board's limits: applied)."""
+    files = board_files()
+    files["board.json"] = json.dumps(boardfile.compact(tomllib.loads(SUNSPEC_TOML))).encode()
+    order = messages.Order(
+        board="m01",
+        oseq=5,
+        interval=ORDER_AT,
+        valid_from=ORDER_AT - 60,
+        valid_until=ORDER_AT + 1800,
+        bat_w=-1650,
+        pv_limit_w=2000,
+        relay_mask=0b1,
+        relay_state=0b1,
+    )
+    files["order.bin"] = frame.seal(order, topics.board_topic("bench", "m01", "order"), COORD)
+    return files
+
+
+def test_sunspec_board_peaks_and_qstrs_under_64k() -> None:
+    """A board WITH the SunSpec driver (models discovered at boot from the fake device's map, a
+    reading with the battery's state read over Modbus, an order written to models 123 and 124)
+    boots, reads and executes within 64 KiB, the fake device's own register map included (it is
+    in the heap here, on a board it is in the inverter); the driver's qstrs are counted against
+    the PZEM board's."""
+    base = peaks()
+    p = peaks(sunspec_files(), SUNSPEC)
+    print(
+        "32-bit unix port, SunSpec board: smallest heapsize (B): boot {heap_boot}, + a reading "
+        "{heap_reading}, + an order {heap_order}; live after boot {live_boot} (the fake device's "
+        "map {fake} of it); headroom above it: reading {free_reading}, order {free_order}; "
+        "qstrs {qstr_n} in {qstr_bytes} B".format(**p)
+    )
+    print(f"the SunSpec driver adds {p['qstr_n'] - base['qstr_n']} qstrs, {p['qstr_bytes'] - base['qstr_bytes']} B")
+    assert p["fake"] > 1024  # the map is there: discovery read it (FOUND below) and it is counted
+    assert p["qstr_n"] > base["qstr_n"] and p["live_boot"] > base["live_boot"]
+    for what in ("boot", "reading", "order"):
+        assert p[f"heap_{what}"] < LIMIT, p
+    for what in ("reading", "order"):
+        assert p["live_boot"] + p[f"free_{what}"] < LIMIT, p
 
 
 LENGTHS = [0, 1, 3, 55, 111, 112, 113, 127, 128, 129, 239, 240, 255, 256, 1000, 2500]
