@@ -151,14 +151,30 @@ def heap_peak() -> list[Row]:
     # the same board with a SunSpec hybrid inverter on its Modbus (the fake device's register
     # map is in this heap too: on a board it is in the inverter)
     s = peaks(sunspec_files(), SUNSPEC)
-    rows.append(Row("SunSpec board smallest heap, boot + an order (32-bit unix)", s["heap_order"] / 1024,
-                    "KiB", 64, "target heap", "< 64 KiB"))
-    for what, name in (("reading", "discovery done, reading + Modbus reads"), ("order", "order to models 123/124")):
+    rows.append(
+        Row(
+            "SunSpec board smallest heap, boot + an order (32-bit unix)",
+            s["heap_order"] / 1024,
+            "KiB",
+            64,
+            "target heap",
+            "< 64 KiB",
+        )
+    )
+    for what, name in (("reading", "reading + its Modbus reads"), ("order", "order to models 123/124")):
         peak = (s["live_boot"] + s[f"free_{what}"]) / 1024
-        rows.append(Row(f"SunSpec board heap peak, {name} (32-bit unix)", peak, "KiB", 64, "target heap",
-                        "< 64 KiB"))
-    rows.append(Row("SunSpec board qstrs added by the driver", s["qstr_bytes"] - p["qstr_bytes"], "B",
-                    s["qstr_bytes"], "of all qstr pools"))
+        rows.append(
+            Row(f"SunSpec board heap peak, {name} (32-bit unix)", peak, "KiB", 64, "target heap", "< 64 KiB")
+        )
+    rows.append(
+        Row(
+            "SunSpec board qstrs added by the driver",
+            s["qstr_bytes"] - p["qstr_bytes"],
+            "B",
+            s["qstr_bytes"],
+            "of all qstr pools",
+        )
+    )
     return rows
 
 

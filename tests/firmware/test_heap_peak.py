@@ -196,7 +196,9 @@ def check_outputs(out: str, want: tuple[tuple[object, ...], tuple[object, ...]] 
 
 def qstrs(out: str) -> tuple[int, int]:
     """(interned strings, bytes of their pools) after boot, as micropython.qstr_info() printed."""
-    m = re.search(r"^qstr pool: n_pool=\d+, n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)$", out, re.M)
+    m = re.search(
+        r"^qstr pool: n_pool=\d+, n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)$", out, re.M
+    )
     assert m, out
     return int(m.group(1)), int(m.group(2))
 
@@ -222,6 +224,8 @@ def peaks(
         out["qstr_n"], out["qstr_bytes"] = qstrs(text)
         fake = re.search(r"^FAKE (\d+)$", text, re.M)
         out["fake"] = int(fake.group(1)) if fake else 0
+        found = re.search(r"^FOUND (\d+)$", text, re.M)
+        out["found"] = int(found.group(1)) if found else 0
     return out
 
 
@@ -318,8 +322,9 @@ def test_sunspec_board_peaks_and_qstrs_under_64k() -> None:
         "map {fake} of it); headroom above it: reading {free_reading}, order {free_order}; "
         "qstrs {qstr_n} in {qstr_bytes} B".format(**p)
     )
-    print(f"the SunSpec driver adds {p['qstr_n'] - base['qstr_n']} qstrs, {p['qstr_bytes'] - base['qstr_bytes']} B")
-    assert p["fake"] > 1024  # the map is there: discovery read it (FOUND below) and it is counted
+    added = p["qstr_n"] - base["qstr_n"], p["qstr_bytes"] - base["qstr_bytes"]
+    print("the SunSpec driver adds {} qstrs, {} B".format(*added))
+    assert p["fake"] > 1024 and p["found"] == 2  # the map is there and counted; both setpoints' device found
     assert p["qstr_n"] > base["qstr_n"] and p["live_boot"] > base["live_boot"]
     for what in ("boot", "reading", "order"):
         assert p[f"heap_{what}"] < LIMIT, p
