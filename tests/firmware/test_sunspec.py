@@ -3,7 +3,9 @@ from the SunSpec header of a real model map served by the fake Modbus slave (the
 protocol), curtails PV export through model 123 and sets the battery through model 124 on a signed
 order, reads state of charge and power back into its readings; a map without a needed model falls
 back to the hand-listed register or counts a fault; a device without a map, with an out-of-range
-state of charge or scale factor is reported and the board keeps running."""
+state of charge or scale factor is reported and the board keeps running. A device with the DER
+models only (701, 702, 704, 802) is driven through 704 and read through 802 and 701; one with both
+kinds uses the legacy models; ``ac_power`` reads the inverter's AC power from either."""
 
 from __future__ import annotations
 
@@ -220,6 +222,172 @@ def test_one_setpoint_at_a_time_goes_to_a_sunspec_device(tmp_path: Path) -> None
     assert got[0] == [-1650, 0]
     assert got[1] == [3, 10, 3, 11, 10]  # StorCtl_Mod, OutWRte; StorCtl_Mod, InWRte, OutWRte
     assert got[2] == [3, 0, 0]  # both directions, at 0 %
+
+
+# The fake device's map with the DER models (about 400-550 registers) lives in the test's heap too,
+# in one dict table of up to 11 KB on this 64-bit port, grown after the board has fragmented the
+# heap: these tests pass from 136k; the board's own peaks are measured in test_heap_peak.py.
+DER_HEAP = "160k"
+
+DER_HELPERS = r"""
+def wset():  # 704 WSet, int32 over two registers, high word first
+    v = (s.regs[fake.at(s, 704, 22)] & 0xFFFF) << 16 | (s.regs[fake.at(s, 704, 23)] & 0xFFFF)
+    return v - (1 << 32) if v & 0x80000000 else v
+def der():  # 704 WMaxLimPctEna, WMaxLimPct, WSetEna, WSetMod, WSet
+    return [s.regs[fake.at(s, 704, k)] for k in (12, 13, 20, 21)] + [wset()]
+"""
+
+DER_ONLY = (
+    PRELUDE
+    + DER_HELPERS
+    + r"""
+fake.load(s, models=(1, 701, 702, 704, 802))
+s.regs[fake.at(s, 704, 53)] = 1  # WSet_SF: 10 W steps
+s.regs[fake.at(s, 702, 9)] = 300  # WDisChaRteMaxRtg 3000 W (W_SF 1): below the charge rating
+s.regs[fake.at(s, 701, 8)] = 1650  # W out of the inverter: the battery discharging
+s.regs[fake.at(s, 802, 9)] = 640  # SoC 64.0 %
+ss = b.hw.ss["battery"]
+out = [reading(1750000010)]
+out.append([ss is b.hw.ss["pv"], ss.stor, ss.wmax, ss.wcha, ss.wdis])
+out.append(order())  # PV export limit 2000 W of WMaxRtg 5000 W; battery discharge 1650 W
+out.append(der())
+for w in (2000, 5000, -9999, 1234, 0):  # charge; beyond either rating; 10 W steps; idle
+    out.append([asyncio.run(ss.write(True, w)), wset()])
+s.regs[fake.at(s, 802, 9)] = 1500  # 150 %: out of range, not reported
+s.regs[fake.at(s, 701, 8)] = -2000  # the inverter takes 2000 W from the grid: charging
+out.append(reading(1750000020))
+out.append([asyncio.run(ss.ac_power()), ss.faults])
+print("RESULT", out)
+"""
+)
+
+
+def test_a_der_only_device_is_driven_through_704_and_read_through_802_and_701(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(DER_ONLY, heap=DER_HEAP, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [640, -1650]  # 802 SoC 64.0 % -> 640 per-mille; 701 W out 1650 -> discharging
+    assert got[1] == [True, 0, 5000, 3300, 3000]  # no 124; WMaxRtg and the ratings from 702 (x 10^1)
+    assert got[2] == [messages.ST_APPLIED, -1650, 2000]
+    # WMaxLimPctEna 1, WMaxLimPct 40.0 % (WMaxLimPct_SF -1: 400), WSetEna 1, WSetMod 1 (watts),
+    # WSet +165 x 10^1 W: + is the DER generating, the battery discharging
+    assert got[3] == [1, 400, 1, 1, 165]
+    assert got[4] == [2000, -200]  # charging 2000 W: WSet -200 x 10^1 W
+    assert got[5] == [3300, -330]  # capped at WChaRteMaxRtg
+    assert got[6] == [-3000, 300]  # capped at WDisChaRteMaxRtg
+    assert got[7] == [1230, -123]  # the device's 10 W steps, towards zero
+    assert got[8] == [0, 0]
+    assert got[9] == [None, 2000] and got[10] == [-2000, 1]  # the out-of-range SoC counted
+
+
+MIXED = (
+    PRELUDE
+    + DER_HELPERS
+    + r"""
+fake.load(s, models=(1, 103, 121, 123, 124, 701, 702, 704, 802))
+s.regs[fake.at(s, 103, 12)] = 1000  # 103 W
+s.regs[fake.at(s, 701, 8)] = 1650  # 701 W: not the one read
+s.regs[fake.at(s, 124, 6)] = 600  # ChaState 60.0 %
+s.regs[fake.at(s, 802, 9)] = 400  # SoC 40.0 %: not the one read
+ss = b.hw.ss["battery"]
+out = [reading(1750000010), order()]
+out.append([s.regs[fake.at(s, 123, 3)], s.regs[fake.at(s, 123, 7)],  # WMaxLimPct, WMaxLim_Ena
+            s.regs[fake.at(s, 124, 3)], s.regs[fake.at(s, 124, 10)]])  # StorCtl_Mod, OutWRte
+out.append(der())
+out.append([asyncio.run(ss.ac_power()), ss.faults])
+print("RESULT", out)
+"""
+)
+
+
+def test_a_device_with_legacy_and_der_models_uses_the_legacy_ones(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(MIXED, heap=DER_HEAP, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [600, -1000]  # 124 ChaState and 103 W
+    assert got[1] == [messages.ST_APPLIED, -1650, 2000]
+    assert got[2] == [4000, 1, 2, 500]  # 123 and 124 as on a legacy device
+    assert got[3] == [0, 1000, 0, 0, 0]  # 704 untouched
+    assert got[4] == [1000, 0]
+
+
+BAD_704 = (
+    PRELUDE
+    + DER_HELPERS
+    + r"""
+fake.load(s, models=(1, 701, 702, 704, 802))
+s.regs[fake.at(s, 704, 52)] = -32768  # WMaxLimPct_SF: not implemented
+s.regs[fake.at(s, 704, 53)] = 11  # WSet_SF: out of range
+s.regs[41000] = 0
+out = [reading(1750000010), order(), s.regs[41000], der(), b.hw.ss["pv"].faults, b.act.faults]
+print("RESULT", out)
+"""
+)
+
+
+def test_a_704_with_a_bad_scale_factor_is_reported_and_falls_back_to_the_register(tmp_path: Path) -> None:
+    board(
+        tmp_path,
+        BOARD_TOML.replace(
+            "sunspec = 1\n[battery]", "sunspec = 1\nmodbus = { addr = 1, reg = 41000 }\n[battery]"
+        ),
+    )
+    out = run_micropython(BAD_704, heap=DER_HEAP, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [500, 0]  # 802 SoC and 701 W still read
+    assert got[1][0] == messages.ST_APPLIED and got[1][2] == 2000
+    assert got[2] == 2000  # the export limit in the hand-listed register
+    assert got[3] == [0, 1000, 0, 0, 0]  # nothing written to 704
+    assert got[4] == 2  # both scale factors reported
+    assert got[5] == 1  # the battery's setpoint had nowhere to go: a fault
+    assert "model 704: scale factor -32768" in out and "model 704: scale factor 11" in out
+
+
+AC_POWER = (
+    PRELUDE
+    + r"""
+ss = b.hw.ss["pv"]
+def found(models):
+    fake.load(s, models=models)
+    ss.ok = False
+    reading(1750000010)
+    return ss
+out = []
+# the largest map first: the later ones reuse its registers (the fake's register dict never grows
+# again, which on the test's heap could fail for a large enough block)
+found((1, 701, 702, 704, 802))
+s.regs[fake.at(s, 701, 8)] = 4321
+s.regs[fake.at(s, 701, 114)] = 0
+n = s.reads
+out.append([asyncio.run(ss.ac_power()), s.reads - n])  # one register read
+found((1, 103, 121, 123, 124))
+s.regs[fake.at(s, 103, 12)] = -123  # W: the inverter takes 1230 W (W_SF 1, 10 W steps)
+s.regs[fake.at(s, 103, 13)] = 1
+out.append(asyncio.run(ss.ac_power()))
+s.regs[fake.at(s, 103, 13)] = 2  # W_SF is read with W: a change shows at once
+out.append(asyncio.run(ss.ac_power()))
+found((1, 121, 123, 124))  # no inverter model
+f = ss.faults
+out.append([asyncio.run(ss.ac_power()), ss.faults - f])
+found((1, 103, 121, 123, 124))
+s.regs[fake.at(s, 103, 12)] = -32768  # W not implemented
+out.append([asyncio.run(ss.ac_power()), ss.faults - f])
+s.silent = True
+out.append([asyncio.run(ss.ac_power()), ss.faults - f])
+print("RESULT", out)
+"""
+)
+
+
+def test_ac_power_reads_the_inverter_model_or_the_der_measurement(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(AC_POWER, heap=DER_HEAP, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [4321, 1]
+    assert got[1] == -1230 and got[2] == -12300
+    assert got[3] == [None, 0]  # no model to read: nothing to count
+    assert got[4] == [None, 1]  # not implemented: counted
+    assert got[5] == [None, 2]  # the device silent: counted
 
 
 def test_board_file_sunspec_keys_are_checked() -> None:
