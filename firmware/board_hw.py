@@ -74,8 +74,8 @@ class EspHardware:
         """(state of charge per-mille, power W) as the battery inverter reports it over Modbus,
         from the registers named in the board file's [battery] section (drivers/modbus_rtu.py
         battery_state); None without a battery. Called for every reading: two register reads,
-        ~20 ms each at 9600 baud, at most the master's timeout each when the inverter is silent,
-        waited for without holding the event loop."""
+        ~20 ms each at 9600 baud (a few ms over Modbus TCP), at most the master's timeout each
+        when the inverter is silent, waited for without holding the event loop."""
         bat = self.cfg.get("battery")
         if self._ss:  # SunSpec devices first (discovery, then their models); registers as the fallback
             from drivers.sunspec import state
@@ -96,11 +96,8 @@ class EspHardware:
         relays = [machine.Pin(r["pin"], machine.Pin.OUT, value=0) for r in cfg.get("relays", ())]
         modbus = None
         if cfg.get("modbus"):
-            from drivers.modbus_rtu import ModbusMaster
-
-            m = cfg["modbus"]
-            modbus = ModbusMaster(make_uart(m["uart"], m.get("baud", 9600), m["tx"], m["rx"]))
-            self._mb = modbus  # shared with battery_state(): one master per RS-485 bus
+            # shared with battery_state(): one master per RS-485 bus, or one Modbus TCP connection
+            modbus = self._mb = make_modbus(cfg["modbus"])
         ev = cfg.get("ev")
         pwm = machine.PWM(machine.Pin(ev["pwm_pin"]), freq=1000, duty_u16=65535) if ev else None
         bat = cfg.get("battery")
@@ -158,6 +155,18 @@ def make_uart(uart_id, baudrate, tx, rx, rxbuf=512, invert_rx=False):
         timeout=0,
         **kw,
     )
+
+
+def make_modbus(m):
+    """The board file's [modbus] (compact form): Modbus TCP to the inverter on the LAN when it
+    gives ``host`` (a numeric address), else the Modbus RTU master on the RS-485 UART."""
+    if "host" in m:
+        from drivers.modbus_tcp import ModbusTcp
+
+        return ModbusTcp(m["host"], m.get("port", 502), m.get("timeout_ms", 1000))
+    from drivers.modbus_rtu import ModbusMaster
+
+    return ModbusMaster(make_uart(m["uart"], m.get("baud", 9600), m["tx"], m["rx"]))
 
 
 def make_spi(spi_id, sck, mosi, miso, baudrate=200_000, polarity=1, phase=1):

@@ -4,6 +4,7 @@ form is what the firmware reads (checked on MicroPython with each front end fake
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,48 @@ def test_battery_reads_and_p1_staleness_in_the_compact_form() -> None:
     p1["frontend"]["stale_s"] = 1
     with pytest.raises(BoardFileError, match=r"frontend\.stale_s must be an integer 2\.\.3600"):
         boardfile.compact(p1, "x.toml")
+
+
+def test_modbus_tcp_in_the_compact_form() -> None:
+    # [modbus] names the inverter on the LAN instead of the RS-485 bus: a numeric address, the
+    # port and each transaction's timeout (defaults 502 and 1000 ms); the units stay 1..247
+    d = _raw("circuitsetup-atm90e32")
+    d["modbus"] = {"host": "192.168.1.20"}
+    cfg = boardfile.compact(d, "x.toml")
+    assert cfg["modbus"] == {"host": "192.168.1.20", "port": 502, "timeout_ms": 1000}
+    assert cfg["battery"]["modbus"]["addr"] == 1 and cfg["pv"]["modbus"]["addr"] == 2
+    d["modbus"] = {"host": "10.0.0.7", "port": 1502, "timeout_ms": 300}
+    assert boardfile.compact(d, "x.toml")["modbus"] == {"host": "10.0.0.7", "port": 1502, "timeout_ms": 300}
+    assert json.loads(boardfile.dumps(boardfile.compact(d, "x.toml")))["modbus"]["host"] == "10.0.0.7"
+    d["pv"] = {"max_export_w": 5000, "sunspec": 126}  # a unit id
+    assert boardfile.compact(d, "x.toml")["pv"]["sunspec"] == 126
+
+
+@pytest.mark.parametrize(
+    ("modbus", "message"),
+    [
+        ({"host": "inverter.local"}, 'modbus.host must be a numeric IPv4 address like "192.168.1.20", got'),
+        ({"host": "192.168.1"}, "modbus.host must be a numeric IPv4 address"),
+        ({"host": "192.168.1.256"}, "modbus.host must be a numeric IPv4 address"),
+        ({"host": "192.168.01.20"}, "modbus.host must be a numeric IPv4 address"),  # octal to some
+        ({"host": "0.0.0.0"}, "modbus.host must be a numeric IPv4 address"),
+        ({"host": 3232235796}, "modbus.host must be a numeric IPv4 address"),
+        ({"host": "10.0.0.7", "port": 0}, "modbus.port must be an integer 1..65535, got 0"),
+        ({"host": "10.0.0.7", "port": "502"}, "modbus.port must be an integer 1..65535"),
+        ({"host": "10.0.0.7", "timeout_ms": 50}, "modbus.timeout_ms must be an integer 100..5000, got 50"),
+        ({"host": "10.0.0.7", "timeout_ms": 60_000}, "modbus.timeout_ms must be an integer 100..5000"),
+        (
+            {"host": "10.0.0.7", "uart": 1, "baud": 9600},
+            "modbus gives host (Modbus TCP) and uart, baud (RS-485): give one or the other",
+        ),
+        ({"uart": 1, "tx": 32, "rx": 33}, "modbus.baud is required"),  # RS-485 without host, as before
+    ],
+)
+def test_modbus_tcp_mistakes_are_named(modbus: dict[str, Any], message: str) -> None:
+    d = _raw("circuitsetup-atm90e32")
+    d["modbus"] = modbus
+    with pytest.raises(BoardFileError, match="x\\.toml: " + re.escape(message)):
+        boardfile.compact(d, "x.toml")
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Every problem is reported with the file and the key it concerns, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import tomllib
 from pathlib import Path
@@ -86,6 +87,35 @@ def _battery_reads(c: _Check, tb: dict[str, Any], addr: int) -> dict[str, Any]:
     return out
 
 
+_RTU_KEYS = ("uart", "tx", "rx", "baud")
+
+
+def _modbus(c: _Check, mb: dict[str, Any]) -> dict[str, Any]:
+    """``[modbus]``: the RS-485 bus (Modbus RTU: ``uart``, ``tx``, ``rx``, ``baud``) or Modbus
+    TCP to an inverter on the LAN (``host``, a numeric IPv4 address: a board cannot bound a DNS
+    lookup; ``port``, default 502; ``timeout_ms`` for each transaction, connect included, default
+    1000). Not both: a board reaches its inverters one way."""
+    if "host" not in mb:
+        ranges = ((1, 2), PIN, PIN, (1200, 115200))
+        return {k: c.int_(mb, k, "modbus", *rng) for k, rng in zip(_RTU_KEYS, ranges, strict=True)}
+    both = [k for k in _RTU_KEYS if k in mb]
+    if both:
+        rtu = ", ".join(both)
+        raise c.fail("modbus", f"gives host (Modbus TCP) and {rtu} (RS-485): give one or the other")
+    host = mb["host"]
+    try:  # dotted decimal only: no leading zeros (octal to some parsers), no name
+        ip = ipaddress.IPv4Address(host) if isinstance(host, str) else None
+    except ValueError:
+        ip = None
+    if ip is None or ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise c.fail("modbus.host", f"must be a numeric IPv4 address like \"192.168.1.20\", got {host!r}")
+    return {
+        "host": host,
+        "port": c.int_(mb, "port", "modbus", 1, 65535, default=502),
+        "timeout_ms": c.int_(mb, "timeout_ms", "modbus", 100, 5000, default=1000),
+    }
+
+
 def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
     """Check a parsed board file and return its compact form."""
     c = _Check(where, data)
@@ -142,18 +172,15 @@ def compact(data: dict[str, Any], where: str = "board file") -> dict[str, Any]:
 
     mb = c.table("modbus")
     if mb is not None:
-        out["modbus"] = {
-            k: c.int_(mb, k, "modbus", *rng)
-            for k, rng in (("uart", (1, 2)), ("tx", PIN), ("rx", PIN), ("baud", (1200, 115200)))
-        }
+        out["modbus"] = _modbus(c, mb)
     for name, limit in (("battery", ("max_charge_w", "max_discharge_w")), ("pv", ("max_export_w",))):
         tb = c.table(name)
         if tb is None:
             continue
         d: dict[str, Any] = {k: c.int_(tb, k, name, 0, MAX_W) for k in limit}
         m = tb.get("modbus")
-        # a SunSpec device (its slave address): the board finds its models; ``modbus`` (hand-listed
-        # registers) is then the fallback for a model the device lacks
+        # a SunSpec device (its slave address; over Modbus TCP its unit id): the board finds its
+        # models; ``modbus`` (hand-listed registers) is then the fallback for a model it lacks
         if "sunspec" in tb:
             d["sunspec"] = c.int_(tb, "sunspec", name, 1, 247)
             if name == "pv" and "rated_w" in tb:  # WMax when the device has no model 121

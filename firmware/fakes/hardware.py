@@ -1,5 +1,6 @@
 # Fake board hardware for tests and the simulator: the front end's fake device (speaking the
-# chip's byte protocol), actuators on fake pins and a fake Modbus slave, a watchdog, a Wi-Fi
+# chip's byte protocol), actuators on fake pins and a fake Modbus slave (or, for a board file
+# with ``[modbus] host``, a real Modbus TCP server at that address), a watchdog, a Wi-Fi
 # station, and the physics hook that feeds a power profile into the fake meter as simulated time
 # passes.
 from actuators import Actuators
@@ -93,8 +94,10 @@ class FakeHardware:
         self.last = None
         self.chip = cfg["frontend"]["chip"]
         self.dev = None
-        self.slave = None  # the fake Modbus slave, made when the board has Modbus setpoints
-        self.mb = None  # the Modbus master on it, shared by the setpoints and the battery's reads
+        self.slave = None  # the fake Modbus slave, made when the board has Modbus setpoints (RTU)
+        # the Modbus master on it (or the Modbus TCP client when the board file names a host),
+        # shared by the setpoints and the battery's reads
+        self.mb = None
         self.ss = None  # the SunSpec devices on it (drivers/sunspec.py), if the board file names any
         self.pins = [FakePin() for _ in cfg.get("relays") or ()]
         self.pwm = FakePin()
@@ -169,24 +172,33 @@ class FakeHardware:
             st = await state(self.ss, bat)
             if st is not None:
                 return st
-        if self.slave is None or not bat:
+        if self.mb is None or not bat:
             return None
         from drivers.modbus_rtu import battery_state
 
         return await battery_state(self.mb, bat)  # the actuators' master: one per bus
+
+    def _master(self, m):
+        """Modbus TCP to a real server when the board file names a host; else the RTU master on
+        the fake slave (imported only when needed: the fakes share the board's small heap)."""
+        if "host" in m:
+            from drivers.modbus_tcp import ModbusTcp
+
+            return ModbusTcp(m["host"], m.get("port", 502), m.get("timeout_ms", 1000))
+        from drivers.modbus_rtu import ModbusMaster
+
+        from fakes.modbus_rtu import FakeModbusSlave
+
+        self.slave = FakeModbusSlave(addr=1)
+        return ModbusMaster(self.slave)
 
     def actuators(self, cfg):
         bat = cfg.get("battery")
         pv = cfg.get("pv")
         ev = cfg.get("ev")
         master = None
-        if bat or pv:  # imported only when needed: the fakes share the board's small heap
-            from drivers.modbus_rtu import ModbusMaster
-
-            from fakes.modbus_rtu import FakeModbusSlave
-
-            self.slave = FakeModbusSlave(addr=1)
-            master = self.mb = ModbusMaster(self.slave)
+        if bat or pv:
+            master = self.mb = self._master(cfg.get("modbus") or {})
         act = Actuators(
             relays=self.pins,
             modbus=master,
