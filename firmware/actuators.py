@@ -6,6 +6,15 @@
 # a Modbus write yields to the event loop while the inverter answers (up to its 200 ms timeout
 # when it is silent), and one ``apply`` runs at a time (the order path and the fail-safe run in
 # two tasks).
+#
+# A PV export limit given to a SunSpec inverter goes to its output limit (WMaxLimPct), which caps
+# what the inverter makes, not what leaves the connection: set to the export limit alone it would
+# also curtail what the house uses itself. So the output limit follows the house's load: at every
+# meter poll (``follow``) it is the export limit + the load (the inverter's AC power + the grid
+# import the board meters), rewritten when it moved by more than 2 % of WMax. Without a load
+# (the meter faulted, the inverter's power unreadable) it falls back to the export limit itself:
+# the export never exceeds the limit, the house then draws from the grid. A hand-listed register
+# is the device's own export limit and gets the limit as it is.
 import asyncio
 
 from errors import DriverError
@@ -42,13 +51,21 @@ class Actuators:
         self.faults = 0
         self.busy = False  # an apply is under way (waiting for an inverter)
         self.ss = {}  # "battery"/"pv" -> drivers.sunspec.SunSpec, set by the hardware layer
+        self.pv_e = None  # the export limit in force when it goes to a SunSpec output limit
+        self.pv_out = 0  # the output limit last set on that inverter (W)
 
     async def _write(self, dev, watts):
-        ss = self.ss.get("battery" if dev is self.battery else "pv")
+        bat = dev is self.battery
+        ss = self.ss.get("battery" if bat else "pv")
         if ss is not None:  # the SunSpec model first; the hand-listed register as the fallback
-            v = await ss.write(dev is self.battery, watts)
+            if not bat:
+                self.pv_e = None  # unless the model takes it (below)
+            v = await ss.write(bat, watts)
             if v is not None:
-                return v
+                if bat:
+                    return v
+                self.pv_e, self.pv_out = watts, v  # the load is added at the next meter poll
+                return watts
         if "reg" not in dev:
             raise DriverError("no register for this setpoint")
         scale = dev.get("scale_w", 1)
@@ -84,3 +101,23 @@ class Actuators:
 
     def state(self):
         return self.bat_w, self.ev_ma, self.pv_limit_w, self.relay_state
+
+    async def follow(self, p_w):
+        """At a meter poll: the SunSpec inverter's output limit to the export limit + the house's
+        load, ``p_w`` being the grid power the board meters (W, + import; None when the meter
+        faulted). Nothing to do (no Modbus traffic) without such a limit or while it does not
+        bind; skipped while an ``apply`` is under way (it sets the limit itself)."""
+        e = self.pv_e
+        ss = self.ss.get("pv")
+        if e is None or ss is None or self.busy or (e >= ss.wmax and self.pv_out >= ss.wmax):
+            return
+        self.busy = True
+        try:
+            inv = None if p_w is None else await ss.ac_power()
+            out = min(e + max(inv + p_w, 0) if inv is not None else e, ss.wmax)
+            if abs(out - self.pv_out) >= max(ss.wmax // 50, 20):
+                self.pv_out = await ss.write(False, out)
+        except DriverError:
+            self.faults += 1
+        finally:
+            self.busy = False

@@ -186,6 +186,8 @@ class Board:
                 if not 0 <= t - now <= 60:  # physics() set the clock (the simulator does):
                     self.due = [d + t - now for d in self.due]  # the deadlines move with it
                 await self.meter.read(now)
+                if self.act.pv_e is not None:  # a SunSpec output limit following the load
+                    await self.act.follow(None if self.meter.fault else self.meter.p_w)
                 self.regs.maybe_save(now)
                 if not self.safe:
                     ack = await self.orders.tick(now)
