@@ -131,7 +131,7 @@ def heap_peak() -> list[Row]:
     if mpy32unix.missing():
         print(f"bench firmware: 32-bit unix port rows skipped: {mpy32unix.missing()}")
         return []
-    from tests.firmware.test_heap_peak import SUNSPEC, peaks, sunspec_files
+    from tests.firmware.test_heap_peak import SUNSPEC, peaks, sunspec_files, tcp_peaks
 
     p = peaks()
     rows = [
@@ -166,6 +166,17 @@ def heap_peak() -> list[Row]:
         rows.append(
             Row(f"SunSpec board heap peak, {name} (32-bit unix)", peak, "KiB", 64, "target heap", "< 64 KiB")
         )
+    t, _ = tcp_peaks()
+    rows.append(
+        Row(
+            "SunSpec board over Modbus TCP, heap peak of an order (32-bit unix)",
+            (t["live_boot"] + t["free_order"]) / 1024,
+            "KiB",
+            64,
+            "target heap",
+            "< 64 KiB",
+        )
+    )
     rows.append(
         Row(
             "SunSpec board qstrs added by the driver",

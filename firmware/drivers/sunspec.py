@@ -31,7 +31,7 @@ except ImportError:  # CPython
         return x
 
 
-from errors import DriverError, FrameError
+from errors import BusTimeout, DriverError, FrameError
 
 _SU = const(0x5375)  # "Su"
 _NS = const(0x6E53)  # "nS"
@@ -139,7 +139,9 @@ class SunSpec:
                 if await self._r(b) == _SU and await self._r(b + 1) == _NS:
                     base = b
                     break
-            except DriverError:
+            except BusTimeout:  # the device does not answer at all: no use asking at the others
+                raise
+            except DriverError:  # an exception reply or a garbled one: not there
                 pass
         if base < 0:
             self._fail("no SunSpec header")
@@ -327,11 +329,11 @@ def attach(act, master, cfg):
 
 
 async def state(ss, bat):
-    """Poll every SunSpec device (discovery, a setpoint waiting for it); the battery's (state of
-    charge, power) from the battery's device, None without one."""
-    out = None
-    for k in ss:
-        st = await ss[k].poll(bat if k == "battery" else None)
-        if k == "battery":
-            out = st
+    """Poll every SunSpec device once (discovery, a setpoint waiting for it); the battery's (state
+    of charge, power) from the battery's device, None without one."""
+    b = ss.get("battery")
+    out = None if b is None else await b.poll(bat)
+    p = ss.get("pv")
+    if p is not None and p is not b:  # a hybrid inverter is one device: polled once
+        await p.poll(None)
     return out

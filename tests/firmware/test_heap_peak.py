@@ -54,15 +54,16 @@ def boot():
     hw = FakeHardware(cfg, lambda now: 900)
     b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
     cfg = settings = None
-    if hw.ss:  # a SunSpec board: the device's map on the fake slave, then the models found
-        from fakes import sunspec as fake
-        gc.collect()
-        a = gc.mem_alloc()
-        fake.load(hw.slave)
-        fake = None
-        del sys.modules["fakes.sunspec"]  # the fake's code: a board has the device instead
-        gc.collect()
-        print("FAKE", gc.mem_alloc() - a)
+    if hw.ss:  # a SunSpec board: the device's map (on the fake slave, or a Modbus TCP server)
+        if hw.slave is not None:
+            from fakes import sunspec as fake
+            gc.collect()
+            a = gc.mem_alloc()
+            fake.load(hw.slave)
+            fake = None
+            del sys.modules["fakes.sunspec"]  # the fake's code: a board has the device instead
+            gc.collect()
+            print("FAKE", gc.mem_alloc() - a)
         b.bat = asyncio.run(hw.battery_state())
         print("FOUND", sum(1 for k in hw.ss if hw.ss[k].ok))
     gc.collect()
@@ -326,6 +327,44 @@ def test_sunspec_board_peaks_and_qstrs_under_64k() -> None:
     print("the SunSpec driver adds {} qstrs, {} B".format(*added))
     assert p["fake"] > 1024 and p["found"] == 2  # the map is there and counted; both setpoints' device found
     assert p["qstr_n"] > base["qstr_n"] and p["live_boot"] > base["live_boot"]
+    for what in ("boot", "reading", "order"):
+        assert p[f"heap_{what}"] < LIMIT, p
+    for what in ("reading", "order"):
+        assert p["live_boot"] + p[f"free_{what}"] < LIMIT, p
+
+
+def tcp_peaks() -> tuple[dict[str, int], list[int]]:
+    """peaks() of the SunSpec board reaching its hybrid inverter over Modbus TCP
+    (drivers/modbus_tcp.py: one kept connection, asyncio streams) on a pymodbus server holding the
+    SunSpec map; and what the last order wrote there (WMaxLimPct, WMaxLim_Ena, StorCtl_Mod,
+    OutWRte)."""
+    from tests.firmware.test_modbus_tcp import Loop, SunSpecServer
+
+    loop = Loop()
+    try:
+        srv = SunSpecServer(loop).start()
+        files = sunspec_files()
+        cfg = json.loads(files["board.json"])
+        cfg["modbus"] = {"host": "127.0.0.1", "port": srv.port, "timeout_ms": 2000}
+        files["board.json"] = json.dumps(cfg).encode()
+        p = peaks(files, SUNSPEC)
+        written = [srv.get(123, 3), srv.get(123, 7), srv.get(124, 3), srv.get(124, 10)]
+        srv.stop()
+    finally:
+        loop.stop()
+    return p, written
+
+
+def test_sunspec_tcp_board_peaks_under_64k() -> None:
+    """Over Modbus TCP nothing of the device is in the board's heap, the connection and its
+    streams are."""
+    p, written = tcp_peaks()
+    print(
+        "32-bit unix port, SunSpec board over Modbus TCP: smallest heapsize (B): boot {heap_boot}, "
+        "+ a reading {heap_reading}, + an order {heap_order}; live after boot {live_boot}; headroom "
+        "above it: reading {free_reading}, order {free_order}".format(**p)
+    )
+    assert p["found"] == 2 and p["fake"] == 0 and written == [4000, 1, 2, 500]
     for what in ("boot", "reading", "order"):
         assert p[f"heap_{what}"] < LIMIT, p
     for what in ("reading", "order"):

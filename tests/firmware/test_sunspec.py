@@ -408,3 +408,32 @@ def boardfile_dict(toml: str) -> dict[str, object]:
     import tomllib
 
     return tomllib.loads(toml)
+
+
+SILENT = (
+    PRELUDE
+    + r"""
+fake.load(s)
+asked = [0]
+send = s.write
+def write(buf):  # every request frame the master puts on the bus
+    asked[0] += 1
+    return send(buf)
+s.write = write
+s.silent = True
+out = [reading(1750000010), asked[0], b.hw.ss["pv"].ok]  # one request: a silent device is not asked
+s.silent = False                                          # at the other header addresses
+out.append(reading(1750000020))  # found at the next reading
+out.append(b.hw.ss["pv"].ok)
+print("RESULT", out)
+"""
+)
+
+
+def test_a_silent_device_is_asked_once_per_reading_not_at_every_header_address(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(SILENT, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    assert got[0] == [None, None] and got[1] == 1 and got[2] is False
+    assert got[3] == [500, 0] and got[4] is True
+    assert "sunspec 1: discovery: modbus slave 1 did not answer" in out
