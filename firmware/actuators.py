@@ -13,8 +13,9 @@
 # meter poll (``follow``) it is the export limit + the load (the inverter's AC power + the grid
 # import the board meters), rewritten when it moved by more than 2 % of WMax. Without a load
 # (the meter faulted, the inverter's power unreadable) it falls back to the export limit itself:
-# the export never exceeds the limit, the house then draws from the grid. A hand-listed register
-# is the device's own export limit and gets the limit as it is.
+# the export never exceeds the limit, the house then draws from the grid (for 30 polls when the
+# inverter's power could not be read, so that a silent inverter is not asked every second). A
+# hand-listed register is the device's own export limit and gets the limit as it is.
 import asyncio
 
 from errors import DriverError
@@ -53,6 +54,7 @@ class Actuators:
         self.ss = {}  # "battery"/"pv" -> drivers.sunspec.SunSpec, set by the hardware layer
         self.pv_e = None  # the export limit in force when it goes to a SunSpec output limit
         self.pv_out = 0  # the output limit last set on that inverter (W)
+        self.pv_skip = 0  # meter polls to leave out before asking the inverter's power again
 
     async def _write(self, dev, watts):
         bat = dev is self.battery
@@ -111,9 +113,14 @@ class Actuators:
         ss = self.ss.get("pv")
         if e is None or ss is None or self.busy or (e >= ss.wmax and self.pv_out >= ss.wmax):
             return
+        if self.pv_skip:  # the inverter's power was unreadable: the limit alone for a while
+            self.pv_skip -= 1
+            return
         self.busy = True
         try:
             inv = None if p_w is None else await ss.ac_power()
+            if inv is None and p_w is not None:  # not asked again at every poll (a silent
+                self.pv_skip = 30  # inverter would hold the metering task for its timeout)
             out = min(e + max(inv + p_w, 0) if inv is not None else e, ss.wmax)
             if abs(out - self.pv_out) >= max(ss.wmax // 50, 20):
                 self.pv_out = await ss.write(False, out)

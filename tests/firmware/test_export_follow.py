@@ -1,8 +1,9 @@
 """A PV export limit on a SunSpec inverter (its output limit, model 123 WMaxLimPct) follows the
-house's load, on the real MicroPython unix port with the fake Modbus slave holding a real SunSpec
-map: output limit = export limit + (inverter AC power + metered grid import), rewritten only when
-it moves by 2 % of WMax or more; without a load (meter fault, inverter silent) the export limit
-alone; no Modbus traffic while the limit does not bind; the board's metering task drives it."""
+house's load, on the real MicroPython unix port with the fake Modbus slave holding a real
+SunSpec map: output limit = export limit + (inverter AC power + metered grid import), rewritten
+only when it moves by 2 % of WMax or more; without a load (meter fault, inverter silent) the
+export limit alone (and the inverter not asked again for 30 polls when it was silent); no Modbus
+traffic while the limit does not bind; the board's metering task drives it."""
 
 from __future__ import annotations
 
@@ -46,7 +47,11 @@ s.regs[W] = 2000
 s.silent = True
 out.append(follow(300) + [act.faults + hw.ss["pv"].faults])  # the inverter is silent: the limit alone
 s.silent = False
-out.append(follow(300))  # 2000 made, 300 imported: load 2300 -> output 4300
+r = s.reads
+out.append(follow(300) + [s.reads - r, act.pv_skip])  # not asked again at once: the limit alone
+for _ in range(29):
+    follow(300)
+out.append(follow(300))  # 30 polls later: 2000 made, 300 imported: load 2300 -> output 4300
 out.append(follow(-4000))  # a reading that makes the load negative: never below the limit
 asyncio.run(act.apply(None, None, 5000, 0))  # the limit lifted (the board's max export = WMax)
 r = s.reads
@@ -74,7 +79,8 @@ def test_the_output_limit_follows_the_house_load(tmp_path: Path) -> None:
     assert got[2] == [8000, 4000, 0]
     assert got[3] == [4000, 2000]
     assert got[4][:2] == [4000, 2000] and got[4][2] >= 1
-    assert got[5] == [8600, 4300]
-    assert got[6] == [4000, 2000]
-    assert got[7] == [10000, 5000, 0]
-    assert got[8] == [5600, 2800, 300]  # the metering task: 1000 W + the house's 1800 W
+    assert got[5] == [4000, 2000, 0, 29]
+    assert got[6] == [8600, 4300]
+    assert got[7] == [4000, 2000]
+    assert got[8] == [10000, 5000, 0]
+    assert got[9] == [5600, 2800, 300]  # the metering task: 1000 W + the house's 1800 W
