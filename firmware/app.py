@@ -61,6 +61,9 @@ class Board:
         self.spool = Spool("spool", cfg.get("spool", 1000))
         fe = cfg["frontend"]
         self.meter = Meter(build(fe, hw), self.regs)
+        # a front end that tells import from export: only with it can the PV output limit follow
+        # the house's load (actuators.py follow); a PZEM-004T or an S0 output counts one way
+        self.two_way = fe["chip"] in ("atm90e32", "dsmr_p1")
         self.act = hw.actuators(cfg)
         coord = crypto.Verifier(bytes.fromhex(settings["coordinator_key"]))
         self.orders = OrderHandler(self.id, self.grid, coord, Limits(cfg), self.act, self.regs,
@@ -186,7 +189,7 @@ class Board:
                 if not 0 <= t - now <= 60:  # physics() set the clock (the simulator does):
                     self.due = [d + t - now for d in self.due]  # the deadlines move with it
                 await self.meter.read(now)
-                if self.act.pv_e is not None:  # a SunSpec output limit following the load
+                if self.act.pv_e is not None and self.two_way:  # a SunSpec output limit: the load
                     await self.act.follow(None if self.meter.fault else self.meter.p_w)
                 self.regs.maybe_save(now)
                 if not self.safe:

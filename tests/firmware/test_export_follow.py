@@ -58,7 +58,7 @@ r = s.reads
 out.append(follow(-500) + [s.reads - r])  # not binding: nothing read, nothing written
 asyncio.run(act.apply(None, None, 1000, 0))
 s.regs[W] = 1500
-P[0] = 300  # the house uses 1800 (a PZEM-004T sees no direction: an import here)
+P[0] = -200  # the house uses 1300
 async def run():
     t = asyncio.create_task(b.metering())
     await asyncio.sleep_ms(200)  # ten seconds of board time: ten polls
@@ -70,10 +70,16 @@ print("RESULT", out)
 """
 
 
-def test_the_output_limit_follows_the_house_load(tmp_path: Path) -> None:
-    board(tmp_path, PV_ONLY)
+P1 = PV_ONLY.replace(
+    '[frontend]\nchip = "pzem004t"\nuart = 2\ntx = 17\nrx = 16\n',
+    '[frontend]\nchip = "dsmr_p1"\nuart = 2\ntx = 17\nrx = 16\n',
+)
+
+
+def follow_run(tmp_path: Path, toml: str) -> list[list[int]]:
+    board(tmp_path, toml)
     out = run_micropython(SCRIPT, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
-    got = eval(out.split("RESULT")[1])
+    got: list[list[int]] = eval(out.split("RESULT")[1])
     assert got[0] == [4000, 2000, 2000]  # 40.00 % of 5000 W; the ack's limit is the export limit
     assert got[1] == [8000, 4000]
     assert got[2] == [8000, 4000, 0]
@@ -83,4 +89,17 @@ def test_the_output_limit_follows_the_house_load(tmp_path: Path) -> None:
     assert got[6] == [8600, 4300]
     assert got[7] == [4000, 2000]
     assert got[8] == [10000, 5000, 0]
-    assert got[9] == [5600, 2800, 300]  # the metering task: 1000 W + the house's 1800 W
+    return got
+
+
+def test_the_output_limit_follows_the_house_load(tmp_path: Path) -> None:
+    """A board metering with a DSMR P1 port (import and export told apart)."""
+    got = follow_run(tmp_path, P1)
+    assert got[9] == [4600, 2300, -200]  # the metering task: 1000 W + the house's 1300 W
+
+
+def test_a_one_way_meter_leaves_the_output_limit_at_the_export_limit(tmp_path: Path) -> None:
+    """A PZEM-004T cannot tell an export from an import: the metering task does not follow the
+    load with it (an export read as an import would raise the inverter's output past the limit)."""
+    got = follow_run(tmp_path, PV_ONLY)
+    assert got[9][:2] == [2000, 1000] and got[9][2] >= 0  # the export limit alone
