@@ -1,10 +1,12 @@
 # Modbus RTU master for the inverters on the board's RS-485 UART: write single holding register
-# (function 0x06) for setpoints (battery, PV export limit, wallbox), read holding registers
-# (function 0x03, one register) for what the battery inverter reports (state of charge, power).
-# A write is echoed by the slave; a read is answered with the register's value; an exception
-# reply (function | 0x80, code) raises ModbusError. No retries here. Both are awaited: the
-# request is sent, then the reply checked for every few ms (``asyncio.sleep_ms``) up to the
-# timeout, so a silent slave never holds the event loop.
+# (function 0x06) for setpoints (battery, PV export limit, wallbox), write two holding registers
+# in one request (function 0x10, write multiple registers) for a 32-bit point, read holding
+# registers (function 0x03, one register) for what the battery inverter reports (state of charge,
+# power). A single write is echoed by the slave, the two registers' answered with their start
+# register and quantity; a read is answered with the register's value; an exception reply
+# (function | 0x80, code) raises ModbusError. No retries here. All are awaited: the request is
+# sent, then the reply checked for every few ms (``asyncio.sleep_ms``) up to the timeout, so a
+# silent slave never holds the event loop.
 #
 # ``battery_state`` reads the registers the board file's [battery] section names: only battery
 # boards import this module (lazily), so none of it costs a board without a battery any heap.
@@ -24,6 +26,7 @@ from errors import BusTimeout, CrcError, DriverError, FrameError, ModbusError
 
 _FC_READ = const(0x03)
 _FC_WRITE = const(0x06)
+_FC_WRITE_N = const(0x10)
 _FC_ERROR = const(0x80)
 _READ_REPLY_LEN = const(7)  # addr, 0x03, byte count 2, value hi, value lo, CRC lo, CRC hi
 _ERROR_REPLY_LEN = const(5)  # addr, function | 0x80, exception code, CRC lo, CRC hi
@@ -35,25 +38,31 @@ class ModbusMaster:
         self._uart = uart
         self.timeout_ms = timeout_ms
         self._clock = clock if clock is not None else hal
-        self._tx = bytearray(8)
-        self._rx = bytearray(8)
+        # the request: 8 bytes (functions 3, 6), 13 for function 16 (addr, 0x10, register,
+        # quantity 2, byte count 4, two values, CRC); the 13 fit the 16-byte heap block the 8
+        # took, the view of the first 8 is the one object more
+        self._tx = bytearray(13)
+        self._t8 = memoryview(self._tx)[:8]
+        self._rx = bytearray(8)  # the longest reply: a write's (8 bytes)
         self._one = bytearray(1)
         self._t0 = self._pos = self._need = 0  # the transaction under way
         self.busy = False  # a transaction is under way (its task waits for the reply)
 
     def _start(self, addr, fc, reg, v, need):
-        """Send the 8-byte request ``addr fc reg v``; its ``need``-byte reply is then collected
-        by ``step()`` into ``self._rx``."""
+        """Send the 8-byte request ``addr fc reg v`` or, function 16 (``v`` 2), the 13-byte one
+        with the byte count and the values ``write_registers`` put in it; its ``need``-byte reply
+        is then collected by ``step()`` into ``self._rx``."""
         if not 1 <= addr <= 247 or not 0 <= reg <= 0xFFFF:
             raise FrameError("modbus address or register out of range")
         t = self._tx
         t[0], t[1], t[2], t[3], t[4], t[5] = addr, fc, reg >> 8, reg & 0xFF, v >> 8, v & 0xFF
-        c = crc16(t, INIT_MODBUS, 0, 6)
-        t[6], t[7] = c & 0xFF, c >> 8
+        n = 11 if fc == _FC_WRITE_N else 6
+        c = crc16(t, INIT_MODBUS, 0, n)
+        t[n], t[n + 1] = c & 0xFF, c >> 8
         u = self._uart
         while u.any():
             u.readinto(self._rx)
-        u.write(t)
+        u.write(t if n > 6 else self._t8)
         self._t0 = self._clock.ticks_ms()
         self._pos = 0
         self._need = need
@@ -107,7 +116,26 @@ class ModbusMaster:
         if not -0x8000 <= value <= 0xFFFF:
             raise FrameError("modbus write out of range")
         await self._transact(addr, _FC_WRITE, reg, value & 0xFFFF, 8)
-        if self._rx != self._tx:
+        self._echo()
+
+    async def write_registers(self, addr, reg, hi, lo):
+        """Write two registers in one request (function 16: a 32-bit point, high word ``hi``
+        first as SunSpec orders it; negative words as two's complement) and check the reply's
+        start register and quantity."""
+        if not (-0x8000 <= hi <= 0xFFFF and -0x8000 <= lo <= 0xFFFF):
+            raise FrameError("modbus write out of range")
+        while self.busy:  # the request's values go in once the bus is this task's
+            await asyncio.sleep_ms(_WAIT_MS)
+        t = self._tx
+        t[6], t[7], t[8], t[9], t[10] = 4, (hi >> 8) & 0xFF, hi & 0xFF, (lo >> 8) & 0xFF, lo & 0xFF
+        await self._transact(addr, _FC_WRITE_N, reg, 2, 8)  # takes the bus at once: no yield before
+        self._echo()
+
+    def _echo(self):
+        """The reply to a write (address, function and CRC checked by ``step()``) repeats the
+        request's bytes 2-5: register and value (function 6), start register and quantity (16)."""
+        rx, t = self._rx, self._tx
+        if rx[2] != t[2] or rx[3] != t[3] or rx[4] != t[4] or rx[5] != t[5]:
             raise FrameError("modbus reply does not echo the write")
 
     async def read_register(self, addr, reg, signed=False):

@@ -9,11 +9,13 @@
 #   WMaxLimPct in % of WMax (702 WMaxRtg, else 121, else rated_w) and WMaxLimPctEna = 1;
 # * battery power: model 124 (storage) StorCtl_Mod (1 charge, 2 discharge, 3 both) with InWRte /
 #   OutWRte in % of WChaMax; without 124, model 704 WSetMod = 1 (watts), WSet (int32, + is the
-#   DER generating: discharging, so the board's + charging is negated) and WSetEna = 1, within
-#   702 WChaRteMaxRtg / WDisChaRteMaxRtg;
-# * read back: state of charge from model 124 ChaState (else 802 SoC), power from model
-#   101/102/103 W (else 701 W; + is AC out of the inverter: a battery's power is reported +
-#   charging, so negated). ``ac_power`` reads that W alone.
+#   DER generating: discharging, so the board's + charging is negated; both registers in one
+#   request, function 16) and WSetEna = 1, within 702 WChaRteMaxRtg / WDisChaRteMaxRtg;
+# * read back: state of charge from model 124 ChaState (else 802 SoC); power from model 802 W
+#   (its sign not specified: |W| with the sign of ChaSt, + charging, - discharging, 0 otherwise)
+#   when the device implements W, W_SF and ChaSt, else from model 101/102/103 W (else 701 W; + is
+#   AC out of the inverter, so negated: on a hybrid inverter that includes the PV's output).
+#   ``ac_power`` reads that AC W alone.
 #
 # Scale factors (sunssf) are powers of ten -10..10 read from the device; one outside that (or
 # 0x8000, not implemented) makes the model unusable, reported (704: the function whose scale
@@ -75,7 +77,10 @@ _D_PCT_SF = const(52)  # WMaxLimPct_SF
 _D_WSET_SF = const(53)
 # 802 battery
 _B_SOC = const(9)
+_B_CHAST = const(14)  # ChaSt: 3 discharging, 4 charging; off, empty, full, holding, testing
+_B_W = const(45)  # W, int16: its sign not specified
 _B_SOC_SF = const(54)
+_B_W_SF = const(61)
 
 
 def _pow(v, sf):
@@ -97,6 +102,7 @@ class SunSpec:
         # controls (704) when they take the battery's WSet, the state of charge (124 or 802)
         self.pw = self.ctl = self.ena = self.stor = self.der = self.soc = 0
         self.pw_sf = None  # W's scale factor (701, static); None: read with W (101-103)
+        self.bw = self.bw_sf = 0  # the battery's power: 802 W (0: not implemented), its W_SF
         self.wmax = self.ctl_sf = 0
         # the battery's limits, W: 124 WChaMax (both ways), or 702's charge / discharge ratings
         self.wcha = self.wdis = self.soc_sf = self.rte_sf = 0  # rte_sf: 124 InOutWRte_SF or 704 WSet_SF
@@ -133,6 +139,7 @@ class SunSpec:
     async def discover(self):
         """Find the models; False (reported) when the device has no SunSpec map."""
         self.pw = self.ctl = self.stor = self.der = self.soc = self.wmax = self.wcha = self.wdis = 0
+        self.bw = 0
         base = -1
         for b in (40000, 0, 50000):
             try:
@@ -188,6 +195,10 @@ class SunSpec:
             except FrameError as e:  # a scale factor out of range: that model is unusable
                 self._fail("model %d: %s" % (mid, e))
             p = d + n
+        if bat:  # the battery's own power, which no legacy model has
+            s = await self._r(bat + _B_W_SF, True)
+            if -10 <= s <= 10:  # not implemented (0x8000): the inverter's AC power instead
+                self.bw, self.bw_sf = bat + _B_W, s
         # the DER models where the legacy ones are missing (or unusable)
         sf = None
         if cap and der and (not self.ctl or not self.stor):
@@ -264,6 +275,16 @@ class SunSpec:
                 self._fail("state of charge %d per-mille out of range" % v)
         except DriverError:
             pass
+        r = self.bw
+        if r:
+            try:
+                v = await self._r(r, True)
+                st = await self._r(r + _B_CHAST - _B_W)
+                p = _pow(abs(v), self.bw_sf)
+                if v != -_NA and st != _NI and p <= _MAX_W:
+                    return soc, p if st == 4 else -p if st == 3 else 0
+            except DriverError:
+                pass
         p = await self.ac_power()
         return soc, None if p is None else -p
 
@@ -297,8 +318,7 @@ class SunSpec:
             w = min(watts, self.wcha) if watts > 0 else max(watts, -self.wdis)
             raw = -_pow(w, -self.rte_sf)  # WSet: + the DER generating (discharging)
             await m.write_register(a, d + _D_WMOD, 1)  # watts
-            await m.write_register(a, d + _D_WSET, (raw >> 16) & 0xFFFF)
-            await m.write_register(a, d + _D_WSET + 1, raw & 0xFFFF)
+            await m.write_registers(a, d + _D_WSET, (raw >> 16) & 0xFFFF, raw & 0xFFFF)  # one request
             await m.write_register(a, d + _D_WENA, 1)
             return -_pow(raw, self.rte_sf)
         d = self.ctl

@@ -1,5 +1,6 @@
-# A fake Modbus RTU slave on a fake UART: answers function 0x06 writes with the echo and function
-# 0x03 reads of holding registers with their values (checking address and CRC like a real
+# A fake Modbus RTU slave on a fake UART: answers function 0x06 writes with the echo, function 0x10
+# writes (write multiple registers) with their start register and quantity, and function 0x03
+# reads of holding registers with their values (checking address and CRC like a real
 # device), keeps the register file (``regs``: register -> value, negative values for signed
 # registers), and can refuse registers or stay silent.
 from drivers.crc16 import INIT_MODBUS, crc16
@@ -17,11 +18,13 @@ class FakeModbusSlave:
         self.reads = 0
 
     # UART-like side seen by the master. Each write() is one whole request frame (a real bus
-    # delimits frames by 3.5 character times of silence).
+    # delimits frames by 3.5 character times of silence), as long as its function makes it: 8
+    # bytes, 9 + the byte count for function 16; a frame of another length is not answered.
     def write(self, buf):
-        if len(buf) == 8:
+        n = len(buf)
+        if n == (9 + buf[6] if n > 6 and buf[1] == 0x10 else 8):
             self._answer(bytes(buf))
-        return len(buf)
+        return n
 
     def any(self):
         return len(self._tx) - self._pos
@@ -38,20 +41,35 @@ class FakeModbusSlave:
         return n
 
     def _answer(self, f):
-        c = crc16(f, INIT_MODBUS, 0, 6)
-        if f[6] != c & 0xFF or f[7] != c >> 8 or f[0] != self.addr or self.silent:
+        n = len(f) - 2
+        c = crc16(f, INIT_MODBUS, 0, n)
+        if f[n] != c & 0xFF or f[n + 1] != c >> 8 or f[0] != self.addr or self.silent:
             return  # a real slave ignores frames with a bad CRC or another address
+        fc = f[1]
         reg = (f[2] << 8) | f[3]
         v = (f[4] << 8) | f[5]
-        if f[1] == 0x03:
+        if fc == 0x03:
             return self._read(reg, v)
-        if f[1] != 0x06:
-            return self._error(f[1], 1)
-        if self.writable is not None and reg not in self.writable:
-            return self._error(0x06, 2)
-        self.regs[reg] = v - 0x10000 if v & 0x8000 else v
+        if fc == 0x10:  # v registers, their values from byte 7
+            if not 1 <= v <= 123 or f[6] != 2 * v:
+                return self._error(fc, 3)  # illegal data value: quantity and byte count disagree
+            d = 7
+        elif fc == 0x06:  # one register, its value in bytes 4-5
+            d, v = 4, 1
+        else:
+            return self._error(fc, 1)
+        w = self.writable
+        for k in range(reg, reg + v):
+            if w is not None and k not in w:
+                return self._error(fc, 2)  # nothing is written of a refused request
+        for i in range(v):
+            x = (f[d + 2 * i] << 8) | f[d + 1 + 2 * i]
+            self.regs[reg + i] = x - 0x10000 if x & 0x8000 else x
         self.writes += 1
-        self._tx = f
+        if fc == 0x06:
+            self._tx = f
+        else:
+            self._reply(bytearray(f[:6]))
 
     def _read(self, reg, count):
         if not 1 <= count <= 125:

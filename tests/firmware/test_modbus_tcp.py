@@ -82,12 +82,18 @@ class SunSpecServer:
         self.port = 0
         self.connects = 0
         self.starts = 0
+        self.requests: list[bytes] = []  # every request frame received (MBAP header and PDU)
 
     def at(self, model: int, offset: int) -> int:
         return int(FAKE.at(self.dev, model, offset))
 
     def _traced(self, up: bool) -> None:
         self.connects += up
+
+    def _packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self.requests.append(bytes(data))
+        return data
 
     async def _start(self, changes: dict[int, int]) -> None:
         FAKE.load(self.dev)
@@ -97,7 +103,9 @@ class SunSpecServer:
         assert sorted(regs) == list(range(lo, hi + 1))  # one block of registers
         values = [regs[r] & 0xFFFF for r in range(lo, hi + 1)]
         device = SimDevice(id=1, simdata=[SimData(address=lo, values=values, datatype=DataType.REGISTERS)])
-        self.srv = ModbusTcpServer(device, address=("127.0.0.1", self.port), trace_connect=self._traced)
+        self.srv = ModbusTcpServer(
+            device, address=("127.0.0.1", self.port), trace_connect=self._traced, trace_packet=self._packet
+        )
         await self.srv.serve_forever(background=True)
         assert self.srv.transport is not None
         self.port = self.srv.transport.sockets[0].getsockname()[1]
@@ -151,25 +159,33 @@ class RawPeer:
     """A Modbus TCP peer that misbehaves as ``mode`` says: ``silent`` (takes the request, never
     answers), ``tid`` (answers with another transaction id), ``cut`` (9 bytes of an 11-byte
     reply, then closes), ``short`` (a read reply whose length field gives one data byte),
-    ``noecho`` (a write answered with another value). Counts connections and requests."""
+    ``noecho`` (a write answered with another value, a write of two registers with quantity 3).
+    Counts connections and requests, keeps the last request."""
 
     def __init__(self, loop: Loop, mode: str) -> None:
         self.mode = mode
         self.conns = self.requests = 0
+        self.last = b""
 
         async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             self.conns += 1
             try:
                 while True:
                     q = await r.readexactly(12)
-                    self.requests += 1
                     tid, unit, fc = (q[0] << 8) | q[1], q[6], q[7]
+                    if fc == 16:  # byte count and values follow
+                        q += await r.readexactly(1)
+                        q += await r.readexactly(q[12])
+                    self.requests += 1
+                    self.last = q
                     if mode == "silent":
                         continue
                     if mode == "tid":
                         tid = (tid + 1) & 0xFFFF
                     if fc == 6:
                         pdu = bytes(q[7:10]) + bytes((q[10] ^ 1 if mode == "noecho" else q[10], q[11]))
+                    elif fc == 16:
+                        pdu = bytes(q[7:11]) + bytes((q[11] ^ 1 if mode == "noecho" else q[11],))
                     elif mode == "short":
                         pdu = bytes((fc, 2, 0x12))
                     else:
@@ -454,3 +470,53 @@ def test_malformed_replies_are_frame_errors_and_a_refused_connection_a_timeout(
     # after each malformed reply the connection is closed and the next request opens another;
     # the good read on "noecho" kept its connection for the write
     assert [p.conns for p in peers] == [2, 2, 2, 1]
+
+
+WRITE16 = (
+    CLIENT
+    + r"""
+m = ModbusTcp("127.0.0.1", PORT, 1000)
+out.append(run(m.write_registers(1, REG, 0xFFFF, -2000)))  # an int32: -2000
+out.append([run(m.read_register(1, REG)), run(m.read_register(1, REG + 1, True))])
+out.append(run(m.write_registers(1, 30000, 1, 2)))  # nothing mapped there: the exception reply
+out.append(run(m.write_registers(1, REG, 0, 1)))  # on the same connection
+out.append([run(m.read_register(1, REG)), run(m.read_register(1, REG + 1))])
+async def three():  # three tasks at once: each request whole, its values its own
+    return await asyncio.gather(m.write_register(1, REG, 5), m.write_registers(1, REG, 1, 2),
+                                m.write_registers(1, REG, 3, 4))
+out.append(run(three()))
+print("RESULT", out)
+"""
+)
+
+
+def test_two_registers_written_in_one_function_16_request(tmp_path: Path, loop: Loop) -> None:
+    srv = SunSpecServer(loop).start()
+    reg = srv.at(124, 10)  # OutWRte, InWRte: two registers side by side in the map
+    code = WRITE16.replace("PORT", str(srv.port)).replace("REG", str(reg))
+    got = eval(run_micropython(code, cwd=tmp_path).stdout.split("RESULT")[1])
+    assert got[0] is None
+    assert got[1] == [0xFFFF, -2000]
+    assert got[2] == ["ModbusError", 2]
+    assert got[3] is None and got[4] == [0, 1]
+    # one request each: MBAP length 11 (unit, function 16, start, quantity 2, byte count 4, values)
+    first = srv.requests[0]
+    assert first[2:] == bytes((0, 0, 0, 11, 1, 16, reg >> 8, reg & 0xFF, 0, 2, 4, 0xFF, 0xFF, 0xF8, 0x30))
+    assert got[5] == [None, None, None] and [srv.get(124, 10), srv.get(124, 11)] == [3, 4]
+    assert [q[7] for q in srv.requests] == [16, 3, 3, 16, 16, 3, 3, 6, 16, 16]
+    assert [q[-4:] for q in srv.requests[-2:]] == [bytes((0, 1, 0, 2)), bytes((0, 3, 0, 4))]
+    assert srv.connects == 1
+
+
+def test_a_function_16_reply_with_another_quantity_is_a_frame_error(tmp_path: Path, loop: Loop) -> None:
+    peer = RawPeer(loop, "noecho")
+    code = CLIENT + (
+        "m = ModbusTcp('127.0.0.1', PORT, 1000)\n"
+        "out.append(run(m.write_registers(1, 40100, 0x1234, 0x5678)))\n"
+        "out.append(run(m.write_registers(1, 40100, 0x1234, 0x5678)))\n"
+        "print('RESULT', out)\n"
+    ).replace("PORT", str(peer.port))
+    got = eval(run_micropython(code, cwd=tmp_path).stdout.split("RESULT")[1])
+    assert got == [["FrameError", "modbus reply does not echo the write"]] * 2
+    assert peer.last[4:] == bytes((0, 11, 1, 16, 0x9C, 0xA4, 0, 2, 4, 0x12, 0x34, 0x56, 0x78))
+    assert peer.requests == 2 and peer.conns == 2  # the connection closed after the bad reply

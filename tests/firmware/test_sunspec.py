@@ -4,8 +4,11 @@ protocol), curtails PV export through model 123 and sets the battery through mod
 order, reads state of charge and power back into its readings; a map without a needed model falls
 back to the hand-listed register or counts a fault; a device without a map, with an out-of-range
 state of charge or scale factor is reported and the board keeps running. A device with the DER
-models only (701, 702, 704, 802) is driven through 704 and read through 802 and 701; one with both
-kinds uses the legacy models; ``ac_power`` reads the inverter's AC power from either."""
+models only (701, 702, 704, 802) is driven through 704 (WSet's two registers in one function 16
+request) and read through 802 and 701; one with both kinds uses the legacy models; ``ac_power``
+reads the inverter's AC power from either; a battery's power comes from 802 W signed by ChaSt when
+the device implements them. The RTU master's function 16: the request frame, an exception reply, a
+reply with another start register or quantity, concurrent writers."""
 
 from __future__ import annotations
 
@@ -230,6 +233,12 @@ def test_one_setpoint_at_a_time_goes_to_a_sunspec_device(tmp_path: Path) -> None
 DER_HEAP = "160k"
 
 DER_HELPERS = r"""
+asked = []  # (function, register) of every request frame the master puts on the bus
+send = s.write
+def write(buf):
+    asked.append((buf[1], ((buf[2] << 8) | buf[3]) - fake.at(s, 704, 0)))
+    return send(buf)
+s.write = write
 def wset():  # 704 WSet, int32 over two registers, high word first
     v = (s.regs[fake.at(s, 704, 22)] & 0xFFFF) << 16 | (s.regs[fake.at(s, 704, 23)] & 0xFFFF)
     return v - (1 << 32) if v & 0x80000000 else v
@@ -244,17 +253,24 @@ DER_ONLY = (
 fake.load(s, models=(1, 701, 702, 704, 802))
 s.regs[fake.at(s, 704, 53)] = 1  # WSet_SF: 10 W steps
 s.regs[fake.at(s, 702, 9)] = 300  # WDisChaRteMaxRtg 3000 W (W_SF 1): below the charge rating
-s.regs[fake.at(s, 701, 8)] = 1650  # W out of the inverter: the battery discharging
+s.regs[fake.at(s, 701, 8)] = 4650  # W out of the inverter: 3000 W of PV and the battery's 1650
+s.regs[fake.at(s, 802, 45)] = 1650  # 802 W (W_SF 0)
+s.regs[fake.at(s, 802, 14)] = 3  # ChaSt: discharging
 s.regs[fake.at(s, 802, 9)] = 640  # SoC 64.0 %
 ss = b.hw.ss["battery"]
 out = [reading(1750000010)]
 out.append([ss is b.hw.ss["pv"], ss.stor, ss.wmax, ss.wcha, ss.wdis])
+del asked[:]
 out.append(order())  # PV export limit 2000 W of WMaxRtg 5000 W; battery discharge 1650 W
 out.append(der())
+out.append(asked[:])
 for w in (2000, 5000, -9999, 1234, 0):  # charge; beyond either rating; 10 W steps; idle
-    out.append([asyncio.run(ss.write(True, w)), wset()])
+    del asked[:]
+    out.append([asyncio.run(ss.write(True, w)), wset(), len(asked)])
 s.regs[fake.at(s, 802, 9)] = 1500  # 150 %: out of range, not reported
-s.regs[fake.at(s, 701, 8)] = -2000  # the inverter takes 2000 W from the grid: charging
+s.regs[fake.at(s, 802, 14)] = 4  # ChaSt: charging
+s.regs[fake.at(s, 802, 45)] = -2000  # W counted negative by this device: the sign is ChaSt's
+s.regs[fake.at(s, 701, 8)] = -1000  # the inverter takes 1000 W from the grid
 out.append(reading(1750000020))
 out.append([asyncio.run(ss.ac_power()), ss.faults])
 print("RESULT", out)
@@ -266,18 +282,24 @@ def test_a_der_only_device_is_driven_through_704_and_read_through_802_and_701(tm
     board(tmp_path)
     out = run_micropython(DER_ONLY, heap=DER_HEAP, cwd=tmp_path).stdout
     got = eval(out.split("RESULT")[1])
-    assert got[0] == [640, -1650]  # 802 SoC 64.0 % -> 640 per-mille; 701 W out 1650 -> discharging
+    # 802 SoC 64.0 % -> 640 per-mille; 802 W 1650, ChaSt discharging (not 701's AC W with the PV)
+    assert got[0] == [640, -1650]
     assert got[1] == [True, 0, 5000, 3300, 3000]  # no 124; WMaxRtg and the ratings from 702 (x 10^1)
     assert got[2] == [messages.ST_APPLIED, -1650, 2000]
     # WMaxLimPctEna 1, WMaxLimPct 40.0 % (WMaxLimPct_SF -1: 400), WSetEna 1, WSetMod 1 (watts),
     # WSet +165 x 10^1 W: + is the DER generating, the battery discharging
     assert got[3] == [1, 400, 1, 1, 165]
-    assert got[4] == [2000, -200]  # charging 2000 W: WSet -200 x 10^1 W
-    assert got[5] == [3300, -330]  # capped at WChaRteMaxRtg
-    assert got[6] == [-3000, 300]  # capped at WDisChaRteMaxRtg
-    assert got[7] == [1230, -123]  # the device's 10 W steps, towards zero
-    assert got[8] == [0, 0]
-    assert got[9] == [None, 2000] and got[10] == [-2000, 1]  # the out-of-range SoC counted
+    # the requests, (function, offset in 704): the battery's WSetMod, WSet's two registers in one
+    # write multiple registers (16), WSetEna; the PV's WMaxLimPct and WMaxLimPctEna
+    assert sorted(got[4]) == [(6, 12), (6, 13), (6, 20), (6, 21), (16, 22)]
+    assert got[4][:3] == [(6, 21), (16, 22), (6, 20)]
+    assert got[5] == [2000, -200, 3]  # charging 2000 W: WSet -200 x 10^1 W, in 3 requests
+    assert got[6] == [3300, -330, 3]  # capped at WChaRteMaxRtg
+    assert got[7] == [-3000, 300, 3]  # capped at WDisChaRteMaxRtg
+    assert got[8] == [1230, -123, 3]  # the device's 10 W steps, towards zero
+    assert got[9] == [0, 0, 3]
+    assert got[10] == [None, 2000]  # |W| charging; the out-of-range SoC not reported
+    assert got[11] == [-1000, 1]  # ac_power: 701 W; the out-of-range SoC counted
 
 
 MIXED = (
@@ -289,6 +311,9 @@ s.regs[fake.at(s, 103, 12)] = 1000  # 103 W
 s.regs[fake.at(s, 701, 8)] = 1650  # 701 W: not the one read
 s.regs[fake.at(s, 124, 6)] = 600  # ChaState 60.0 %
 s.regs[fake.at(s, 802, 9)] = 400  # SoC 40.0 %: not the one read
+s.regs[fake.at(s, 802, 45)] = 70  # 802 W 700 W (W_SF 1)
+s.regs[fake.at(s, 802, 61)] = 1
+s.regs[fake.at(s, 802, 14)] = 4  # ChaSt: charging
 ss = b.hw.ss["battery"]
 out = [reading(1750000010), order()]
 out.append([s.regs[fake.at(s, 123, 3)], s.regs[fake.at(s, 123, 7)],  # WMaxLimPct, WMaxLim_Ena
@@ -304,7 +329,7 @@ def test_a_device_with_legacy_and_der_models_uses_the_legacy_ones(tmp_path: Path
     board(tmp_path)
     out = run_micropython(MIXED, heap=DER_HEAP, cwd=tmp_path).stdout
     got = eval(out.split("RESULT")[1])
-    assert got[0] == [600, -1000]  # 124 ChaState and 103 W
+    assert got[0] == [600, 700]  # 124 ChaState; 802 W, the battery's own (no legacy model has it)
     assert got[1] == [messages.ST_APPLIED, -1650, 2000]
     assert got[2] == [4000, 1, 2, 500]  # 123 and 124 as on a legacy device
     assert got[3] == [0, 1000, 0, 0, 0]  # 704 untouched
@@ -437,3 +462,164 @@ def test_a_silent_device_is_asked_once_per_reading_not_at_every_header_address(t
     assert got[0] == [None, None] and got[1] == 1 and got[2] is False
     assert got[3] == [500, 0] and got[4] is True
     assert "sunspec 1: discovery: modbus slave 1 did not answer" in out
+
+
+BATTERY_POWER = (
+    PRELUDE
+    + r"""
+fake.load(s, models=(1, 701, 702, 704, 802))
+ss = b.hw.ss["battery"]
+def at(o):
+    return fake.at(s, 802, o)
+s.regs[fake.at(s, 701, 8)] = 4650  # the inverter's AC power out: 3000 W of PV, 1650 of the battery
+s.regs[at(61)] = 1  # W_SF: 10 W steps
+out = []
+for w, st in ((165, 3), (-165, 3), (-200, 4), (200, 4), (3, 6), (40, 5), (0, 2), (7, 1), (9, 7),
+              (1, -1)):  # ChaSt not implemented (0xFFFF): the AC power
+    s.regs[at(45)], s.regs[at(14)] = w, st
+    out.append(reading(1750000010)[1])
+s.regs[at(14)] = 4
+s.regs[at(45)] = -32768  # W not implemented: the AC power
+out.append(reading(1750000020)[1])
+s.regs[at(45)] = 123
+n = s.reads
+out.append([reading(1750000030)[1], s.reads - n])  # SoC, W, ChaSt: three reads
+s.regs[at(61)] = -32768  # W_SF not implemented, seen at discovery: the AC power from then on
+ss.ok = False
+reading(1750000040)
+n = s.reads
+out.append([reading(1750000050)[1], s.reads - n, ss.faults])  # SoC, 701 W: two reads; no fault
+print("RESULT", out)
+"""
+)
+
+
+def test_a_battery_with_model_802_reports_its_own_power_signed_by_its_charge_status(tmp_path: Path) -> None:
+    board(tmp_path)
+    out = run_micropython(BATTERY_POWER, heap=DER_HEAP, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    # |W| x 10^W_SF, + charging (ChaSt 4), - discharging (3), whatever W's own sign
+    assert got[:4] == [-1650, -1650, 2000, 2000]
+    assert got[4:9] == [0, 0, 0, 0, 0]  # holding, full, empty, off, testing
+    assert got[9] == -4650  # ChaSt not implemented: the inverter's AC power, negated
+    assert got[10] == -4650  # W not implemented
+    assert got[11] == [1230, 3]
+    assert got[12] == [-4650, 2, 0]
+
+
+MASTER16 = r"""
+import asyncio
+from drivers.modbus_rtu import ModbusMaster
+from drivers.crc16 import INIT_MODBUS, crc16
+from fakes.modbus_rtu import FakeModbusSlave
+from errors import BusTimeout, FrameError, ModbusError
+
+class Wire:  # the bus: records each request; ``twist`` rewrites a reply byte (CRC made right)
+    def __init__(self, slave):
+        self.slave = slave
+        self.sent = []
+        self.twist = None  # (index, value)
+        self.lag = self.wait = 0  # the reply shows only after this many checks
+    def write(self, buf):
+        self.sent.append(bytes(buf).hex())
+        self.wait = self.lag
+        n = self.slave.write(buf)
+        if self.twist is not None and self.slave._tx:
+            r = bytearray(self.slave._tx)
+            r[self.twist[0]] = self.twist[1]
+            c = crc16(r, INIT_MODBUS, 0, len(r) - 2)
+            r[-2], r[-1] = c & 0xFF, c >> 8
+            self.slave._tx = bytes(r)
+        return n
+    def any(self):
+        if self.wait:
+            self.wait -= 1
+            return 0
+        return self.slave.any()
+    def readinto(self, buf, n=None):
+        return self.slave.readinto(buf, n)
+
+slave = FakeModbusSlave(addr=3, writable={40100, 40101, 40200})
+for r in (40100, 40101, 40102, 40200):
+    slave.regs[r] = 0
+wire = Wire(slave)
+m = ModbusMaster(wire)
+def run(coro):
+    try:
+        return asyncio.run(coro)
+    except ModbusError as e:
+        return ["ModbusError", e.code_value]
+    except FrameError as e:
+        return ["FrameError", str(e)]
+    except BusTimeout as e:
+        return ["BusTimeout", str(e)]
+out = [[run(m.write_registers(3, 40100, 0xFFFF, -2000)), wire.sent, slave.writes,
+        [slave.regs[40100], slave.regs[40101]]]]
+wire.sent = []
+out.append([run(m.write_registers(3, 40101, 1, 2)), wire.sent[:], slave.writes,
+            slave.regs[40101], slave.regs[40102]])  # 40102 not writable: exception 2, nothing written
+out.append([run(m.write_register(3, 40200, 7)), slave.regs[40200], len(wire.sent[-1])])  # 8 bytes still
+wire.twist = (5, 3)  # the reply's quantity 3
+out.append([run(m.write_registers(3, 40100, 5, 6)), slave.regs[40100]])
+wire.twist = (3, 0x65)  # the reply's start register 40101
+out.append(run(m.write_registers(3, 40100, 7, 8)))
+wire.twist = (4, 7)  # a single write's echo with another value
+out.append(run(m.write_register(3, 40200, 9)))
+wire.twist = None
+out.append([run(m.write_registers(3, 40100, 0x10000, 0)), run(m.write_registers(3, 40100, 1, -0x8001))])
+out.append(run(m.write_registers(4, 40100, 1, 2)))  # another slave's address: no answer
+# three tasks at once on a slow bus, the two-register writes waiting for a single one: each
+# request goes whole, its values its own
+wire.lag = 3
+wire.sent = []
+async def three():
+    return await asyncio.gather(m.write_register(3, 40200, 5), m.write_registers(3, 40100, 1, 2),
+                                m.write_registers(3, 40100, 3, 4))
+out.append([run(three()), wire.sent, slave.regs[40100], slave.regs[40101], slave.regs[40200]])
+# the fake slave: a request whose byte count disagrees with its quantity (illegal data value)
+f = bytearray((3, 0x10, 0x9C, 0xA4, 0, 2, 2, 0, 1))
+c = crc16(f, INIT_MODBUS)
+f.append(c & 0xFF)
+f.append(c >> 8)
+slave.write(f)
+r = bytearray(8)
+out.append(bytes(r[:slave.readinto(r)]).hex())
+print("RESULT", out)
+"""
+
+
+def _crc(b: bytes) -> bytes:
+    c = 0xFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+    return bytes((c & 0xFF, c >> 8))
+
+
+def test_the_rtu_master_writes_two_registers_in_one_function_16_request(tmp_path: Path) -> None:
+    out = run_micropython(MASTER16, heap=FIRMWARE_HEAP_NOW, cwd=tmp_path).stdout
+    got = eval(out.split("RESULT")[1])
+    # slave 3, function 16, start 40100 (0x9CA4), quantity 2, byte count 4, 0xFFFF then -2000
+    # (0xF830), CRC low byte first: one 13-byte frame
+    req = bytes((3, 0x10, 0x9C, 0xA4, 0, 2, 4, 0xFF, 0xFF, 0xF8, 0x30))
+    assert got[0] == [None, [(req + _crc(req)).hex()], 1, [-1, -2000]]
+    req = bytes((3, 0x10, 0x9C, 0xA5, 0, 2, 4, 0, 1, 0, 2))
+    assert got[1] == [["ModbusError", 2], [(req + _crc(req)).hex()], 1, -2000, 0]
+    assert got[2] == [None, 7, 16]  # a single write: the 8-byte frame as before (hex: 16 chars)
+    assert got[3] == [["FrameError", "modbus reply does not echo the write"], 5]  # written, reply wrong
+    assert got[4] == ["FrameError", "modbus reply does not echo the write"]
+    assert got[5] == ["FrameError", "modbus reply does not echo the write"]
+    assert got[6] == [["FrameError", "modbus write out of range"]] * 2
+    assert got[7][0] == "BusTimeout"
+    # each request whole with its own values, in the tasks' order
+    assert got[8][0] == [None, None, None]
+    reqs = [
+        bytes((3, 6, 0x9D, 0x08, 0, 5)),
+        bytes((3, 0x10, 0x9C, 0xA4, 0, 2, 4, 0, 1, 0, 2)),
+        bytes((3, 0x10, 0x9C, 0xA4, 0, 2, 4, 0, 3, 0, 4)),
+    ]
+    assert got[8][1] == [(q + _crc(q)).hex() for q in reqs]
+    assert got[8][2:] == [3, 4, 5]
+    ex = bytes((3, 0x90, 3))
+    assert got[9] == (ex + _crc(ex)).hex()
