@@ -30,6 +30,7 @@ from coordinator.provision import boardfile
 from protocol import crypto, frame, messages, topics
 from tests import mpy32unix
 from tests.firmware.test_heap32 import COORD, ORDER_AT, SEED, board_files
+from tests.firmware.test_sunspec import BOARD_TOML
 from tests.protocol.test_golden import load, vector_lines
 
 pytestmark = pytest.mark.skipif(mpy32unix.missing() is not None, reason=str(mpy32unix.missing()))
@@ -260,33 +261,7 @@ def test_step_output_is_real_at_its_smallest_heap() -> None:
 
 # A board with a SunSpec hybrid inverter on its RS-485 (as tests/firmware/test_sunspec.py): PV
 # export limit and battery through the device's models, state of charge and power read back.
-SUNSPEC_TOML = """
-type = "esp32-sunspec"
-reading_s = 10
-interval_s = 900
-[frontend]
-chip = "pzem004t"
-uart = 2
-tx = 17
-rx = 16
-[[relays]]
-pin = 25
-[modbus]
-uart = 1
-tx = 32
-rx = 33
-baud = 9600
-[pv]
-max_export_w = 5000
-sunspec = 1
-[battery]
-max_charge_w = 3300
-max_discharge_w = 3300
-sunspec = 1
-[limits]
-import_w = 11000
-export_w = 5000
-"""
+SUNSPEC_TOML = "reading_s = 10\ninterval_s = 900\n" + BOARD_TOML + "[[relays]]\npin = 25\n"
 
 
 def sunspec_files() -> dict[str, bytes]:

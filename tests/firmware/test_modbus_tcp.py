@@ -15,7 +15,6 @@ import asyncio
 import importlib.util
 import json
 import threading
-import tomllib
 import types
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ import pytest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from coordinator.provision import boardfile
-from protocol import crypto, frame, messages, topics
+from protocol import crypto, messages
+from tests.firmware import test_sunspec as sunspec
 from tests.firmware.test_link import free_port
 from tests.mpy import FIRMWARE, FIRMWARE_HEAP_NOW, run_micropython
 
@@ -235,50 +234,16 @@ export_w = 5000
 
 
 def board(tmp_path: Path, port: int, toml: str = BOARD_TOML) -> None:
-    """The board's files from its board file (through the coordinator's checks), and an order."""
-    cfg = boardfile.compact(tomllib.loads(toml.replace("PORT", str(port))), "b.toml")
+    """The board's files from its board file (through the coordinator's checks), and an order
+    (tests/firmware/test_sunspec.py's)."""
+    sunspec.board(tmp_path, toml.replace("PORT", str(port)))
+    cfg = json.loads((tmp_path / "board.json").read_text())
     assert cfg["modbus"] == {"host": "127.0.0.1", "port": port, "timeout_ms": 1000}
-    (tmp_path / "board.json").write_text(json.dumps(cfg))
-    settings = {
-        "board": "m01",
-        "grid": "g1",
-        "coordinator_key": COORD.public.hex(),
-        "broker": {"host": "127.0.0.1", "port": 1},
-    }
-    (tmp_path / "settings.json").write_text(json.dumps(settings))
-    o = messages.Order(
-        board="m01",
-        oseq=1,
-        interval=T,
-        valid_from=T - 60,
-        valid_until=T + 900,
-        bat_w=-1650,
-        pv_limit_w=2000,
-        relay_mask=0,
-        relay_state=0,
-    )
-    (tmp_path / "order.bin").write_bytes(frame.seal(o, topics.board_topic("g1", "m01", "order"), COORD))
 
 
-BOARD = r"""
-import asyncio
-import app
-from fakes.clock import SimClock
-from fakes.hardware import FakeHardware
-from protocol import crypto, frame
-cfg = app.load_json("board.json"); settings = app.load_json("settings.json")
-hw = FakeHardware(cfg, lambda now: -3000)
-b = app.Board(cfg, settings, hw, SimClock(1750000000, 1))
-ver = crypto.Verifier(b.key.public)
-def reading(now):
-    b.bat = asyncio.run(hw.battery_state())
-    r = frame.open_frame(b.t_reading, b.reading(now), lambda m: ver)
-    return [r.bat_soc, r.bat_p]
-def order():
-    with open("order.bin", "rb") as f:
-        t, fr = asyncio.run(b.orders.handle(b.t_order, f.read(), 1750000200))
-    a = frame.open_frame(t, fr, lambda m: ver)
-    return [a.status, a.bat_w, a.pv_limit_w]
+BOARD = (
+    sunspec.PRELUDE
+    + r"""
 ss = hw.ss["pv"]
 out = [[type(hw.mb).__name__, hw.slave is None]]
 out.append(reading(1750000010))  # discovery over TCP, then state of charge and power
@@ -287,6 +252,7 @@ out.append(order())  # PV export limit 2000 W of WMax 5000 W; battery discharge 
 out.append(reading(1750000020))
 print("RESULT", out)
 """
+)
 
 
 def test_a_board_finds_sunspec_over_tcp_and_executes_a_signed_order(tmp_path: Path, loop: Loop) -> None:
