@@ -206,7 +206,7 @@ def load(path: str | Path) -> Config:
         flush_ms=flush,
         group=group,
         timezone=timezone,
-        ocpp=_ocpp(data.get("ocpp")),
+        ocpp=_ocpp(data.get("ocpp"), p.parent),
     )
 
 
@@ -269,13 +269,14 @@ def _broker_dir(b: dict[str, Any], base: Path) -> Path | None:
     return d
 
 
-def _ocpp(t: object) -> OcppSettings | None:
-    """``[ocpp]``: the OCPP central system (coordinator/chargers/settings.py)."""
+def _ocpp(t: object, base: Path) -> OcppSettings | None:
+    """``[ocpp]``: the OCPP central system (coordinator/chargers/settings.py); its file paths are
+    relative to the config's directory."""
     from coordinator.chargers import ChargerError
     from coordinator.chargers.settings import parse
 
     try:
-        return parse(t)
+        return parse(t, base)
     except ChargerError as e:
         raise ConfigError(str(e)) from None
 

@@ -1,9 +1,15 @@
 """The OCPP central system: a WebSocket server (``websockets``) and the handlers of OCPP 1.6J and
 2.0.1 (the ``ocpp`` package's ChargePoint classes, one per connected charger).
 
-A charger connects to ``ws://<listen>/<charger id>`` (any path prefix; the last segment is the id)
-offering ``ocpp1.6`` or ``ocpp2.0.1``. An id not bound to a member is answered 404 before the
-WebSocket opens (counted ``ocpp_unknown_charger``, logged). Frames that are not OCPP-J
+A charger connects to ``ws://<listen>/<charger id>`` (``wss://`` with ``[ocpp] tls_cert``; any path
+prefix, the last segment is the id) offering ``ocpp1.6`` or ``ocpp2.0.1``, with HTTP Basic
+authentication (OCPP security profile 1, or 2 over TLS): user = the charger id, password = the one
+set for it (its salted hash is in the ledger). An id not bound to a member is answered 404 before
+the WebSocket opens (counted ``ocpp_unknown_charger``); missing, malformed or wrong credentials
+401 with ``WWW-Authenticate`` (counted ``ocpp_bad_password``); a bound charger without a password
+401 too (counted ``ocpp_no_password``, the log says how to set one). Refusals are logged at a
+bounded rate (:class:`.auth.RefusedLog`), never with the password. Only an authenticated connection
+replaces an older one of the same charger. Frames that are not OCPP-J
 (``ocpp_malformed``), calls that break the schema (answered with a CallError,
 ``ocpp_bad_call``) and values out of range (``ocpp_bad_value``: a negative or backward energy
 register, a power beyond 1 MW, a state of charge beyond 100 %) are counted and logged; the
@@ -34,6 +40,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from coordinator.chargers.auth import BadCredentials, RefusedLog, parse_basic, verify_password
 from coordinator.chargers.profiles import Plan
 from coordinator.chargers.settings import CHARGER_ID, OcppSettings
 from coordinator.ledger import Ledger
@@ -51,6 +58,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def on(action: str) -> Callable[[F], F]:
     """The ocpp package's route decorator, typed."""
     return cast(Callable[[F], F], _on(action))
+
 
 TX_PROFILE_ID = 2
 
@@ -415,18 +423,53 @@ class Central:
         self.links: dict[str, Link] = {}
         self.port = 0  # the port listened on (the config's, or the one the OS chose for port 0)
         self.server: Server | None = None
+        self.refusals = RefusedLog()
+        self._hashing = asyncio.Semaphore(2)  # password checks at once (scrypt: 16 MiB, ~25 ms each)
 
     @staticmethod
     def charger_id(path: str) -> str:
         return path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _refuse(self, connection: ServerConnection, cid: str, code: str, why: str) -> Response:
+        self.counters.add(self.ledger, code)
+        self.refusals.refused(cid, code, why)
+        r = connection.respond(HTTPStatus.UNAUTHORIZED, "charger authentication failed\n")
+        r.headers["WWW-Authenticate"] = 'Basic realm="peergrid"'
+        return r
+
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse before the WebSocket opens: an unbound id (404), a bound charger without a
+        password or without the right credentials (401)."""
         cid = self.charger_id(request.path)
         c = q.charger(self.ledger, cid) if CHARGER_ID.match(cid) else None
         if c is None:
             self.counters.add(self.ledger, "ocpp_unknown_charger")
-            log.warning("charger %r refused: not bound to a member (peergrid charger bind)", cid[:64])
+            why = f"{cid[:64]!r} is not bound to a member (peergrid charger bind)"
+            self.refusals.refused("unknown", "ocpp_unknown_charger", why)
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown charger: bind it to a member first\n")
+        stored = q.password_hash(self.ledger, cid)
+        if stored is None:
+            return self._refuse(
+                connection,
+                cid,
+                "ocpp_no_password",
+                f"it has no password; set one with `peergrid charger password {cid} --config <config>`"
+                " (or password_file in [ocpp.chargers]) and enter it in the wallbox",
+            )
+        try:
+            user, pw = parse_basic(request.headers.get_all("Authorization"))
+        except BadCredentials as e:
+            return self._refuse(connection, cid, "ocpp_bad_password", str(e))
+        if user != cid and f"{user}:{pw}".startswith(f"{cid}:"):  # an id with a colon (1.6 allows it)
+            user, pw = cid, f"{user}:{pw}"[len(cid) + 1 :]
+        if user != cid:
+            return self._refuse(
+                connection, cid, "ocpp_bad_password", f"Basic user {user[:64]!r} is not the charger id"
+            )
+        async with self._hashing:
+            ok = await asyncio.to_thread(verify_password, pw, stored)
+        if not ok:
+            return self._refuse(connection, cid, "ocpp_bad_password", "wrong password")
         return None
 
     async def handler(self, ws: ServerConnection) -> None:
@@ -466,6 +509,7 @@ class Central:
 
     async def start(self) -> Server:
         host, port = self.settings.host_port
+        tls = self.settings.ssl_context()
         self.server = await serve(
             self.handler,
             host,
@@ -473,10 +517,19 @@ class Central:
             subprotocols=["ocpp1.6", "ocpp2.0.1"],  # type: ignore[list-item]
             process_request=self.process_request,
             ping_interval=None,  # the chargers' heartbeats tell liveness (OCPP); many reject pings
+            ssl=tls,
         )
         socks = list(self.server.sockets)
         self.port = socks[0].getsockname()[1] if socks else port
-        log.info("OCPP central system on %s:%d", host, self.port)
+        if tls is None:
+            log.info(
+                "OCPP central system on ws://%s:%d (security profile 1: chargers' passwords travel"
+                " unencrypted; [ocpp] tls_cert and tls_key give wss://)",
+                host,
+                self.port,
+            )
+        else:
+            log.info("OCPP central system on wss://%s:%d (security profile 2)", host, self.port)
         return self.server
 
     async def close(self) -> None:

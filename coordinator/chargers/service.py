@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from coordinator.chargers import ChargerError
+from coordinator.chargers.auth import check_password, hash_password, verify_password
 from coordinator.chargers.central import Central, Link
 from coordinator.chargers.profiles import Plan, plan
 from coordinator.chargers.settings import OcppSettings
@@ -60,7 +61,10 @@ class OcppService:
 
     def bind_configured(self) -> None:
         """The config's ``[ocpp.chargers]`` bindings; one naming an unknown member is reported
-        (counted ``ocpp_bad_binding``) and left out, the others still bound."""
+        (counted ``ocpp_bad_binding``) and left out, the others still bound. A binding with a
+        ``password_file`` sets that password (when the stored one differs); one without keeps the
+        password set by ``peergrid charger password``, and a charger with none is logged: it is
+        refused until it has one."""
         now = int(self.now())
         for cid, member in sorted(self.settings.bindings.items()):
             if not q.member_exists(self.ledger, member):
@@ -70,12 +74,25 @@ class OcppService:
             c = q.charger(self.ledger, cid)
             if c is None or c.member_id != member:
                 q.bind(self.ledger, cid, member, now)
+            pw = self.settings.passwords.get(cid)
+            stored = q.password_hash(self.ledger, cid)
+            if pw is not None and (stored is None or not verify_password(pw, stored)):
+                q.set_password(self.ledger, cid, hash_password(pw), now)
+                log.info("ocpp.chargers.%s: password set from its password_file", cid)
+            elif pw is None and stored is None:
+                log.warning(
+                    "ocpp.chargers.%s has no password: the charger is refused until one is set"
+                    " (password_file in [ocpp.chargers], or peergrid charger password %s)",
+                    cid,
+                    cid,
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         self.bind_configured()
         try:
             await self.central.start()
-        except OSError as e:  # a port already taken: reported, the coordinator goes on without it
+        except (OSError, ChargerError) as e:  # a port already taken, a TLS file gone bad since the
+            # config was loaded: reported, the coordinator goes on without it
             log.error("OCPP central system not started on %s: %s", self.settings.listen, e)
             return
         try:
@@ -97,6 +114,7 @@ class OcppService:
         t0 = time.perf_counter()
         await self.send_profiles(start, now)
         self.last_tick_s = time.perf_counter() - t0
+        self.central.refusals.roll()  # the summary of refused connections held back, once a window
         self.check_silence(now)
         self.cross_check(start)
 
@@ -234,12 +252,21 @@ class OcppService:
                     )
 
 
-def bind(ledger: Ledger, charger_id: str, member_id: str, now: int) -> None:
-    """Bind a charger to a member (``peergrid charger bind``): the member must exist."""
+def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password: str | None = None) -> None:
+    """Bind a charger to a member (``peergrid charger bind``): the member must exist. With
+    ``password``, it becomes the charger's password (a charger without one is refused)."""
     from coordinator.chargers.settings import CHARGER_ID
 
     if not CHARGER_ID.match(charger_id):
         raise ChargerError(f"charger id {charger_id!r} must be 1-48 of [A-Za-z0-9_.:-]")
     if not q.member_exists(ledger, member_id):
         raise ChargerError(f"no member {member_id!r}")
-    q.bind(ledger, charger_id, member_id, now)
+    digest = None if password is None else hash_password(check_password(password))
+    q.bind(ledger, charger_id, member_id, now, digest)
+
+
+def set_password(ledger: Ledger, charger_id: str, password: str, now: int) -> None:
+    """A bound charger's new password (``peergrid charger password``): the old one is refused from
+    then on (a connection open now stays until it closes)."""
+    if not q.set_password(ledger, charger_id, hash_password(check_password(password)), now):
+        raise ChargerError(f"charger {charger_id!r} is not bound (peergrid charger bind)")

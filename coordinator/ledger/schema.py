@@ -488,4 +488,11 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER invoice_documents_immutable_d BEFORE DELETE ON invoice_documents
         BEGIN SELECT RAISE(ABORT, 'an issued invoice is immutable'); END;
     """,
+    # 16: OCPP chargers' passwords (HTTP Basic authentication, OCPP security profiles 1 and 2): the
+    # salted hash (coordinator/chargers/auth.py, never the password) and when it was set; a charger
+    # bound before has none and is refused until one is set
+    """
+    ALTER TABLE chargers ADD COLUMN password_hash TEXT;
+    ALTER TABLE chargers ADD COLUMN password_set INTEGER;
+    """,
 ]

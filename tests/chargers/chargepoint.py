@@ -1,10 +1,13 @@
 """A wallbox for the tests: the ``ocpp`` package's own ChargePoint client (OCPP 1.6J or 2.0.1) over
-a real WebSocket, answering SetChargingProfile (accepting, or refusing when told to) and keeping
-the profiles it got; ``car`` charges at the profile's current limit."""
+a real WebSocket with HTTP Basic authentication (OCPP security profile 1, or 2 over TLS), answering
+SetChargingProfile (accepting, or refusing when told to) and keeping the profiles it got; ``car``
+charges at the profile's current limit."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +57,46 @@ class Client201(Cp201):  # type: ignore[misc]
         return res201.SetChargingProfile(self.box.record(charging_profile))
 
 
-async def open16(port: int, cid: str) -> tuple[Client16, ClientConnection, asyncio.Task[None]]:
-    ws = await connect(f"ws://127.0.0.1:{port}/ocpp/{cid}", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+PASSWORD = "wallbox-password-0123456789"  # what the tests bind their chargers with
+
+
+def basic(user: str, password: str) -> str:
+    """An ``Authorization`` header value for HTTP Basic authentication."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def dial(
+    port: int,
+    path: str,
+    subprotocol: str,
+    cid: str,
+    password: str | None,
+    authorization: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> ClientConnection:
+    """A WebSocket to the central system: Basic credentials ``cid``:``password`` (none with
+    ``password`` None), or the ``authorization`` header as given; over TLS with ``tls``."""
+    if authorization is None and password is not None:
+        authorization = basic(cid, password)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    scheme = "ws" if tls is None else "wss"
+    host = "127.0.0.1" if tls is None else "localhost"
+    return await connect(
+        f"{scheme}://{host}:{port}{path}",
+        subprotocols=[subprotocol],  # type: ignore[list-item]
+        additional_headers=headers,
+        ssl=tls,
+    )
+
+
+async def open16(
+    port: int,
+    cid: str,
+    password: str | None = PASSWORD,
+    authorization: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[Client16, ClientConnection, asyncio.Task[None]]:
+    ws = await dial(port, f"/ocpp/{cid}", "ocpp1.6", cid, password, authorization, tls)
     cp = Client16(cid, ws)
     cp.box = Wallbox()
     task = asyncio.create_task(cp.start())
@@ -63,8 +104,10 @@ async def open16(port: int, cid: str) -> tuple[Client16, ClientConnection, async
     return cp, ws, task
 
 
-async def open201(port: int, cid: str) -> tuple[Client201, ClientConnection, asyncio.Task[None]]:
-    ws = await connect(f"ws://127.0.0.1:{port}/{cid}", subprotocols=["ocpp2.0.1"])  # type: ignore[list-item]
+async def open201(
+    port: int, cid: str, password: str | None = PASSWORD
+) -> tuple[Client201, ClientConnection, asyncio.Task[None]]:
+    ws = await dial(port, f"/{cid}", "ocpp2.0.1", cid, password)
     cp = Client201(cid, ws)
     cp.box = Wallbox()
     task = asyncio.create_task(cp.start())

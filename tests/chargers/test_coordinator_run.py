@@ -1,7 +1,9 @@
-"""``peergrid coordinator run`` with ``[ocpp]``: the composition root starts the central system; a
-charger bound in the config (the ``ocpp`` package's ChargePoint client) connects and gets its
-member's EV current from the board order of the running interval as a charging profile; an unknown
-charger is refused; SIGTERM ends it all."""
+"""``peergrid coordinator run`` with ``[ocpp]``: the composition root starts the central system over
+TLS (security profile 2, the certificate and key paths relative to the config); a charger bound in
+the config with a ``password_file`` (the ``ocpp`` package's ChargePoint client, with its password)
+connects and gets its member's EV current from the board order of the running interval as a
+charging profile; an unknown charger is refused, and so is one bound in the config's plain form
+(no password: logged with how to set one); SIGTERM ends it all."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -22,7 +25,8 @@ from coordinator.ledger.queries import chargers as q
 from coordinator.members import MemberPrefs
 from protocol import crypto, frame, messages, topics
 from tests.broker import Mosquitto
-from tests.chargers.chargepoint import open16
+from tests.chargers.chargepoint import PASSWORD, open16
+from tests.chargers.test_auth import make_tls
 from tests.chargers.test_ocpp import EV
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -61,11 +65,15 @@ def test_coordinator_run_serves_ocpp_and_sends_the_orders_ev_current(
                 "b-alice", o.oseq, iv, frame.seal(o, topics.board_topic("g1", "b-alice", "order"), key)
             )
     port = free_port()
+    ca, _, _ = make_tls(tmp_path)
+    (tmp_path / "cp1.password").write_text(PASSWORD + "\n")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[coordinator]\ngrid = "g1"\nledger = "{db}"\nkey = "{keyf}"\n[broker]\nport = {mosquitto.port}\n'
-        f'[ocpp]\nlisten = "127.0.0.1:{port}"\n[ocpp.chargers]\nCP1 = "alice"\n'
+        f'[ocpp]\nlisten = "127.0.0.1:{port}"\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n'
+        '[ocpp.chargers]\nCP1 = { member = "alice", password_file = "cp1.password" }\nCP2 = "alice"\n'
     )
+    tls = ssl.create_default_context(cafile=str(ca))
     proc = subprocess.Popen(
         [sys.executable, "-m", "coordinator.cli", "coordinator", "run", "--config", str(cfg)],
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
@@ -77,14 +85,18 @@ def test_coordinator_run_serves_ocpp_and_sends_the_orders_ev_current(
     async def charger() -> float:
         for _ in range(100):  # until the central system listens
             try:
-                cp, ws, task = await open16(port, "CP1")
+                cp, ws, task = await open16(port, "CP1", PASSWORD, tls=tls)
                 break
             except (OSError, InvalidStatus):
                 await asyncio.sleep(0.1)
         else:
             raise AssertionError("the central system did not come up")
-        with pytest.raises(InvalidStatus):
-            await open16(port, "CP-unknown")
+        with pytest.raises(InvalidStatus) as e:
+            await open16(port, "CP-unknown", tls=tls)
+        assert e.value.response.status_code == 404
+        with pytest.raises(InvalidStatus) as e:
+            await open16(port, "CP2", "a-password-it-does-not-have", tls=tls)
+        assert e.value.response.status_code == 401
         await asyncio.wait_for(cp.box.got.wait(), 30)
         with Ledger.open(db) as led:  # until the coordinator has the charger's answer
             for _ in range(300):
@@ -104,6 +116,9 @@ def test_coordinator_run_serves_ocpp_and_sends_the_orders_ev_current(
     assert proc.returncode == 0, err
     with Ledger.open(db) as led:
         assert led.rejections()["ocpp_unknown_charger"] == 1
+        assert led.rejections()["ocpp_no_password"] == 1
+        assert "ocpp.chargers.CP2 has no password" in err and "peergrid charger password CP2" in err
+        assert PASSWORD not in err and "on wss://127.0.0.1" in err
         c = q.charger(led, "CP1")
         assert c is not None and c.member_id == "alice" and c.protocol == "ocpp1.6"
         assert q.profiles(led, "CP1")[0][1:] == (7_500, "TxDefaultProfile", "Accepted")

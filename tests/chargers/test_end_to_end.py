@@ -12,8 +12,9 @@ peers:
   inverter whose output follows its model-123 WMaxLimPct, as the board's fake meter sees it.
 
 Members, boards, devices and the charger's binding are set with the ``peergrid`` CLI as an operator
-would. Both members are on one feeder: the EV buys the PV member's forecast export in the ex-ante
-market, more than the EV house's connection carries. The congestion comes from the pilot grid's
+would; the wallbox authenticates with the password ``charger bind`` printed (HTTP Basic, OCPP
+security profile 1). Both members are on one feeder: the EV buys the PV member's forecast export in
+the ex-ante market, more than the EV house's connection carries. The congestion comes from the pilot grid's
 connection limits: the EV house may import 3.5 kW, the PV house export 4 kW. Checked: the PV export
 limit reached the inverter (model 123 WMaxLimPct and WMaxLim_Ena written, the board's signed Ack
 reports it applied, the board's signed readings show the export held), the EV limit reached the
@@ -25,9 +26,11 @@ departure, from the profiles' limits and from the EV board's signed readings. In
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -325,7 +328,10 @@ def test_congestion_limits_the_ev_by_ocpp_profile_and_curtails_a_sunspec_inverte
     assert "in force from" in cli(
         "members", "set", "--id", "sol", "--pv", '{"kwp": 5}', "--by", "e2e", cfg=cfg
     )
-    cli("charger", "bind", "--id", "CP1", "--member", "eve", cfg=cfg)
+    bound = cli("charger", "bind", "CP1", "eve", cfg=cfg)
+    m = re.search(r"^  password +(\S+)$", bound, re.M)
+    assert m is not None and f"ws://127.0.0.1:{ocpp_port}/" in bound, bound
+    wallbox_auth = "Basic " + base64.b64encode(f"CP1:{m.group(1)}".encode()).decode()
     # eve's car: plugged in half an interval into the first interval both boards meter whole, to
     # leave 4.5 intervals later (the coordinator runs on the wall clock: the times are the clock's)
     first = int(time.time() + 15) // LEN * LEN + LEN
@@ -358,7 +364,11 @@ def test_congestion_limits_the_ev_by_ocpp_profile_and_curtails_a_sunspec_inverte
         """The wallbox and the EV house's board, stepped each second."""
         for _ in range(200):  # until the central system listens
             try:
-                ws = await connect(f"ws://127.0.0.1:{ocpp_port}/ocpp/CP1", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+                ws = await connect(
+                    f"ws://127.0.0.1:{ocpp_port}/ocpp/CP1",
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    additional_headers={"Authorization": wallbox_auth},
+                )
                 break
             except (OSError, InvalidStatus):
                 assert proc.poll() is None, logs.read_text()

@@ -20,7 +20,7 @@ from coordinator.ledger import Ledger
 from coordinator.ledger.queries import chargers as q
 from coordinator.members import MemberPrefs
 from protocol import crypto, frame, messages, topics
-from tests.chargers.chargepoint import energy16, open16, open201
+from tests.chargers.chargepoint import PASSWORD, energy16, open16, open201
 
 KEY = crypto.SigningKey(bytes(range(32)))
 GRID = "g1"
@@ -93,7 +93,7 @@ def test_settings_name_the_bad_key() -> None:
 
 def test_unknown_charger_is_refused_counted_and_the_service_goes_on(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CP1", "alice", T0)
+    bind(led, "CP1", "alice", T0, PASSWORD)
     with pytest.raises(ChargerError, match="no member"):
         bind(led, "CP2", "mallory", T0)
 
@@ -119,7 +119,7 @@ def test_unknown_charger_is_refused_counted_and_the_service_goes_on(tmp_path: Pa
 
 def test_session_meter_values_and_the_order_as_a_tx_profile_with_the_departure_need(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CP1", "alice", T0)
+    bind(led, "CP1", "alice", T0, PASSWORD)
     clock = Clock(T0 + 5)
 
     async def main() -> list[dict[str, object]]:
@@ -169,7 +169,7 @@ def test_session_meter_values_and_the_order_as_a_tx_profile_with_the_departure_n
 
 def test_malformed_frames_and_bad_values_are_counted_and_not_stored(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CP1", "alice", T0)
+    bind(led, "CP1", "alice", T0, PASSWORD)
 
     async def main() -> None:
         svc = service(led, Clock(T0 + 5))
@@ -195,7 +195,7 @@ def test_malformed_frames_and_bad_values_are_counted_and_not_stored(tmp_path: Pa
 
 def test_a_refused_profile_and_a_silent_charger_leave_the_ev_out_of_dispatch(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CP1", "alice", T0)
+    bind(led, "CP1", "alice", T0, PASSWORD)
     clock = Clock(T0 + 5)
     order(led, "b-alice", T0, ev_ma=16_000)
 
@@ -238,7 +238,7 @@ def test_a_refused_profile_and_a_silent_charger_leave_the_ev_out_of_dispatch(tmp
 
 def test_ocpp_201_station_gets_the_profile_for_its_transaction(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CS1", "alice", T0)
+    bind(led, "CS1", "alice", T0, PASSWORD)
     order(led, "b-alice", T0, ev_ma=8_000)
 
     async def main() -> dict[str, object]:

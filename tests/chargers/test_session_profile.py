@@ -12,13 +12,13 @@ from ocpp.v16 import call as call16
 
 from coordinator.chargers.service import bind
 from coordinator.ledger.queries import chargers as q
-from tests.chargers.chargepoint import open16
+from tests.chargers.chargepoint import PASSWORD, open16
 from tests.chargers.test_ocpp import T0, Clock, community, order, service, started
 
 
 def test_a_session_started_mid_interval_gets_its_profile_at_once(tmp_path: Path) -> None:
     led = community(tmp_path)
-    bind(led, "CP1", "alice", T0)
+    bind(led, "CP1", "alice", T0, PASSWORD)
     order(led, "b-alice", T0, ev_ma=10_000)
     clock = Clock(T0 + 5)
 

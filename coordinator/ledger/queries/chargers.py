@@ -32,19 +32,44 @@ class Charger:
     protocol: str | None
     vendor: str | None
     model: str | None
+    password_set: int | None = None  # when its password was set (None: no password, refused)
 
 
-_COLS = "id, member_id, bound_at, state, reason, last_seen, protocol, vendor, model"
+_COLS = "id, member_id, bound_at, state, reason, last_seen, protocol, vendor, model, password_set"
 
 
-def bind(ledger: Ledger, charger_id: str, member_id: str, now: int) -> None:
-    """Bind a charger to a member (a charger bound again moves to the new member)."""
+def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password_hash: str | None = None) -> None:
+    """Bind a charger to a member (a charger bound again moves to the new member), with its
+    password's hash if given (else it keeps the one it had, if any)."""
     with ledger.transaction() as tx:
         tx.execute(
             "INSERT INTO chargers (id, member_id, bound_at) VALUES (?,?,?)"
             " ON CONFLICT(id) DO UPDATE SET member_id=excluded.member_id, bound_at=excluded.bound_at",
             (charger_id, member_id, now),
         )
+        if password_hash is not None:
+            tx.execute(
+                "UPDATE chargers SET password_hash=?, password_set=? WHERE id=?",
+                (password_hash, now, charger_id),
+            )
+
+
+def set_password(ledger: Ledger, charger_id: str, password_hash: str, now: int) -> bool:
+    """Store a bound charger's password hash (replacing the one before); False if not bound."""
+    with ledger.transaction() as tx:
+        return (
+            tx.execute(
+                "UPDATE chargers SET password_hash=?, password_set=? WHERE id=?",
+                (password_hash, now, charger_id),
+            ).rowcount
+            > 0
+        )
+
+
+def password_hash(ledger: Ledger, charger_id: str) -> str | None:
+    """The charger's password hash; None if it has none (or is not bound)."""
+    row = ledger._conn.execute("SELECT password_hash FROM chargers WHERE id=?", (charger_id,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def unbind(ledger: Ledger, charger_id: str) -> bool:
