@@ -151,6 +151,7 @@ class Link:
         self.charger_id = charger_id
         self.member_id = member_id
         self.tx: int | None = None  # our transaction id of the running session
+        self.creds: tuple[str, int | None] = (member_id, None)  # member, password set when it connected
         self.connector = 1
 
     @property
@@ -485,6 +486,7 @@ class Central:
         else:  # ocpp1.6, or a charger that named no subprotocol: 1.6J is what most installed ones speak
             link = Link16(self, cid, c.member_id)
             link.cp = Charger16(link, ws, self.settings.response_s)
+        link.creds = (c.member_id, c.password_set)
         old = self.links.get(cid)
         if old is not None:
             log.warning("charger %s connected again: the older connection is closed", cid)

@@ -38,6 +38,7 @@ from protocol import crypto, frame, messages, topics
 
 log = logging.getLogger("peergrid.ocpp")
 GRACE_S = 30  # how long into an interval a charger waits for its member's order
+BINDINGS_S = 10  # how often the connected chargers' bindings and passwords are checked
 CHECK_BACK = 8  # settled intervals looked back at for the cross-check
 
 
@@ -54,6 +55,7 @@ class OcppService:
     sent_tx: dict[str, int | None] = field(default_factory=dict)  # charger -> its session then
     plans: dict[str, Plan] = field(default_factory=dict)  # charger -> the newest profile sent
     last_tick_s: float = 0.0  # wall time of the last tick's profiles (the bench reads it)
+    next_bindings: int = 0  # when the connected chargers' bindings are checked next
 
     def __post_init__(self) -> None:
         self.central = Central(self.ledger, self.settings, self.now)
@@ -117,6 +119,28 @@ class OcppService:
         self.central.refusals.roll()  # the summary of refused connections held back, once a window
         self.check_silence(now)
         self.cross_check(start)
+        if now >= self.next_bindings:
+            self.next_bindings = now + BINDINGS_S
+            await self.check_bindings()
+
+    async def check_bindings(self) -> None:
+        """A connected charger whose binding changed since it connected (``peergrid charger
+        password``, ``bind`` to another member, ``unbind``: run by an operator in another process)
+        is disconnected: it comes back with the password in force now, for the member bound now,
+        or not at all."""
+        if not self.central.links:
+            return
+        bound = {c.charger_id: (c.member_id, c.password_set) for c in q.chargers(self.ledger)}
+        for cid, link in list(self.central.links.items()):
+            now = bound.get(cid)
+            if now == link.creds:
+                continue
+            if now is None:
+                why = "unbound"
+            else:
+                why = "password changed" if now[0] == link.creds[0] else "bound to another member"
+            log.warning("charger %s %s since it connected: disconnected", cid, why)
+            await link.cp._connection.close(1008, why)  # type: ignore[attr-defined]
 
     # -- profiles -----------------------------------------------------------------------------
 
@@ -267,6 +291,6 @@ def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password: st
 
 def set_password(ledger: Ledger, charger_id: str, password: str, now: int) -> None:
     """A bound charger's new password (``peergrid charger password``): the old one is refused from
-    then on (a connection open now stays until it closes)."""
+    then on (a connection open now is closed at the service's next binding check)."""
     if not q.set_password(ledger, charger_id, hash_password(check_password(password)), now):
         raise ChargerError(f"charger {charger_id!r} is not bound (peergrid charger bind)")

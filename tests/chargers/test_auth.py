@@ -288,6 +288,46 @@ def test_rotation_refuses_the_old_password_and_accepts_the_new(tmp_path: Path) -
         set_password(led, "CP1", "short", T0)
 
 
+def test_a_connected_charger_is_dropped_when_its_password_changes_or_it_is_unbound(tmp_path: Path) -> None:
+    """``peergrid charger password`` / ``unbind`` run in another process: the service's binding
+    check closes the connection opened with the old credentials, and only the new ones get in."""
+    led = community(tmp_path)
+    for cid in ("CP1", "CP2", "CP3"):
+        bind(led, cid, "alice", T0, PASSWORD)
+    new = "the-new-password-9876543210"
+
+    async def main() -> None:
+        svc = service(led, Clock(T0 + 5))
+        await started(svc)
+        port = svc.central.port
+        try:
+            opened = {cid: await open16(port, cid) for cid in ("CP1", "CP2", "CP3")}
+            for cp, _, _ in opened.values():
+                await cp.call(call16.Heartbeat())
+            await svc.check_bindings()  # nothing changed: all stay
+            assert sorted(svc.central.links) == ["CP1", "CP2", "CP3"]
+            set_password(led, "CP1", new, T0 + 10)
+            assert q.unbind(led, "CP2")
+            await svc.check_bindings()
+            for cid, why in (("CP1", "password changed"), ("CP2", "unbound")):
+                ws = opened[cid][1]
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                assert (ws.close_code, ws.close_reason) == (1008, why)
+            assert opened["CP3"][1].close_code is None and "CP3" in svc.central.links
+            assert await refused(port, "CP1", password=PASSWORD) == 401
+            cp, ws, task = await open16(port, "CP1", new)
+            await cp.call(call16.Heartbeat())
+            await ws.close()
+            task.cancel()
+            for _, w, t in opened.values():
+                await w.close()
+                t.cancel()
+        finally:
+            await svc.central.close()
+
+    asyncio.run(main())
+
+
 def test_a_charger_without_a_password_is_refused_with_how_to_set_one(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
