@@ -19,7 +19,7 @@ from coordinator.chargers.settings import OcppSettings
 from coordinator.ledger import Ledger
 from coordinator.members import MemberPrefs
 from protocol import crypto, frame, messages, topics
-from tests.chargers.chargepoint import energy16, open16
+from tests.chargers.chargepoint import PASSWORD, energy16, open16
 
 GRID = "bench"
 LENGTH = 900
@@ -60,7 +60,12 @@ def _ledger(path: Path, n: int, start: int) -> Ledger:
 
 async def _measure(led: Ledger, n: int, start: int) -> tuple[float, float, float]:
     clock = [start + 40]
-    settings = OcppSettings("127.0.0.1:0", bindings={f"CP{i:03d}": f"m{i:03d}" for i in range(n)})
+    ids = [f"CP{i:03d}" for i in range(n)]
+    settings = OcppSettings(
+        "127.0.0.1:0",
+        bindings={cid: f"m{i:03d}" for i, cid in enumerate(ids)},
+        passwords=dict.fromkeys(ids, PASSWORD),  # each charger connects with its password
+    )
     svc = OcppService(led, settings, GRID, LENGTH, KEY.public, now=lambda: clock[0])
     svc.bind_configured()
     await svc.central.start()
