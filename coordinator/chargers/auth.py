@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordinator.chargers import ChargerError
+from coordinator.logwindow import LogWindow
 
 log = logging.getLogger("peergrid.ocpp")
 
@@ -123,50 +124,34 @@ MAX_KEYS = 256  # (charger, reason) pairs tracked per window; beyond: counted un
 
 @dataclass
 class RefusedLog:
-    """Refused connections, logged as a rate-limited summary per charger and reason: the first of
-    each (charger, reason) in a window in full, the rest counted and summed up in one line when the
-    window ends (at the next refusal or :meth:`roll`). Unbound ids all count as ``unknown``."""
+    """Refused connections, logged as a rate-limited summary per charger and reason
+    (coordinator/logwindow.py): the first of each (charger, reason) in a window in full, the rest
+    counted and summed up in one line when the window ends (at the next refusal or :meth:`roll`).
+    Unbound ids all count as ``unknown``."""
 
     window_s: float = WINDOW_S
     clock: Callable[[], float] = time.monotonic
-    logged: int = 0  # log lines written
-    _start: float | None = None
-    _window: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    window: LogWindow = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.window = LogWindow(
+            # through self.clock: a test may set the clock after construction
+            log,
+            "charger {source} refused ({reason})",
+            self.window_s,
+            MAX_KEYS,
+            lambda: self.clock(),
+        )
+
+    @property
+    def logged(self) -> int:
+        """Log lines written."""
+        return self.window.logged
 
     def refused(self, charger: str, reason: str, text: str) -> None:
-        now = self.clock()
-        if self._start is None:
-            self._start = now
-        elif now - self._start >= self.window_s:
-            self.roll(now)
-        key = (charger, reason)
-        if key not in self._window and len(self._window) >= MAX_KEYS:
-            key = ("*", reason)
-        seen = self._window.get(key)
-        if seen is None:
-            self._window[key] = [0]
-            self.logged += 1
+        if self.window.first(charger, reason):
             log.warning("charger %s refused (%s): %s", charger, reason, text[:200])
-        else:
-            seen[0] += 1
 
     def roll(self, now: float | None = None) -> int:
         """End the window if it is over: one line per (charger, reason) held back; the lines."""
-        now = self.clock() if now is None else now
-        if self._start is None or now - self._start < self.window_s:
-            return 0
-        lines = 0
-        for (charger, reason), (n,) in sorted(self._window.items()):
-            if n:
-                lines += 1
-                log.warning(
-                    "charger %s refused (%s) %d more times in the last %.0f s",
-                    charger,
-                    reason,
-                    n,
-                    now - self._start,
-                )
-        self.logged += lines
-        self._window.clear()
-        self._start = now
-        return lines
+        return self.window.roll(now)
