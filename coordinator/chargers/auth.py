@@ -43,6 +43,15 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def given_or_new(pw: str | None, where: str = "password") -> tuple[str, bool]:
+    """(the password, whether it was generated): ``pw`` checked (:func:`check_password`), or with
+    ``pw`` None a new one (:func:`new_password`). What ``peergrid charger bind`` / ``password`` and
+    the operator API's ``PUT /api/chargers/{id}`` / ``POST .../password`` set."""
+    if pw is None:
+        return new_password(), True
+    return check_password(pw, where), False
+
+
 def check_password(pw: str, where: str = "password") -> str:
     """``pw`` if it is 16..40 printable ASCII characters without spaces, else a ChargerError."""
     if not PASSWORD_MIN <= len(pw) <= PASSWORD_MAX:

@@ -276,13 +276,20 @@ class OcppService:
                     )
 
 
-def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password: str | None = None) -> None:
-    """Bind a charger to a member (``peergrid charger bind``): the member must exist. With
-    ``password``, it becomes the charger's password (a charger without one is refused)."""
+def check_id(charger_id: str) -> str:
+    """``charger_id`` if it is an OCPP charge point identity we accept, else a ChargerError."""
     from coordinator.chargers.settings import CHARGER_ID
 
     if not CHARGER_ID.match(charger_id):
         raise ChargerError(f"charger id {charger_id!r} must be 1-48 of [A-Za-z0-9_.:-]")
+    return charger_id
+
+
+def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password: str | None = None) -> None:
+    """Bind a charger to a member (``peergrid charger bind``, ``PUT /api/chargers/{id}``): the
+    member must exist. With ``password``, it becomes the charger's password (a charger without one
+    is refused)."""
+    check_id(charger_id)
     if not q.member_exists(ledger, member_id):
         raise ChargerError(f"no member {member_id!r}")
     digest = None if password is None else hash_password(check_password(password))
@@ -290,7 +297,21 @@ def bind(ledger: Ledger, charger_id: str, member_id: str, now: int, password: st
 
 
 def set_password(ledger: Ledger, charger_id: str, password: str, now: int) -> None:
-    """A bound charger's new password (``peergrid charger password``): the old one is refused from
-    then on (a connection open now is closed at the service's next binding check)."""
+    """A bound charger's new password (``peergrid charger password``, ``POST
+    /api/chargers/{id}/password``): the old one is refused from then on (a connection open now is
+    closed at the service's next binding check)."""
     if not q.set_password(ledger, charger_id, hash_password(check_password(password)), now):
-        raise ChargerError(f"charger {charger_id!r} is not bound (peergrid charger bind)")
+        raise NotBound(f"charger {charger_id!r} is not bound (peergrid charger bind)")
+
+
+def unbind(ledger: Ledger, charger_id: str) -> str:
+    """Forget a charger's binding (``peergrid charger unbind``, ``DELETE /api/chargers/{id}``): it
+    is refused from then on; the member it was bound to."""
+    c = q.charger(ledger, charger_id)
+    if c is None or not q.unbind(ledger, charger_id):
+        raise NotBound(f"charger {charger_id!r} is not bound")
+    return c.member_id
+
+
+class NotBound(ChargerError):
+    """The charger is not bound to a member."""

@@ -20,11 +20,10 @@ def _when(t: int | None) -> str:
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """(the password, whether it was generated): from ``--password-file`` (checked), or new."""
-    from coordinator.chargers.auth import new_password, read_password_file
+    from coordinator.chargers.auth import given_or_new, read_password_file
 
-    if args.password_file is not None:
-        return read_password_file(Path(args.password_file)), False
-    return new_password(), True
+    f = args.password_file
+    return given_or_new(None if f is None else read_password_file(Path(f)))
 
 
 def _wallbox(ocpp: OcppSettings | None, cid: str, pw: str, generated: bool) -> None:
@@ -57,7 +56,7 @@ def _ident(args: argparse.Namespace, name: str) -> str:
 
 def _charger(args: argparse.Namespace) -> int:
     from coordinator import config
-    from coordinator.chargers.service import bind, set_password
+    from coordinator.chargers.service import bind, set_password, unbind
     from coordinator.ledger import Ledger
     from coordinator.ledger.queries import chargers as q
 
@@ -77,8 +76,7 @@ def _charger(args: argparse.Namespace) -> int:
             _wallbox(cfg.ocpp, cid, pw, generated)
         elif args.charger_cmd == "unbind":
             cid = _ident(args, "id")
-            if not q.unbind(ledger, cid):
-                raise CoordinatorError(f"charger {cid!r} is not bound")
+            unbind(ledger, cid)
             print(f"charger {cid} unbound")
         else:
             for c in q.chargers(ledger):

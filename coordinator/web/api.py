@@ -19,7 +19,7 @@ from coordinator.ledger import Ledger
 from coordinator.ledger.queries import web as ledger_web
 from coordinator.transaction import billing, export
 from coordinator.transaction.audit import AuditError, bundle, dispute
-from coordinator.web import openapi, operator, p2s, queries
+from coordinator.web import chargers, openapi, operator, p2s, queries
 from coordinator.web.auth import Principal, identify
 
 log = logging.getLogger("peergrid.web")
@@ -368,4 +368,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/members/{member}/disputes", flag_dispute),
         *operator.routes(),
         *p2s.routes(),
+        *chargers.routes(),
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from coordinator import __version__
-from coordinator.web import openapi_p2s
+from coordinator.web import openapi_chargers, openapi_p2s
 
 _MEMBER = {"name": "member", "in": "path", "required": True, "schema": {"type": "string"}}
 _HOURS = {"name": "hours", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 6}}
@@ -206,6 +206,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(openapi_p2s.paths())
+    paths.update(openapi_chargers.paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -50,12 +50,18 @@ def _board_limits() -> requests.Limits:
     return board_limits()
 
 
-async def _body(request: web.Request, site: Site, reason: str) -> tuple[Any, web.Response | None]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return None, site.refuse(request, 413, reason, f"the body is larger than {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return None, site.refuse(request, 413, reason, f"the body is larger than {MAX_BODY} bytes")
+async def json_body(
+    request: web.Request, site: Site, reason: str, limit: int = MAX_BODY, optional: bool = False
+) -> tuple[Any, web.Response | None]:
+    """(the request's JSON body, None) or (None, the refusal: too large, not JSON); with
+    ``optional`` an empty body is (None, None). Also read by :mod:`coordinator.web.chargers`."""
+    if request.content_length is not None and request.content_length > limit:
+        return None, site.refuse(request, 413, reason, f"the body is larger than {limit} bytes")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        return None, site.refuse(request, 413, reason, f"the body is larger than {limit} bytes")
+    if optional and not raw.strip():
+        return None, None
     try:
         return json.loads(raw), None
     except (ValueError, UnicodeDecodeError) as e:
@@ -85,7 +91,7 @@ async def member_devices(request: web.Request) -> web.Response:
 async def set_devices(request: web.Request) -> web.Response:
     site, who = _site(request), _who()
     m = request.match_info["member"]
-    body, refused = await _body(request, site, "bad_devices")
+    body, refused = await json_body(request, site, "bad_devices")
     if refused is not None:
         return refused
     by = "api:operator" if who.operator else f"api:member:{who.member}"
@@ -121,7 +127,7 @@ async def post_request(request: web.Request) -> web.Response:
         return site.refuse(
             request, 403, "operator_only", "only an operator's token posts flexibility requests"
         )
-    body, refused = await _body(request, site, "bad_flex_request")
+    body, refused = await json_body(request, site, "bad_flex_request")
     if refused is not None:
         return refused
     try:
@@ -148,7 +154,7 @@ async def post_limit(request: web.Request) -> web.Response:
     site, who = _site(request), _who()
     if not who.operator:
         return site.refuse(request, 403, "operator_only", "only an operator's token sets capacity limits")
-    body, refused = await _body(request, site, "bad_limit")
+    body, refused = await json_body(request, site, "bad_limit")
     if refused is not None:
         return refused
     try:

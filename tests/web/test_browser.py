@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,33 @@ def chromium() -> str:
     raise RuntimeError("chromium is not installed (apt-get install chromium)")
 
 
+def charger(led: Ledger, t: int) -> None:
+    """CP-1: alice's wallbox, online with a session running, its newest profile refused (with a
+    reason that is markup: shown as text), two of its three cross-checks disagreeing."""
+    from coordinator.chargers.service import bind
+    from coordinator.ledger.queries import chargers as q
+
+    bind(led, "CP-1", "alice", t, "wallbox-password-0123456789")
+    q.set_state(led, "CP-1", q.REFUSED, "<b>TxProfile</b> Rejected", t + 100)
+    q.start_session(led, "CP-1", 1, "tag", t + 10, 10_000)
+    q.add_meter(led, "CP-1", t + 10, 10_000, 0, None, 1)
+    q.add_meter(led, "CP-1", t + 90, 12_345, 7_400, None, 1)
+    q.add_profile(led, "CP-1", t, 16_000, "TxProfile", "Rejected", t + 20)
+    for k, ok in enumerate((True, False, False)):
+        q.add_check(led, t - 2700 + 900 * k, "CP-1", 2_000_000, 1_000_000, ok)
+
+
+def _when(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Community]]:
     c = build(tmp_path_factory.mktemp("browser"))
     with Ledger.open(c.ledger) as led:
         tokens = {m: auth.issue(led, m, now=c.start) for m in ("alice", "bob")}
         tokens["operator"] = auth.issue(led, None, now=c.start)
+        charger(led, c.start)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -116,6 +138,7 @@ def test_member_dashboard_shows_charts_and_only_its_own_data(served: Any, browse
     assert "b-alice" in page.inner_text("#boards") and "online" in page.inner_text("#boards")
     assert "Total" in page.inner_text("#bill") and "Rejected" not in body
     assert page.is_hidden("#pick")  # no member picker for a member
+    assert page.is_hidden("#chargers-card")  # nor the chargers (operators only; not even requested)
     assert page.errors == []  # no script error, no failed request
     # the page's own token cannot read another member, whatever the page asks for
     status = page.evaluate(
@@ -161,6 +184,67 @@ def test_operator_sees_everyone(served: Any, browser: Any) -> None:
     page.wait_for_function("() => document.getElementById('bill-period').textContent.startsWith('carol')")
     assert page.errors == []
     page.close()
+
+
+def test_operator_sees_the_chargers_and_one_bound_through_the_api(served: Any, browser: Any) -> None:
+    url, tokens, c = served
+    page = _open(browser, url, tokens["operator"])
+    assert page.is_visible("#chargers-card")
+    rows = page.eval_on_selector_all(
+        "#chargers tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert rows == [
+        [
+            "charger",
+            "member",
+            "state",
+            "last seen",
+            "password set",
+            "session kWh",
+            "newest limit A",
+            "disagreements",
+        ],
+        [
+            "CP-1",
+            "alice",
+            "refused (<b>TxProfile</b> Rejected)",
+            _when(c.start + 100),
+            _when(c.start),
+            "2.345",
+            "16.0 Rejected",
+            "2 of 3",
+        ],
+    ]
+    assert page.eval_on_selector_all("#chargers b", "bs => bs.length") == 0  # text, not markup
+    # bound from the page's own token: the password comes back once, the next load shows the row
+    answer = page.evaluate(
+        """async () => {
+            const t = localStorage.getItem('peergrid-token');
+            const r = await fetch('/api/chargers/WB-7', {method: 'PUT',
+                headers: {Authorization: 'Bearer ' + t, 'Content-Type': 'application/json'},
+                body: JSON.stringify({member: 'bob'})});
+            return [r.status, await r.json()];
+        }"""
+    )
+    assert answer[0] == 201 and answer[1]["member"] == "bob" and len(answer[1]["password"]) == 32
+    page.reload()
+    page.wait_for_selector("body[data-loaded]", timeout=15_000)
+    row = page.eval_on_selector_all(
+        "#chargers tr", "trs => trs.slice(2).map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert row == [["WB-7", "bob", "unseen", "never", _when(answer[1]["password_set"]), "-", "-", "0 of 0"]]
+    # the member picker limits the chargers too
+    page.select_option("#member", "alice")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#chargers tr')].slice(1).map(r => r.cells[0].textContent)"
+        ".join() === 'CP-1'"
+    )
+    assert page.errors == []
+    page.close()
+    with Ledger.open(c.ledger) as led:
+        from coordinator.ledger.queries import chargers as q
+
+        assert [x.charger_id for x in q.chargers(led)] == ["CP-1", "WB-7"]
 
 
 def test_a_bad_token_gets_the_sign_in_form(served: Any, browser: Any) -> None:

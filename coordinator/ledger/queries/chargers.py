@@ -234,6 +234,16 @@ def profiles(ledger: Ledger, charger_id: str) -> list[tuple[int, int, str, str]]
     return [(int(a), int(b), str(c), str(d)) for a, b, c, d in ledger._conn.execute(q, (charger_id,))]
 
 
+def last_profile(ledger: Ledger, charger_id: str) -> tuple[int, int, str, str, int] | None:
+    """The newest profile sent: (interval, limit mA, kind, status, sent), or None."""
+    row = ledger._conn.execute(
+        "SELECT interval, limit_ma, kind, status, sent FROM charger_profiles WHERE charger_id=?"
+        " ORDER BY sent DESC, interval DESC LIMIT 1",
+        (charger_id,),
+    ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), str(row[2]), str(row[3]), int(row[4]))
+
+
 def board_order(ledger: Ledger, board_id: str, interval: int) -> bytes | None:
     """The newest signed order sent to a board for ``interval``."""
     row = ledger._conn.execute(
@@ -276,6 +286,17 @@ def checks(ledger: Ledger, charger_id: str) -> list[tuple[int, int, int, bool]]:
     """(interval, charger mWh, board mWh, agreed) of each cross-check, oldest first."""
     q = "SELECT interval, charger_mwh, board_mwh, ok FROM charger_checks WHERE charger_id=? ORDER BY interval"
     return [(int(a), int(b), int(c), bool(d)) for a, b, c, d in ledger._conn.execute(q, (charger_id,))]
+
+
+def recent_checks(ledger: Ledger, charger_id: str, n: int) -> list[tuple[int, int, int, bool]]:
+    """The newest ``n`` cross-checks (the last settled intervals checked), oldest first: as
+    :func:`checks`."""
+    q = (
+        "SELECT interval, charger_mwh, board_mwh, ok FROM charger_checks WHERE charger_id=?"
+        " ORDER BY interval DESC LIMIT ?"
+    )
+    rows = ledger._conn.execute(q, (charger_id, n)).fetchall()
+    return [(int(a), int(b), int(c), bool(d)) for a, b, c, d in reversed(rows)]
 
 
 def checked(ledger: Ledger, charger_id: str, interval: int) -> bool:

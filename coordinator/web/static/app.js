@@ -211,9 +211,27 @@
     });
   }
 
+  function when(t) { return t ? new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ") : "never"; }
+
+  function drawChargers() {
+    if (me.role !== "operator") return Promise.resolve();  // operators only, as the API
+    return api("/api/chargers" + q({ member: scope() })).then(function (cs) {
+      table("chargers", ["charger", "member", "state", "last seen", "password set", "session kWh",
+        "newest limit A", "disagreements"], cs.map(function (c) {
+        var s = document.createElement("span");
+        s.className = c.state === "online" ? "online" : "offline";
+        s.textContent = c.state + (c.reason ? " (" + c.reason + ")" : "");
+        return [c.id, c.member, s, when(c.last_seen), c.has_password ? when(c.password_set) : "no (refused)",
+          c.session ? (c.session.energy_wh / 1000).toFixed(3) : "-",
+          c.profile ? (c.profile.limit_ma / 1000).toFixed(1) + " " + c.profile.status : "-",
+          c.disagreements + " of " + c.checks.length];
+      }), [0, 0, 0, 0, 0, 1, 1, 1]);
+    });
+  }
+
   function refresh() {
     return Promise.all([drawPower(), drawMicrogrid(), drawMarket(), drawTrades(), drawGrid(), drawBoards(),
-      drawBill(), drawDisputes(), drawDevices()]).then(function () {
+      drawBill(), drawDisputes(), drawDevices(), drawChargers()]).then(function () {
       document.body.setAttribute("data-loaded", String(Date.now()));
     }).catch(function (e) { console.error(e); });
   }
@@ -224,6 +242,7 @@
     if (timer) clearInterval(timer);
     $("main").hidden = true;
     $("logout").hidden = true;
+    $("chargers-card").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = msg || "";
   }
@@ -244,6 +263,7 @@
           sel.appendChild(o);
         });
         $("pick").hidden = false;
+        $("chargers-card").hidden = false;
       }
       $("login").hidden = true;
       $("main").hidden = false;
