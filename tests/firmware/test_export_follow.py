@@ -59,13 +59,27 @@ out.append(follow(-500) + [s.reads - r])  # not binding: nothing read, nothing w
 asyncio.run(act.apply(None, None, 1000, 0))
 s.regs[W] = 1500
 P[0] = -200  # the house uses 1300
-async def run():
+steps = [0]
+follow_ = act.follow
+async def counted(p):
+    steps[0] += 1
+    await follow_(p)
+act.follow = counted
+async def run(ms):
+    b.stop = False
     t = asyncio.create_task(b.metering())
-    await asyncio.sleep_ms(200)  # ten seconds of board time: ten polls
+    await asyncio.sleep_ms(ms)
     b.stop = True
     await t
-asyncio.run(run())
-out.append([s.regs[PCT], act.pv_out, b.meter.p_w])
+asyncio.run(run(200))  # ten seconds of board time: ten polls
+out.append([s.regs[PCT], act.pv_out, b.meter.p_w, steps[0]])
+dev = b.meter.dev
+if hasattr(dev, "telegrams"):  # a P1 port that goes quiet: no new power, no step
+    n = steps[0]
+    hw._fake().emit = lambda *a: None
+    hw.physics = lambda now: None
+    asyncio.run(run(100))
+    out.append(steps[0] - n)
 print("RESULT", out)
 """
 
@@ -95,11 +109,13 @@ def follow_run(tmp_path: Path, toml: str) -> list[list[int]]:
 def test_the_output_limit_follows_the_house_load(tmp_path: Path) -> None:
     """A board metering with a DSMR P1 port (import and export told apart)."""
     got = follow_run(tmp_path, P1)
-    assert got[9] == [4600, 2300, -200]  # the metering task: 1000 W + the house's 1300 W
+    assert got[9][:3] == [4600, 2300, -200]  # the metering task: 1000 W + the house's 1300 W
+    assert got[9][3] >= 5  # a step a telegram (one a second)
+    assert got[10] <= 1  # a P1 port gone quiet: no step on its old power (one for a telegram in flight)
 
 
 def test_a_one_way_meter_leaves_the_output_limit_at_the_export_limit(tmp_path: Path) -> None:
     """A PZEM-004T cannot tell an export from an import: the metering task does not follow the
     load with it (an export read as an import would raise the inverter's output past the limit)."""
     got = follow_run(tmp_path, PV_ONLY)
-    assert got[9][:2] == [2000, 1000] and got[9][2] >= 0  # the export limit alone
+    assert got[9][:2] == [2000, 1000] and got[9][2] >= 0 and got[9][3] == 0  # the export limit alone
