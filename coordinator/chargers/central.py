@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -151,7 +152,7 @@ class Link:
         self.charger_id = charger_id
         self.member_id = member_id
         self.tx: int | None = None  # our transaction id of the running session
-        self.creds: tuple[str, int | None] = (member_id, None)  # member, password set when it connected
+        self.creds: tuple[str, str | None] = (member_id, None)  # member, password hash it connected with
         self.connector = 1
 
     @property
@@ -425,6 +426,10 @@ class Central:
         self.port = 0  # the port listened on (the config's, or the one the OS chose for port 0)
         self.server: Server | None = None
         self.refusals = RefusedLog()
+        # connection -> (member, password hash) it authenticated with, until its handler takes it
+        self._creds: weakref.WeakKeyDictionary[ServerConnection, tuple[str, str | None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._hashing = asyncio.Semaphore(2)  # password checks at once (scrypt: 16 MiB, ~25 ms each)
 
     @staticmethod
@@ -471,6 +476,7 @@ class Central:
             ok = await asyncio.to_thread(verify_password, pw, stored)
         if not ok:
             return self._refuse(connection, cid, "ocpp_bad_password", "wrong password")
+        self._creds[connection] = (c.member_id, stored)  # what this connection authenticated with
         return None
 
     async def handler(self, ws: ServerConnection) -> None:
@@ -486,7 +492,7 @@ class Central:
         else:  # ocpp1.6, or a charger that named no subprotocol: 1.6J is what most installed ones speak
             link = Link16(self, cid, c.member_id)
             link.cp = Charger16(link, ws, self.settings.response_s)
-        link.creds = (c.member_id, c.password_set)
+        link.creds = self._creds.pop(ws, (c.member_id, None))
         old = self.links.get(cid)
         if old is not None:
             log.warning("charger %s connected again: the older connection is closed", cid)

@@ -130,7 +130,7 @@ class OcppService:
         or not at all."""
         if not self.central.links:
             return
-        bound = {c.charger_id: (c.member_id, c.password_set) for c in q.chargers(self.ledger)}
+        bound = q.credentials(self.ledger)
         for cid, link in list(self.central.links.items()):
             now = bound.get(cid)
             if now == link.creds:

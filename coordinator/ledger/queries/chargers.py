@@ -72,6 +72,13 @@ def password_hash(ledger: Ledger, charger_id: str) -> str | None:
     return None if row is None or row[0] is None else str(row[0])
 
 
+def credentials(ledger: Ledger) -> dict[str, tuple[str, str | None]]:
+    """Every bound charger's member and password hash: what the running central system compares
+    its connections with."""
+    rows = ledger._conn.execute("SELECT id, member_id, password_hash FROM chargers")
+    return {str(r[0]): (str(r[1]), None if r[2] is None else str(r[2])) for r in rows}
+
+
 def unbind(ledger: Ledger, charger_id: str) -> bool:
     """Forget a charger's binding (its reports stay); False if it was not bound."""
     with ledger.transaction() as tx:
