@@ -16,9 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.chargers import ChargerError
@@ -132,35 +130,17 @@ MAX_KEYS = 256  # (charger, reason) pairs tracked per window; beyond: counted un
 
 
 @dataclass
-class RefusedLog:
+class RefusedLog(LogWindow):
     """Refused connections, logged as a rate-limited summary per charger and reason
     (coordinator/logwindow.py): the first of each (charger, reason) in a window in full, the rest
-    counted and summed up in one line when the window ends (at the next refusal or :meth:`roll`).
+    counted and summed up in one line when the window ends (at the next refusal or ``roll``).
     Unbound ids all count as ``unknown``."""
 
+    log: logging.Logger = log
+    summary: str = "charger {source} refused ({reason})"
     window_s: float = WINDOW_S
-    clock: Callable[[], float] = time.monotonic
-    window: LogWindow = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.window = LogWindow(
-            # through self.clock: a test may set the clock after construction
-            log,
-            "charger {source} refused ({reason})",
-            self.window_s,
-            MAX_KEYS,
-            lambda: self.clock(),
-        )
-
-    @property
-    def logged(self) -> int:
-        """Log lines written."""
-        return self.window.logged
+    max_keys: int = MAX_KEYS
 
     def refused(self, charger: str, reason: str, text: str) -> None:
-        if self.window.first(charger, reason):
+        if self.first(charger, reason):
             log.warning("charger %s refused (%s): %s", charger, reason, text[:200])
-
-    def roll(self, now: float | None = None) -> int:
-        """End the window if it is over: one line per (charger, reason) held back; the lines."""
-        return self.window.roll(now)

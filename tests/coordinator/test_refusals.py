@@ -53,7 +53,7 @@ def test_keys_are_bounded_whatever_the_senders() -> None:
     log = RefusalLog(clock=lambda: 0.0)
     for i in range(3 * MAX_KEYS):
         log.refused(f"b{i}", "bad_signature", "t", "x")  # the caller's board ids, unbounded here
-    assert log.window.tracked <= MAX_KEYS + 1
+    assert log.tracked <= MAX_KEYS + 1
     assert log.logged == MAX_KEYS + 1  # one full line per tracked key, one for the rest ("*")
 
 
