@@ -137,21 +137,36 @@ def _fields(
     return body, None
 
 
-async def put_charger(request: web.Request) -> web.Response:
+def _target(request: web.Request, what: str) -> tuple[Site, str] | web.Response:
+    """The site and the charger id of an operator's write (``what`` it does, for the refusal);
+    the refusal when the caller is not the operator or the id is bad."""
     site = _site(request)
-    refused = _operator_only(request, site, "binds chargers")
+    refused = _operator_only(request, site, what)
     if refused is not None:
         return refused
     cid, refused = _id(request, site)
+    return (site, cid) if refused is None else refused
+
+
+async def _body(
+    request: web.Request, site: Site, allowed: tuple[str, ...], example: str, optional: bool
+) -> tuple[dict[str, Any], web.Response | None]:
+    """The request's JSON body checked by :func:`_fields` (none at all only when ``optional``)."""
+    body, refused = await json_body(request, site, REASON, MAX_BODY, optional=optional)
     if refused is not None:
-        return refused
-    body, refused = await json_body(request, site, REASON, MAX_BODY)
-    if refused is not None:
-        return refused
+        return {}, refused
+    if body is None and not optional:
+        return {}, site.refuse(request, 400, REASON, f"expected a JSON object {example}")
+    return _fields(request, site, body, allowed, example)
+
+
+async def put_charger(request: web.Request) -> web.Response:
+    t = _target(request, "binds chargers")
+    if isinstance(t, web.Response):
+        return t
+    site, cid = t
     example = '{"member": "<member id>"} (optionally "password")'
-    if body is None:
-        return site.refuse(request, 400, REASON, f"expected a JSON object {example}")
-    fields, refused = _fields(request, site, body, ("member", "password"), example)
+    fields, refused = await _body(request, site, ("member", "password"), example, optional=False)
     if refused is not None:
         return refused
     member = fields.get("member")
@@ -181,17 +196,12 @@ async def put_charger(request: web.Request) -> web.Response:
 
 
 async def post_password(request: web.Request) -> web.Response:
-    site = _site(request)
-    refused = _operator_only(request, site, "sets chargers' passwords")
-    if refused is not None:
-        return refused
-    cid, refused = _id(request, site)
-    if refused is not None:
-        return refused
-    body, refused = await json_body(request, site, REASON, MAX_BODY, optional=True)
-    if refused is not None:
-        return refused
-    fields, refused = _fields(request, site, body, ("password",), '{"password": "..."} or no body')
+    t = _target(request, "sets chargers' passwords")
+    if isinstance(t, web.Response):
+        return t
+    site, cid = t
+    example = '{"password": "..."} or no body'
+    fields, refused = await _body(request, site, ("password",), example, optional=True)
     if refused is not None:
         return refused
     c = q.charger(site.ledger, cid)
@@ -218,13 +228,10 @@ async def post_password(request: web.Request) -> web.Response:
 
 
 async def delete_charger(request: web.Request) -> web.Response:
-    site = _site(request)
-    refused = _operator_only(request, site, "unbinds chargers")
-    if refused is not None:
-        return refused
-    cid, refused = _id(request, site)
-    if refused is not None:
-        return refused
+    t = _target(request, "unbinds chargers")
+    if isinstance(t, web.Response):
+        return t
+    site, cid = t
     try:
         member = unbind(site.ledger, cid)
     except ChargerError as e:
