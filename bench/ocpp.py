@@ -20,24 +20,11 @@ from coordinator.chargers.service import BINDINGS_S, OcppService
 from coordinator.chargers.settings import OcppSettings
 from coordinator.ledger import Ledger
 from coordinator.members import MemberPrefs
-from protocol import crypto, frame, messages, topics
 from tests.chargers.chargepoint import PASSWORD, energy16, open16
+from tests.chargers.test_ocpp import EV, GRID, KEY, order
 
 TICKS = 20  # idle passes timed (their mean is taken)
-
-GRID = "bench"
 LENGTH = 900
-KEY = crypto.SigningKey(bytes(range(32)))
-EV = {
-    "storage": {
-        "kind": "ev",
-        "capacity_mwh": 60_000_000,
-        "max_charge_w": 11_000,
-        "phases": 3,
-        "target_soc": 800,
-        "departure": "07:00",
-    }
-}
 
 
 def _ledger(path: Path, n: int, start: int) -> Ledger:
@@ -47,18 +34,7 @@ def _ledger(path: Path, n: int, start: int) -> Ledger:
         m, b = f"m{i:03d}", f"b{i:03d}"
         led.add_member(m, m, "ev", now=start - 86_400, prefs=prefs)
         led.add_board(b, "virtual", bytes(32), now=start - 86_400, member_id=m, status="active")
-        oseq = led.next_oseq(b)
-        o = messages.Order(
-            board=b,
-            oseq=oseq,
-            interval=start,
-            valid_from=start,
-            valid_until=start + LENGTH,
-            ev_ma=10_000 + i,
-            relay_mask=0,
-            relay_state=0,
-        )
-        led.add_board_order(b, oseq, start, frame.seal(o, topics.board_topic(GRID, b, "order"), KEY))
+        order(led, b, start, 10_000 + i)
     return led
 
 
