@@ -61,10 +61,6 @@ class Board:
         self.spool = Spool("spool", cfg.get("spool", 1000))
         fe = cfg["frontend"]
         self.meter = Meter(build(fe, hw), self.regs)
-        # a front end that tells import from export: only with it can the PV output limit follow
-        # the house's load (actuators.py follow); a PZEM-004T or an S0 output counts one way
-        self.two_way = fe["chip"] in ("atm90e32", "dsmr_p1")
-        self.seen_t = None  # the P1 telegram the PV output limit last followed the load with
         self.act = hw.actuators(cfg)
         coord = crypto.Verifier(bytes.fromhex(settings["coordinator_key"]))
         self.orders = OrderHandler(self.id, self.grid, coord, Limits(cfg), self.act, self.regs,
@@ -190,14 +186,12 @@ class Board:
                 if not 0 <= t - now <= 60:  # physics() set the clock (the simulator does):
                     self.due = [d + t - now for d in self.due]  # the deadlines move with it
                 await self.meter.read(now)
-                if self.act.pv_e is not None and self.two_way:  # a SunSpec output limit: the load
-                    # from a power the meter measured since the last step (a P1 port's telegram
-                    # comes every 1 s or, on a DSMR 4 meter, 10 s): never an old one with a new
-                    # inverter power
-                    t = getattr(self.meter.dev, "telegrams", None)
-                    if t is None or t != self.seen_t:
-                        self.seen_t = t
-                        await self.act.follow(None if self.meter.fault else self.meter.p_w)
+                m = self.meter
+                # a SunSpec output limit follows the house's load, from a grid power told import
+                # from export and measured since the last step (never an old one with a new
+                # inverter power)
+                if self.act.pv_e is not None and m.two_way and m.fresh():
+                    await self.act.follow(None if m.fault else m.p_w)
                 self.regs.maybe_save(now)
                 if not self.safe:
                     ack = await self.orders.tick(now)

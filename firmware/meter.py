@@ -27,6 +27,10 @@ class Meter:
         self.fault = False
         self.errors = 0
         self.waits = hasattr(dev, "request")  # a front end that answers requests (PZEM)
+        # a front end that tells import from export (ATM90E32, DSMR P1); a PZEM-004T or an S0
+        # output counts one way
+        self.two_way = getattr(dev, "two_way", False)
+        self._seen = None  # the P1 telegram ``fresh()`` last saw
 
     def poll(self, now=None):
         """Read the front end into the registers (at board time ``now``, for the registers'
@@ -62,6 +66,17 @@ class Meter:
             return True
         self.fault = True
         return False
+
+    def fresh(self):
+        """True when ``p_w`` was measured since the last call: a P1 port measures once a telegram
+        (every 1 s, or 10 s on a DSMR 4 meter) while it is read every poll; the other front ends
+        measure at every read."""
+        t = getattr(self.dev, "telegrams", None)
+        if t is None:
+            return True
+        new = t != self._seen
+        self._seen = t
+        return new
 
     def _take(self, imp, exp, p, u, now):
         self.regs.counters(imp, exp, now)

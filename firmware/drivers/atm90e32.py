@@ -224,6 +224,8 @@ class Atm90e32:
     positive = import), ``frequency_mhz``; ``energy_mwh(channel)`` for FWD_*/REV_*.
     """
 
+    two_way = True  # its power is signed: an export told from an import
+
     def __init__(self, spi, cs, meter_constant=DEFAULT_METER_CONSTANT, clock=None):
         if meter_constant <= 0:
             raise ValueError("meter_constant must be positive")

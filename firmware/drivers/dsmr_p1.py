@@ -203,6 +203,8 @@ class P1Reader:
     ``equipment_id_len``, counters ``telegrams`` and ``errors``.
     """
 
+    two_way = True  # its power is signed: an export told from an import
+
     def __init__(self, uart, bufsize=DEFAULT_BUFSIZE, stale_ms=DEFAULT_STALE_S * 1000, clock=None):
         if bufsize < 64:
             raise ValueError("P1 buffer too small")
