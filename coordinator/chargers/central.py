@@ -159,6 +159,10 @@ class Link:
     def ledger(self) -> Ledger:
         return self.central.ledger
 
+    async def close(self, code: int, reason: str) -> None:
+        """Close the charger's WebSocket (its handler then forgets the link)."""
+        await self.cp._connection.close(code, reason)  # type: ignore[attr-defined]
+
     def now(self) -> int:
         return int(self.central.now())
 
@@ -496,7 +500,7 @@ class Central:
         old = self.links.get(cid)
         if old is not None:
             log.warning("charger %s connected again: the older connection is closed", cid)
-            await old.cp._connection.close(1000, "replaced")  # type: ignore[attr-defined]
+            await old.close(1000, "replaced")
         self.links[cid] = link
         open_tx = q.open_session(self.ledger, cid)
         if (

@@ -140,7 +140,7 @@ class OcppService:
             else:
                 why = "password changed" if now[0] == link.creds[0] else "bound to another member"
             log.warning("charger %s %s since it connected: disconnected", cid, why)
-            await link.cp._connection.close(1008, why)  # type: ignore[attr-defined]
+            await link.close(1008, why)
 
     # -- profiles -----------------------------------------------------------------------------
 
