@@ -361,7 +361,11 @@ def test_members_devices_and_flexibility_in_a_running_coordinator(
     assert at_departure >= 1_800_000 - 1_000, bob.history
     # delivery verified from the signed readings and paid; the OpenADR one reported back
     f1, f2 = reqs["dso-f1"], reqs[f"oadr-{ev_id}-0"]
-    assert f1["delivered_mwh"] > 0 and f2["delivered_mwh"] > 0 and f1["paid"] > 0 and f2["paid"] > 0
+    assert f1["delivered_mwh"] > 0 and f2["delivered_mwh"] > 0 and f1["paid"] > 0 and f2["paid"] > 0, (
+        f1,
+        f2,
+        [(o.interval, o.bat_w, o.relay_mask, o.relay_state) for o in alice.orders + carol.orders],
+    )
     (rep,) = reports.values()
     assert rep["eventID"] == ev_id and invalid == []
     cfg = tmp_path / "coordinator.toml"
